@@ -1,0 +1,122 @@
+//! `Organisation`: a tenant of the platform, owning one namespace of Users and API-key Secrets.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::Duration;
+
+/// An organisation (tenant). Its Users and API-key Secrets live in one namespace, which the
+/// controller creates if missing and labels `usher.dev/organisation=<name>`. A namespace belongs
+/// to at most one organisation.
+// Each `printcolumn(...)` repeats `type_ = "string"`, which clippy mistakes for a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "usher.dev",
+    version = "v1alpha1",
+    kind = "Organisation",
+    plural = "organisations",
+    shortname = "org",
+    category = "usher",
+    status = "OrganisationStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "An organisation (tenant) whose Users live in one namespace.",
+    printcolumn(
+        name = "Display Name",
+        type_ = "string",
+        json_path = ".spec.displayName"
+    ),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace"),
+    printcolumn(name = "Members", type_ = "integer", json_path = ".status.members"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganisationSpec {
+    /// The name people see: in invitation emails, the organisation switcher and page headers.
+    #[schemars(length(min = 1, max = 256))]
+    pub display_name: String,
+
+    /// What this organisation is, for administrators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+
+    /// The namespace holding this organisation's Users and API-key Secrets. Defaults to the
+    /// organisation's `metadata.name`. Must not be a system namespace or one another organisation
+    /// holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+
+    /// Multi-factor authentication policy for members of this organisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaPolicy>,
+}
+
+/// Multi-factor authentication policy of an organisation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MfaPolicy {
+    /// When true, members must enroll TOTP; after the grace period an un-enrolled member is sent
+    /// to enrolment before anything else. Defaults to false.
+    #[serde(default)]
+    pub required: bool,
+
+    /// How long after a member's activation they may still sign in without TOTP when `required`
+    /// is true, such as `72h` or `7d`. Unset means no grace: enrolment is asked at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<Duration>,
+}
+
+/// What the controller observed about an Organisation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganisationStatus {
+    /// The namespace this organisation holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// How many Users (memberships) the organisation has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<u32>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Standard conditions; `Ready` is true when the namespace is held and labelled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl Organisation {
+    /// The namespace this organisation's Users live in: `spec.namespace`, else the name.
+    pub fn namespace_name(&self) -> String {
+        self.spec
+            .namespace
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// True when members must use TOTP.
+    pub fn requires_mfa(&self) -> bool {
+        self.spec.mfa.as_ref().is_some_and(|m| m.required)
+    }
+}

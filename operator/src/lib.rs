@@ -1,0 +1,4 @@
+//! Usher's operator crate: the `usher` binary's commands. Each concern lives in a file named for
+//! it; `main.rs` only parses flags and wires.
+
+pub mod cli;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Usher's tests use (needs root or sudo). Safe to run again.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+packages=(
+  make openssl ca-certificates   # build, certificates for local TLS
+  etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "all present: ${packages[*]}"
+fi

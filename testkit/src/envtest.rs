@@ -1,0 +1,468 @@
+//! etcd + kube-apiserver on free loopback ports, envtest style (see `shared/TESTING.md`).
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api, Client, Config,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use tokio::sync::OnceCell;
+
+/// The command that puts etcd, kube-apiserver, kube-controller-manager and kubectl into the
+/// default assets folder on a Debian machine.
+pub const PROVISION_COMMAND: &str = "scripts/provision-envtest.sh";
+
+const ENVTEST_VERSION: &str = "1.20.2";
+const ADMIN_USER: &str = "admin";
+
+/// The folder holding `etcd` and `kube-apiserver`: `$KUBEBUILDER_ASSETS`, else the cache that
+/// [`PROVISION_COMMAND`] fills (`~/.cache/usher/envtest/1.20.2`).
+pub fn assets_dir() -> Result<PathBuf> {
+    let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .ok_or_else(|| anyhow!("neither KUBEBUILDER_ASSETS nor HOME is set"))?;
+            cache.join("usher/envtest").join(ENVTEST_VERSION)
+        }
+    };
+    for bin in ["etcd", "kube-apiserver"] {
+        if !dir.join(bin).is_file() {
+            bail!(
+                "envtest binary {} is missing. Provision it with `{PROVISION_COMMAND}` (about 6 \
+                 minutes the first time), or point KUBEBUILDER_ASSETS at a folder holding etcd and \
+                 kube-apiserver (for example from setup-envtest)",
+                dir.join(bin).display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// A running etcd + kube-apiserver. Processes and files go when it is dropped, and a watchdog
+/// removes them when the test process ends without dropping it (a `static`, a panic, a kill).
+pub struct Envtest {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    server: String,
+    kubectl: PathBuf,
+    children: Vec<Child>,
+    watchdog: Option<Child>,
+}
+
+static SHARED: OnceCell<Envtest> = OnceCell::const_new();
+
+impl Envtest {
+    /// The API server shared by every test of this test binary, started on first use with
+    /// `crds` installed. Tests isolate themselves by name ([`unique_name`]), not by server.
+    pub async fn shared(
+        crds: impl FnOnce() -> Vec<CustomResourceDefinition>,
+    ) -> Result<&'static Envtest> {
+        SHARED
+            .get_or_try_init(|| async {
+                let env = Envtest::start().await?;
+                env.install_crds(crds()).await?;
+                Ok(env)
+            })
+            .await
+    }
+
+    /// Starts a new etcd + kube-apiserver pair on free loopback ports.
+    pub async fn start() -> Result<Envtest> {
+        let assets = assets_dir()?;
+        let mut last_err = None;
+        // A free port can be taken between probing and binding; try again on other ports.
+        for _ in 0..3 {
+            match Self::start_once(&assets).await {
+                Ok(env) => return Ok(env),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("envtest did not start")))
+    }
+
+    async fn start_once(assets: &Path) -> Result<Envtest> {
+        // etcd is much faster on tmpfs; fall back to the normal temp dir.
+        let base = Path::new("/dev/shm");
+        let dir = if base.is_dir() {
+            tempfile::Builder::new()
+                .prefix("usher-envtest-")
+                .tempdir_in(base)
+        } else {
+            tempfile::Builder::new().prefix("usher-envtest-").tempdir()
+        }?
+        .keep();
+        let mut env = Envtest {
+            kubeconfig: dir.join("kubeconfig"),
+            server: String::new(),
+            kubectl: if assets.join("kubectl").is_file() {
+                assets.join("kubectl")
+            } else {
+                PathBuf::from("kubectl")
+            },
+            dir,
+            children: Vec::new(),
+            watchdog: None,
+        };
+        let [etcd_port, peer_port, api_port] = free_ports()?;
+        let dir = env.dir.clone();
+
+        let sa_key = rcgen::KeyPair::generate()?;
+        fs::write(dir.join("sa.key"), sa_key.serialize_pem())?;
+        // kube-apiserver 1.20 reads only public keys from --service-account-key-file.
+        fs::write(dir.join("sa.pub"), sa_key.public_key_pem())?;
+        let token = random_token();
+        fs::write(
+            dir.join("tokens.csv"),
+            format!("{token},{ADMIN_USER},{ADMIN_USER},system:masters\n"),
+        )?;
+
+        let etcd = spawn_logged(
+            Command::new(assets.join("etcd")).args([
+                "--data-dir",
+                &dir.join("etcd").to_string_lossy(),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{peer_port}"),
+                "--logger",
+                "zap",
+                "--log-level",
+                "warn",
+            ]),
+            &dir.join("etcd.log"),
+        )?;
+        env.children.push(etcd);
+
+        let apiserver = spawn_logged(
+            Command::new(assets.join("kube-apiserver")).args([
+                "--etcd-servers",
+                &format!("http://127.0.0.1:{etcd_port}"),
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                &api_port.to_string(),
+                "--cert-dir",
+                &dir.join("certs").to_string_lossy(),
+                "--token-auth-file",
+                &dir.join("tokens.csv").to_string_lossy(),
+                "--authorization-mode",
+                "RBAC",
+                "--service-account-key-file",
+                &dir.join("sa.pub").to_string_lossy(),
+                "--service-account-signing-key-file",
+                &dir.join("sa.key").to_string_lossy(),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+                // No kubelet or controller-manager: pods are never run, and the ServiceAccount
+                // admission plugin would wait for token controllers that do not exist.
+                "--disable-admission-plugins",
+                "ServiceAccount",
+                "--allow-privileged=true",
+            ]),
+            &dir.join("kube-apiserver.log"),
+        )?;
+        env.children.push(apiserver);
+        env.watchdog = Some(spawn_watchdog(&env)?);
+
+        env.server = format!("https://127.0.0.1:{api_port}");
+        fs::write(&env.kubeconfig, kubeconfig_yaml(&env.server, &token))?;
+
+        env.wait_ready(Duration::from_secs(60)).await?;
+        Ok(env)
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("not contacted yet");
+        while Instant::now() < deadline {
+            for child in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "an envtest process exited early ({status}); logs:\n{}",
+                        self.log_tails()
+                    );
+                }
+            }
+            match self.ready_once().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = format!("{e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!(
+            "kube-apiserver at {} not ready after {timeout:?}: {last}\n{}",
+            self.server,
+            self.log_tails()
+        )
+    }
+
+    async fn ready_once(&self) -> Result<()> {
+        let client = self.client().await?;
+        let req = http::Request::get("/readyz").body(Vec::new())?;
+        let body = client.request_text(req).await?;
+        if body.trim() != "ok" {
+            bail!("/readyz says {body}");
+        }
+        // The bootstrap controller creates `default` shortly after /readyz.
+        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+        ns.get("default").await?;
+        Ok(())
+    }
+
+    fn log_tails(&self) -> String {
+        ["etcd.log", "kube-apiserver.log"]
+            .iter()
+            .map(|f| {
+                let text = fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {f}\n{}", tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A new client for the current Tokio runtime (a client must not outlive its runtime, and each
+    /// `#[tokio::test]` has its own), authenticated as a `system:masters` member.
+    pub async fn client(&self) -> Result<Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    /// The kubeconfig file (admin token, `insecure-skip-tls-verify`) for kubectl and binaries.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The API server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// A `kubectl` command pointed at this server (the assets' kubectl when present).
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// Runs kubectl with `args`; returns stdout, or an error with stderr when it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self
+            .kubectl()
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", self.kubectl.display()))?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Server-side applies `crds` and waits until each is `Established`. On API servers older than
+    /// 1.25 (no CEL) `x-kubernetes-validations` are removed first.
+    pub async fn install_crds(&self, crds: Vec<CustomResourceDefinition>) -> Result<()> {
+        let client = self.client().await?;
+        let version = client.apiserver_version().await?;
+        let minor: u32 = version
+            .minor
+            .trim_end_matches('+')
+            .parse()
+            .unwrap_or(u32::MAX);
+        let api: Api<CustomResourceDefinition> = Api::all(client);
+        let pp = PatchParams::apply("usher-testkit").force();
+        for crd in crds {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let mut value = serde_json::to_value(&crd)?;
+            if version.major == "1" && minor < 25 {
+                strip_cel_validations(&mut value);
+            }
+            api.patch(&name, &pp, &Patch::Apply(&value))
+                .await
+                .with_context(|| format!("applying CRD {name}"))?;
+            let cond = kube::runtime::conditions::is_crd_established();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                kube::runtime::wait::await_condition(api.clone(), &name, cond),
+            )
+            .await
+            .with_context(|| format!("CRD {name} not Established within 30s"))??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Envtest {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes every `x-kubernetes-validations` (CEL rules) from a CRD, for servers older than 1.25.
+pub fn strip_cel_validations(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("x-kubernetes-validations");
+            map.values_mut().for_each(strip_cel_validations);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_cel_validations),
+        _ => {}
+    }
+}
+
+/// A name unique within this test run, for objects of tests that share one API server:
+/// `prefix-<pid>-<counter>`, a valid DNS label.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    // Hold all listeners until every port is known so the N ports differ.
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
+    let out = fs::File::create(log)?;
+    let err = out.try_clone()?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))
+}
+
+/// A shell that outlives this process: when this process is gone (even killed), it stops the
+/// envtest processes and removes their folder.
+fn spawn_watchdog(env: &Envtest) -> Result<Child> {
+    let pids: Vec<String> = env.children.iter().map(|c| c.id().to_string()).collect();
+    let script = r#"parent=$1; dir=$2; shift 2
+while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+kill "$@" 2>/dev/null; sleep 2; kill -9 "$@" 2>/dev/null; rm -rf "$dir""#;
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("usher-envtest-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(&env.dir)
+        .args(&pids)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the envtest watchdog (sh)")
+}
+
+fn random_token() -> String {
+    // Guards a loopback server that lives for one test run; not a production credential.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+fn kubeconfig_yaml(server: &str, token: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Config
+clusters:
+- name: envtest
+  cluster:
+    server: {server}
+    insecure-skip-tls-verify: true
+users:
+- name: {ADMIN_USER}
+  user:
+    token: {token}
+contexts:
+- name: envtest
+  context:
+    cluster: envtest
+    user: {ADMIN_USER}
+    namespace: default
+current-context: envtest
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_cel_rules_at_every_depth() {
+        let mut v = serde_json::json!({
+            "x-kubernetes-validations": [{"rule": "self.a > 0"}],
+            "properties": {"a": {"type": "integer", "x-kubernetes-validations": []}},
+            "items": [{"x-kubernetes-validations": [], "pattern": "^a$"}]
+        });
+        strip_cel_validations(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "properties": {"a": {"type": "integer"}},
+                "items": [{"pattern": "^a$"}]
+            })
+        );
+    }
+
+    #[test]
+    fn unique_names_are_dns_labels_and_differ() {
+        let a = unique_name("org");
+        let b = unique_name("org");
+        assert_ne!(a, b);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
+}

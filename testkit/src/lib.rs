@@ -1,0 +1,11 @@
+//! Dev-only support for Usher's tests: real components, started as plain processes on loopback.
+//!
+//! - [`Envtest`]: etcd + kube-apiserver (controller-runtime's "envtest" convention: binaries in the
+//!   folder named by `KUBEBUILDER_ASSETS`), one per test binary via [`Envtest::shared`].
+//!
+//! Nothing here is skipped when a component is missing: the test fails and names the command that
+//! provisions it.
+
+mod envtest;
+
+pub use envtest::{Envtest, PROVISION_COMMAND, assets_dir, strip_cel_validations, unique_name};
