@@ -6,7 +6,7 @@ SHELL := bash
 # and cached under ~/.cache/usher (the script shows its progress and prints the folder last).
 ASSETS = $${KUBEBUILDER_ASSETS:-$$(scripts/provision-envtest.sh | tail -1)}
 
-.PHONY: test envtest lint crds fmt
+.PHONY: test envtest lint crds fmt bench
 
 ## Run every test (unit and end to end against a real kube-apiserver).
 test:
@@ -23,6 +23,10 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+## Benchmarks (ratios against baselines measured in the same run; not part of `make test`).
+bench:
+	cargo bench -p usher-webhook --bench admission
 
 ## Regenerate crds/*.yaml and charts/usher/crds/*.yaml from the Rust types.
 crds:

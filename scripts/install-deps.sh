@@ -4,7 +4,8 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 packages=(
-  make openssl ca-certificates   # build, certificates for local TLS
+  make ca-certificates
+  openssl curl                   # real TLS clients in the webhook tests
   etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
 )
 missing=()

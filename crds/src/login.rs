@@ -3,6 +3,7 @@
 //! a non-canonical login and shows this form; the controller and the auth server key accounts by it.
 
 use unicode_normalization::UnicodeNormalization;
+use unicode_script::{Script, UnicodeScript};
 
 /// A loose email shape the API server itself enforces (no `x-kubernetes-validations` needed), so a
 /// login that is not an email is refused even without the webhook. Case and Unicode are left to
@@ -50,6 +51,11 @@ pub enum LoginError {
         "the part before @ is not valid: it must be letters, digits or !#$%&'*+/=?^_`{{|}}~.- with no dot at either end and no two dots in a row"
     )]
     BadLocalPart,
+    /// Letters of lookalike scripts mixed in one part (`аlice` with a Cyrillic `а`).
+    #[error(
+        "the {0} mixes letters of different scripts (such as Latin and Cyrillic) that look alike; retype it in one script"
+    )]
+    MixedScript(&'static str),
     /// The domain does not convert to a valid DNS name.
     #[error(
         "the domain after @ is not a valid host name: it needs at least two labels of letters, digits and hyphens, such as example.com, with no trailing dot"
@@ -95,7 +101,14 @@ pub fn canonical_login(input: &str) -> Result<String, LoginError> {
         return Err(LoginError::AtCount(ats));
     };
     check_local(local)?;
+    if mixes_confusable_scripts(local) {
+        return Err(LoginError::MixedScript("part before @"));
+    }
     let domain = canonical_domain(domain)?;
+    let (unicode_domain, _) = idna::domain_to_unicode(&domain);
+    if unicode_domain.split('.').any(mixes_confusable_scripts) {
+        return Err(LoginError::MixedScript("domain"));
+    }
     let login = format!("{local}@{domain}");
     if login.len() > MAX_LOGIN_LEN {
         return Err(LoginError::TooLong(login.len()));
@@ -150,6 +163,27 @@ fn canonical_domain(domain: &str) -> Result<String, LoginError> {
         return Err(LoginError::BadDomain);
     }
     Ok(ascii)
+}
+
+/// True when `s` mixes letters of scripts whose letters are easily confused (UTS #39's classic
+/// homoglyph set: Latin, Cyrillic, Greek, Armenian, Cherokee). Other combinations, such as Han
+/// with Latin, are allowed.
+fn mixes_confusable_scripts(s: &str) -> bool {
+    let mut seen: Option<Script> = None;
+    for c in s.chars() {
+        let script = c.script();
+        if !matches!(
+            script,
+            Script::Latin | Script::Cyrillic | Script::Greek | Script::Armenian | Script::Cherokee
+        ) {
+            continue;
+        }
+        match seen {
+            Some(first) if first != script => return true,
+            _ => seen = Some(script),
+        }
+    }
+    false
 }
 
 /// Zero-width, bidi control and other default-ignorable characters a person cannot see.
@@ -233,6 +267,20 @@ mod tests {
         ("al™ice@example.com", Err("BadLocalPart")),
         ("ali\u{301}\u{301}ce@example.com", Err("BadLocalPart")),
         ("alice@xn--zz.com", Err("BadDomain")),
+        // Homoglyphs: a Cyrillic а (U+0430) or Greek ο (U+03BF) among Latin letters.
+        ("\u{430}lice@example.com", Err("MixedScript")),
+        ("alice@ex\u{430}mple.com", Err("MixedScript")),
+        ("alice@xn--exmple-4nf.com", Err("MixedScript")),
+        ("b\u{3BF}b@example.com", Err("MixedScript")),
+        // One script throughout is fine, as is Han with Latin digits.
+        (
+            "\u{438}\u{432}\u{430}\u{43D}@example.ru",
+            Ok("\u{438}\u{432}\u{430}\u{43D}@example.ru"),
+        ),
+        (
+            "\u{3B1}\u{3BB}\u{3AD}\u{3BE}\u{3B7}\u{3C2}@example.gr",
+            Ok("\u{3B1}\u{3BB}\u{3AD}\u{3BE}\u{3B7}\u{3C2}@example.gr"),
+        ),
     ];
 
     fn variant(e: &LoginError) -> &'static str {
@@ -246,6 +294,7 @@ mod tests {
             LoginError::NotBareAddress(_) => "NotBareAddress",
             LoginError::AtCount(_) => "AtCount",
             LoginError::BadLocalPart => "BadLocalPart",
+            LoginError::MixedScript(_) => "MixedScript",
             LoginError::BadDomain => "BadDomain",
         }
     }

@@ -4,7 +4,7 @@ use std::{
     fs,
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -17,6 +17,8 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 use tokio::sync::OnceCell;
+
+use crate::Process;
 
 /// The command that puts etcd, kube-apiserver, kube-controller-manager and kubectl into the
 /// default assets folder on a Debian machine.
@@ -58,8 +60,8 @@ pub struct Envtest {
     kubeconfig: PathBuf,
     server: String,
     kubectl: PathBuf,
-    children: Vec<Child>,
-    watchdog: Option<Child>,
+    /// etcd first, then kube-apiserver; dropped in reverse order.
+    processes: Vec<Process>,
 }
 
 static SHARED: OnceCell<Envtest> = OnceCell::const_new();
@@ -113,8 +115,7 @@ impl Envtest {
                 PathBuf::from("kubectl")
             },
             dir,
-            children: Vec::new(),
-            watchdog: None,
+            processes: Vec::new(),
         };
         let [etcd_port, peer_port, api_port] = free_ports()?;
         let dir = env.dir.clone();
@@ -129,7 +130,7 @@ impl Envtest {
             format!("{token},{ADMIN_USER},{ADMIN_USER},system:masters\n"),
         )?;
 
-        let etcd = spawn_logged(
+        let etcd = Process::spawn(
             Command::new(assets.join("etcd")).args([
                 "--data-dir",
                 &dir.join("etcd").to_string_lossy(),
@@ -149,10 +150,11 @@ impl Envtest {
                 "warn",
             ]),
             &dir.join("etcd.log"),
+            Some(&dir),
         )?;
-        env.children.push(etcd);
+        env.processes.push(etcd);
 
-        let apiserver = spawn_logged(
+        let apiserver = Process::spawn(
             Command::new(assets.join("kube-apiserver")).args([
                 "--etcd-servers",
                 &format!("http://127.0.0.1:{etcd_port}"),
@@ -183,9 +185,9 @@ impl Envtest {
                 "--allow-privileged=true",
             ]),
             &dir.join("kube-apiserver.log"),
+            Some(&dir),
         )?;
-        env.children.push(apiserver);
-        env.watchdog = Some(spawn_watchdog(&env)?);
+        env.processes.push(apiserver);
 
         env.server = format!("https://127.0.0.1:{api_port}");
         fs::write(&env.kubeconfig, kubeconfig_yaml(&env.server, &token))?;
@@ -198,8 +200,8 @@ impl Envtest {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("not contacted yet");
         while Instant::now() < deadline {
-            for child in &mut self.children {
-                if let Some(status) = child.try_wait()? {
+            for process in &mut self.processes {
+                if let Some(status) = process.try_wait()? {
                     bail!(
                         "an envtest process exited early ({status}); logs:\n{}",
                         self.log_tails()
@@ -233,14 +235,10 @@ impl Envtest {
     }
 
     fn log_tails(&self) -> String {
-        ["etcd.log", "kube-apiserver.log"]
+        ["etcd", "kube-apiserver"]
             .iter()
-            .map(|f| {
-                let text = fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- {f}\n{}", tail.join("\n"))
-            })
+            .zip(&self.processes)
+            .map(|(name, p)| format!("--- {name}\n{}", p.log_tail(15)))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -323,13 +321,8 @@ impl Envtest {
 
 impl Drop for Envtest {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.kill();
-            let _ = w.wait();
+        while let Some(process) = self.processes.pop() {
+            drop(process);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -368,37 +361,6 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
         *port = l.local_addr()?.port();
     }
     Ok(ports)
-}
-
-fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
-    let out = fs::File::create(log)?;
-    let err = out.try_clone()?;
-    cmd.stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))
-}
-
-/// A shell that outlives this process: when this process is gone (even killed), it stops the
-/// envtest processes and removes their folder.
-fn spawn_watchdog(env: &Envtest) -> Result<Child> {
-    let pids: Vec<String> = env.children.iter().map(|c| c.id().to_string()).collect();
-    let script = r#"parent=$1; dir=$2; shift 2
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-kill "$@" 2>/dev/null; sleep 2; kill -9 "$@" 2>/dev/null; rm -rf "$dir""#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("usher-envtest-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(&env.dir)
-        .args(&pids)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the envtest watchdog (sh)")
 }
 
 fn random_token() -> String {

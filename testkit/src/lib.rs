@@ -7,5 +7,9 @@
 //! provisions it.
 
 mod envtest;
+mod process;
+mod tls;
 
 pub use envtest::{Envtest, PROVISION_COMMAND, assets_dir, strip_cel_validations, unique_name};
+pub use process::Process;
+pub use tls::{ServingCert, TestCa, free_port};

@@ -1,1 +1,15 @@
+//! Usher's validating admission webhook: refuses bad Organisations, Profiles and Users with a
+//! message that names the fix.
+//!
+//! - [`rules`]: the rules, pure (request + cluster lookup → decision).
+//! - [`cache`]: watch caches of Usher objects, with a fresh List while they sync.
+//! - [`server`]: the axum router (`POST /validate`, `/healthz`, `/readyz`, `/metrics`).
+//! - [`tls`]: serving over rustls with certificate files reloaded when they change.
 
+pub mod cache;
+#[doc(hidden)]
+pub mod fixtures;
+pub mod metrics;
+pub mod rules;
+pub mod server;
+pub mod tls;

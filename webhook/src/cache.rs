@@ -1,0 +1,131 @@
+//! Watch caches (reflectors) of Organisations, Profiles and Users. Until all three have synced,
+//! [`Caches::lookup`] lists afresh from the API server so no decision is made on partial data.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use futures::StreamExt;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::ListParams,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use usher_crds::{Organisation, Profile, User};
+
+use crate::rules::{Lookup, Snapshot};
+
+/// Reflector stores of the three Usher kinds.
+#[derive(Clone)]
+pub struct Caches {
+    client: Client,
+    organisations: Store<Organisation>,
+    profiles: Store<Profile>,
+    users: Store<User>,
+    synced: Arc<AtomicBool>,
+}
+
+impl Caches {
+    /// Starts the three reflectors on the current Tokio runtime.
+    pub fn start(client: Client) -> Caches {
+        let organisations = reflect::<Organisation>(Api::all(client.clone()));
+        let profiles = reflect::<Profile>(Api::all(client.clone()));
+        let users = reflect::<User>(Api::all(client.clone()));
+        let synced = Arc::new(AtomicBool::new(false));
+        let caches = Caches {
+            client,
+            organisations,
+            profiles,
+            users,
+            synced: synced.clone(),
+        };
+        let (o, p, u) = (
+            caches.organisations.clone(),
+            caches.profiles.clone(),
+            caches.users.clone(),
+        );
+        tokio::spawn(async move {
+            let all = futures::future::try_join3(
+                o.wait_until_ready(),
+                p.wait_until_ready(),
+                u.wait_until_ready(),
+            );
+            if all.await.is_ok() {
+                synced.store(true, Ordering::Release);
+                tracing::info!("watch caches synced");
+            }
+        });
+        caches
+    }
+
+    /// True once every cache has completed its first List.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// A fresh List of the three kinds from the API server.
+    pub async fn list(&self) -> kube::Result<Snapshot> {
+        let lp = ListParams::default();
+        let (orgs, profs, usrs) = (
+            Api::<Organisation>::all(self.client.clone()),
+            Api::<Profile>::all(self.client.clone()),
+            Api::<User>::all(self.client.clone()),
+        );
+        let (organisations, profiles, users) =
+            futures::try_join!(orgs.list(&lp), profs.list(&lp), usrs.list(&lp))?;
+        Ok(Snapshot {
+            organisations: organisations.items.into_iter().map(Arc::new).collect(),
+            profiles: profiles.items.into_iter().map(Arc::new).collect(),
+            users: users.items.into_iter().map(Arc::new).collect(),
+        })
+    }
+}
+
+impl Lookup for Caches {
+    fn organisations(&self) -> Vec<Arc<Organisation>> {
+        self.organisations.state()
+    }
+    fn profiles(&self) -> Vec<Arc<Profile>> {
+        self.profiles.state()
+    }
+    fn find_user(&self, predicate: &dyn Fn(&User) -> bool) -> Option<Arc<User>> {
+        self.users.find(|u| predicate(u))
+    }
+    fn users_where(&self, predicate: &dyn Fn(&User) -> bool) -> Vec<Arc<User>> {
+        self.users.state_filter(|u| predicate(u))
+    }
+}
+
+fn reflect<K>(api: Api<K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        // managedFields are large and never read here.
+        .modify(|obj| obj.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
+            }
+        }
+    });
+    reader
+}

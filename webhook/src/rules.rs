@@ -1,0 +1,771 @@
+//! The admission rules, pure: a request and a [`Lookup`] of the cluster's Usher objects in, a
+//! [`Decision`] out. Messages name the field, the value and the fix.
+
+use std::{fmt::Write as _, sync::Arc};
+
+use kube::core::{
+    DynamicObject,
+    admission::{AdmissionRequest, Operation},
+};
+use usher_crds::{
+    Organisation, Profile, User,
+    login::{LoginError, canonical_login},
+    permission::validate_permission,
+};
+
+/// Namespaces an Organisation may never hold (besides the operator's own).
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How many names a message lists before it says "and N more".
+const LIST_AT_MOST: usize = 5;
+
+/// The cluster's Usher objects, as the rules need them. Implemented by the watch caches and by a
+/// [`Snapshot`] listed from the API server. Users are many, so they are searched in place rather
+/// than copied out: a review of a User touches one match, not every User.
+pub trait Lookup {
+    /// Every Organisation (tens).
+    fn organisations(&self) -> Vec<Arc<Organisation>>;
+    /// Every Profile (a handful).
+    fn profiles(&self) -> Vec<Arc<Profile>>;
+    /// The first User matching `predicate`.
+    fn find_user(&self, predicate: &dyn Fn(&User) -> bool) -> Option<Arc<User>>;
+    /// Every User matching `predicate`.
+    fn users_where(&self, predicate: &dyn Fn(&User) -> bool) -> Vec<Arc<User>>;
+}
+
+/// Objects listed at one moment (the fallback while caches sync, and unit tests).
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Every Organisation.
+    pub organisations: Vec<Arc<Organisation>>,
+    /// Every Profile.
+    pub profiles: Vec<Arc<Profile>>,
+    /// Every User.
+    pub users: Vec<Arc<User>>,
+}
+
+impl Lookup for Snapshot {
+    fn organisations(&self) -> Vec<Arc<Organisation>> {
+        self.organisations.clone()
+    }
+    fn profiles(&self) -> Vec<Arc<Profile>> {
+        self.profiles.clone()
+    }
+    fn find_user(&self, predicate: &dyn Fn(&User) -> bool) -> Option<Arc<User>> {
+        self.users.iter().find(|u| predicate(u)).cloned()
+    }
+    fn users_where(&self, predicate: &dyn Fn(&User) -> bool) -> Vec<Arc<User>> {
+        self.users
+            .iter()
+            .filter(|u| predicate(u))
+            .cloned()
+            .collect()
+    }
+}
+
+/// True when `user` lives in `namespace` and is not being deleted.
+fn live_in(user: &User, namespace: &str) -> bool {
+    user.metadata.namespace.as_deref() == Some(namespace) && !being_deleted(&user.metadata)
+}
+
+/// Settings the rules depend on.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The operator's namespace (account Secrets); never an organisation's.
+    pub operator_namespace: String,
+}
+
+/// The webhook's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Admit the request.
+    Allow,
+    /// Refuse it with a message for the person who sent it.
+    Deny(String),
+}
+
+/// The kinds of object this webhook reviews.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `usher.dev/v1alpha1` Organisation.
+    Organisation,
+    /// `usher.dev/v1alpha1` Profile.
+    Profile,
+    /// `usher.dev/v1alpha1` User.
+    User,
+}
+
+impl Kind {
+    /// The kind of a request, when it is one this webhook reviews.
+    pub fn of(req: &AdmissionRequest<DynamicObject>) -> Option<Kind> {
+        if req.kind.group != usher_crds::GROUP {
+            return None;
+        }
+        match req.kind.kind.as_str() {
+            "Organisation" => Some(Kind::Organisation),
+            "Profile" => Some(Kind::Profile),
+            "User" => Some(Kind::User),
+            _ => None,
+        }
+    }
+
+    /// The label used in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Organisation => "Organisation",
+            Kind::Profile => "Profile",
+            Kind::User => "User",
+        }
+    }
+}
+
+/// Reviews one request.
+pub fn review(
+    req: &AdmissionRequest<DynamicObject>,
+    cluster: &impl Lookup,
+    config: &Config,
+) -> Decision {
+    let Some(kind) = Kind::of(req) else {
+        // Registered only for Usher kinds; anything else is not ours to judge.
+        return Decision::Allow;
+    };
+    let result = match (kind, &req.operation) {
+        (Kind::User, Operation::Create | Operation::Update) => {
+            parse::<User>(req.object.as_ref(), "User").and_then(|new| {
+                let old = parse_opt::<User>(req.old_object.as_ref());
+                user(
+                    &new,
+                    old.as_ref(),
+                    req.namespace.as_deref().unwrap_or(""),
+                    cluster,
+                )
+            })
+        }
+        (Kind::Organisation, Operation::Create | Operation::Update) => {
+            parse::<Organisation>(req.object.as_ref(), "Organisation").and_then(|new| {
+                let old = parse_opt::<Organisation>(req.old_object.as_ref());
+                organisation(&new, old.as_ref(), cluster, config)
+            })
+        }
+        (Kind::Profile, Operation::Create | Operation::Update) => {
+            parse::<Profile>(req.object.as_ref(), "Profile").and_then(|p| profile(&p))
+        }
+        (Kind::Profile, Operation::Delete) => profile_delete(&req.name, cluster),
+        (Kind::Organisation, Operation::Delete) => {
+            let org = parse_opt::<Organisation>(req.old_object.as_ref());
+            organisation_delete(&req.name, org.as_ref(), cluster)
+        }
+        (Kind::User, Operation::Delete) | (_, Operation::Connect) => Ok(()),
+    };
+    match result {
+        Ok(()) => Decision::Allow,
+        Err(message) => Decision::Deny(message),
+    }
+}
+
+type Verdict = Result<(), String>;
+
+fn parse<K: kube::Resource + serde::de::DeserializeOwned>(
+    obj: Option<&DynamicObject>,
+    kind: &str,
+) -> Result<K, String> {
+    let obj = obj.ok_or_else(|| format!("the request carries no {kind} object"))?;
+    obj.clone()
+        .try_parse::<K>()
+        .map_err(|e| format!("the {kind} cannot be read: {e}"))
+}
+
+fn parse_opt<K: kube::Resource + serde::de::DeserializeOwned>(
+    obj: Option<&DynamicObject>,
+) -> Option<K> {
+    obj.and_then(|o| o.clone().try_parse::<K>().ok())
+}
+
+fn being_deleted(meta: &kube::api::ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some()
+}
+
+fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) -> Verdict {
+    // Finalizer removal and other writes during deletion must always go through.
+    if being_deleted(&new.metadata) {
+        return Ok(());
+    }
+    let login_changed = old.is_none_or(|o| o.spec.login != new.spec.login);
+    let profile_changed = old.is_none_or(|o| o.spec.profile != new.spec.profile);
+
+    if login_changed {
+        check_login(&new.spec.login)?;
+    }
+    if old.is_none() {
+        let orgs = cluster.organisations();
+        if !orgs.iter().any(|o| o.namespace_name() == namespace) {
+            let mut msg = format!(
+                "namespace {namespace:?} belongs to no Organisation: create Users in an organisation's namespace"
+            );
+            let owned: Vec<String> = orgs.iter().map(|o| o.namespace_name()).collect();
+            if !owned.is_empty() {
+                let _ = write!(msg, " ({})", list(&owned));
+            }
+            let _ = write!(
+                msg,
+                ", or create an Organisation with spec.namespace: {namespace}"
+            );
+            return Err(msg);
+        }
+    }
+    if profile_changed {
+        let profiles = cluster.profiles();
+        if !profiles
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(&new.spec.profile))
+        {
+            let names: Vec<String> = profiles
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            return Err(if names.is_empty() {
+                format!(
+                    "spec.profile: Profile {:?} does not exist, and no Profile exists yet; create it first (kubectl get profiles)",
+                    new.spec.profile
+                )
+            } else {
+                format!(
+                    "spec.profile: Profile {:?} does not exist; use one of: {}",
+                    new.spec.profile,
+                    list(&names)
+                )
+            });
+        }
+    }
+    if login_changed {
+        let name = new.metadata.name.as_deref().unwrap_or_default();
+        if let Some(other) = cluster.find_user(&|u| {
+            live_in(u, namespace)
+                && u.spec.login == new.spec.login
+                && u.metadata.name.as_deref() != Some(name)
+        }) {
+            return Err(format!(
+                "spec.login: {:?} is already used by User {:?} in this organisation; edit that User instead (a login has one membership per organisation)",
+                new.spec.login,
+                other.metadata.name.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_login(login: &str) -> Verdict {
+    match canonical_login(login) {
+        Ok(canonical) if canonical == login => Ok(()),
+        Ok(canonical) => Err(format!(
+            "spec.login {login:?} is not in canonical form; use {canonical:?}"
+        )),
+        Err(e @ (LoginError::Invisible(_) | LoginError::TooLong(_))) => {
+            // Do not echo invisible characters or a huge value back.
+            Err(format!("spec.login: {e}"))
+        }
+        Err(e) => Err(format!("spec.login {login:?}: {e}")),
+    }
+}
+
+fn organisation(
+    new: &Organisation,
+    old: Option<&Organisation>,
+    cluster: &impl Lookup,
+    config: &Config,
+) -> Verdict {
+    if being_deleted(&new.metadata) {
+        return Ok(());
+    }
+    let name = new.metadata.name.as_deref().unwrap_or_default();
+    let ns = new.namespace_name();
+    let field = if new.spec.namespace.is_some() {
+        "spec.namespace"
+    } else {
+        "spec.namespace (defaulted from metadata.name)"
+    };
+    if SYSTEM_NAMESPACES.contains(&ns.as_str())
+        || ns.starts_with("kube-")
+        || ns == config.operator_namespace
+    {
+        return Err(format!(
+            "{field}: {ns:?} is a system namespace and cannot hold an organisation's Users; set spec.namespace to a namespace of its own, such as {:?}",
+            if name == ns {
+                format!("{name}-users")
+            } else {
+                name.to_owned()
+            }
+        ));
+    }
+    if let Some(other) = cluster
+        .organisations()
+        .iter()
+        .find(|o| o.metadata.name.as_deref() != Some(name) && o.namespace_name() == ns)
+    {
+        return Err(format!(
+            "{field}: namespace {ns:?} already belongs to Organisation {:?}; a namespace belongs to one organisation, so set spec.namespace to another",
+            other.metadata.name.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some(old) = old {
+        let old_ns = old.namespace_name();
+        let members = cluster.users_where(&|u| live_in(u, &old_ns)).len();
+        if old_ns != ns && members > 0 {
+            return Err(format!(
+                "spec.namespace cannot change from {old_ns:?} to {ns:?} while the organisation has {members} User(s) there; delete or move them first"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn profile(p: &Profile) -> Verdict {
+    for (i, name) in p.spec.permissions.iter().enumerate() {
+        validate_permission(name).map_err(|e| format!("spec.permissions[{i}]: {e}"))?;
+    }
+    Ok(())
+}
+
+fn profile_delete(name: &str, cluster: &impl Lookup) -> Verdict {
+    let users: Vec<String> = cluster
+        .users_where(&|u| u.spec.profile == name && !being_deleted(&u.metadata))
+        .iter()
+        .map(|u| {
+            format!(
+                "{}/{}",
+                u.metadata.namespace.as_deref().unwrap_or_default(),
+                u.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "Profile {name:?} is still used by {} User(s): {}; give them another profile (spec.profile) first",
+        users.len(),
+        list(&users)
+    ))
+}
+
+fn organisation_delete(name: &str, org: Option<&Organisation>, cluster: &impl Lookup) -> Verdict {
+    let ns = org.map_or_else(|| name.to_owned(), Organisation::namespace_name);
+    let users: Vec<String> = cluster
+        .users_where(&|u| live_in(u, &ns))
+        .iter()
+        .filter_map(|u| u.metadata.name.clone())
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "Organisation {name:?} still has {} User(s) in namespace {ns:?}: {}; delete them first (kubectl delete users --all -n {ns})",
+        users.len(),
+        list(&users)
+    ))
+}
+
+/// `a, b, c` or `a, b, c, d, e and 3 more`, sorted.
+fn list(items: &[String]) -> String {
+    let mut items: Vec<&str> = items.iter().map(String::as_str).collect();
+    items.sort_unstable();
+    items.dedup();
+    let shown = items
+        .iter()
+        .take(LIST_AT_MOST)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > LIST_AT_MOST {
+        format!("{shown} and {} more", items.len() - LIST_AT_MOST)
+    } else {
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::admission::AdmissionReview;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::fixtures::{organisation, profile, review_json, user, user_json};
+
+    fn cluster() -> Snapshot {
+        Snapshot {
+            organisations: vec![
+                organisation("acme", None),
+                organisation("beta", Some("beta-users")),
+            ],
+            profiles: vec![
+                profile("analyst", &["manageCase"]),
+                profile("org-admin", &["manageUser"]),
+            ],
+            users: vec![
+                user("acme", "alice", "alice@example.com", "analyst"),
+                user("beta-users", "alice", "alice@example.com", "org-admin"),
+            ],
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            operator_namespace: "usher-system".into(),
+        }
+    }
+
+    fn decide(review: Value) -> Decision {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(review).unwrap();
+        review_request(review)
+    }
+
+    fn review_request(review: AdmissionReview<DynamicObject>) -> Decision {
+        review_with(review, &cluster())
+    }
+
+    fn review_with(ar: AdmissionReview<DynamicObject>, cluster: &Snapshot) -> Decision {
+        let req: AdmissionRequest<DynamicObject> = ar.try_into().unwrap();
+        review(&req, cluster, &config())
+    }
+
+    fn create_user(ns: &str, name: &str, login: &str, profile: &str) -> Decision {
+        let obj = user_json(ns, name, login, profile);
+        decide(review_json(
+            "CREATE",
+            "User",
+            Some(ns),
+            name,
+            Some(obj),
+            None,
+        ))
+    }
+
+    fn denied(d: Decision) -> String {
+        match d {
+            Decision::Deny(m) => m,
+            Decision::Allow => panic!("expected a refusal"),
+        }
+    }
+
+    #[test]
+    fn a_valid_user_in_an_organisation_namespace_is_allowed() {
+        assert_eq!(
+            create_user("acme", "bob", "bob@example.com", "analyst"),
+            Decision::Allow
+        );
+        // The same login in another organisation links accounts: allowed.
+        assert_eq!(
+            create_user("beta-users", "bob", "bob@example.com", "analyst"),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn a_non_canonical_login_is_refused_with_the_canonical_form() {
+        let m = denied(create_user("acme", "bob", "Bob@Example.COM", "analyst"));
+        assert!(
+            m.contains("spec.login") && m.contains("use \"bob@example.com\""),
+            "{m}"
+        );
+        let m = denied(create_user("acme", "bob", "bob@bücher.de", "analyst"));
+        assert!(m.contains("use \"bob@xn--bcher-kva.de\""), "{m}");
+    }
+
+    #[test]
+    fn an_unusable_login_is_refused_with_the_reason_and_no_invisible_characters() {
+        let m = denied(create_user("acme", "bob", "bob＠example.com", "analyst"));
+        assert!(m.contains("ASCII @"), "{m}");
+        let m = denied(create_user(
+            "acme",
+            "bob",
+            "b\u{202E}ob@example.com",
+            "analyst",
+        ));
+        assert!(m.contains("U+202E") && !m.contains('\u{202E}'), "{m}");
+        let m = denied(create_user(
+            "acme",
+            "bob",
+            "\u{430}lice@example.com",
+            "analyst",
+        ));
+        assert!(m.contains("different scripts"), "{m}");
+    }
+
+    #[test]
+    fn a_login_already_used_in_the_same_organisation_is_refused() {
+        let m = denied(create_user(
+            "acme",
+            "alice2",
+            "alice@example.com",
+            "analyst",
+        ));
+        assert!(m.contains("already used by User \"alice\""), "{m}");
+        // Re-submitting the same User (e.g. kubectl apply) is not a duplicate of itself.
+        let obj = user_json("acme", "alice", "alice@example.com", "org-admin");
+        let old = user_json("acme", "alice", "alice@example.com", "analyst");
+        assert_eq!(
+            decide(review_json(
+                "UPDATE",
+                "User",
+                Some("acme"),
+                "alice",
+                Some(obj),
+                Some(old)
+            )),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn an_unknown_profile_is_refused_naming_the_existing_ones() {
+        let m = denied(create_user("acme", "bob", "bob@example.com", "superuser"));
+        assert!(m.contains("\"superuser\" does not exist"), "{m}");
+        assert!(m.contains("analyst, org-admin"), "{m}");
+        let empty = Snapshot {
+            organisations: vec![organisation("acme", None)],
+            ..Default::default()
+        };
+        let review = serde_json::from_value(review_json(
+            "CREATE",
+            "User",
+            Some("acme"),
+            "bob",
+            Some(user_json("acme", "bob", "bob@example.com", "analyst")),
+            None,
+        ))
+        .unwrap();
+        let m = denied(review_with(review, &empty));
+        assert!(m.contains("no Profile exists yet"), "{m}");
+    }
+
+    #[test]
+    fn a_user_outside_every_organisation_namespace_is_refused() {
+        let m = denied(create_user("default", "bob", "bob@example.com", "analyst"));
+        assert!(
+            m.contains("namespace \"default\" belongs to no Organisation"),
+            "{m}"
+        );
+        assert!(m.contains("acme, beta-users"), "{m}");
+        assert!(m.contains("spec.namespace: default"), "{m}");
+    }
+
+    #[test]
+    fn updates_only_check_what_changed_and_deletion_is_never_blocked() {
+        // Profile removed behind the webhook's back: an unrelated update (finalizer, annotation)
+        // still goes through; a profile change to a missing profile does not.
+        let mut cluster = cluster();
+        cluster
+            .profiles
+            .retain(|p| p.metadata.name.as_deref() != Some("analyst"));
+        let mut obj = user_json("acme", "alice", "alice@example.com", "analyst");
+        obj["metadata"]["finalizers"] = json!(["usher.dev/membership"]);
+        let old = user_json("acme", "alice", "alice@example.com", "analyst");
+        let review = serde_json::from_value(review_json(
+            "UPDATE",
+            "User",
+            Some("acme"),
+            "alice",
+            Some(obj.clone()),
+            Some(old.clone()),
+        ))
+        .unwrap();
+        assert_eq!(review_with(review, &cluster), Decision::Allow);
+
+        let mut moved = obj.clone();
+        moved["spec"]["profile"] = json!("ghost");
+        let review = serde_json::from_value(review_json(
+            "UPDATE",
+            "User",
+            Some("acme"),
+            "alice",
+            Some(moved.clone()),
+            Some(old.clone()),
+        ))
+        .unwrap();
+        assert!(denied(review_with(review, &cluster)).contains("\"ghost\" does not exist"));
+
+        moved["metadata"]["deletionTimestamp"] = json!("2026-11-27T10:00:00Z");
+        let review = serde_json::from_value(review_json(
+            "UPDATE",
+            "User",
+            Some("acme"),
+            "alice",
+            Some(moved),
+            Some(old),
+        ))
+        .unwrap();
+        assert_eq!(review_with(review, &cluster), Decision::Allow);
+    }
+
+    fn org_json(name: &str, namespace: Option<&str>) -> Value {
+        let mut spec = json!({"displayName": name.to_uppercase()});
+        if let Some(ns) = namespace {
+            spec["namespace"] = json!(ns);
+        }
+        json!({"apiVersion": "usher.dev/v1alpha1", "kind": "Organisation",
+               "metadata": {"name": name}, "spec": spec})
+    }
+
+    fn create_org(name: &str, namespace: Option<&str>) -> Decision {
+        decide(review_json(
+            "CREATE",
+            "Organisation",
+            None,
+            name,
+            Some(org_json(name, namespace)),
+            None,
+        ))
+    }
+
+    #[test]
+    fn an_organisation_needs_a_namespace_of_its_own() {
+        assert_eq!(create_org("gamma", None), Decision::Allow);
+        let m = denied(create_org("gamma", Some("beta-users")));
+        assert!(
+            m.contains("already belongs to Organisation \"beta\""),
+            "{m}"
+        );
+        let m = denied(create_org("gamma", Some("kube-system")));
+        assert!(
+            m.contains("system namespace") && m.contains("\"gamma\""),
+            "{m}"
+        );
+        let m = denied(create_org("default", None));
+        assert!(
+            m.contains("defaulted from metadata.name") && m.contains("\"default-users\""),
+            "{m}"
+        );
+        let m = denied(create_org("gamma", Some("usher-system")));
+        assert!(m.contains("system namespace"), "{m}");
+        let m = denied(create_org("gamma", Some("kube-flannel")));
+        assert!(m.contains("system namespace"), "{m}");
+        // Re-applying an organisation is not a clash with itself.
+        let obj = org_json("beta", Some("beta-users"));
+        assert_eq!(
+            decide(review_json(
+                "UPDATE",
+                "Organisation",
+                None,
+                "beta",
+                Some(obj.clone()),
+                Some(obj)
+            )),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn an_organisation_with_users_cannot_move_namespace_or_be_deleted() {
+        let old = org_json("beta", Some("beta-users"));
+        let new = org_json("beta", Some("beta-elsewhere"));
+        let m = denied(decide(review_json(
+            "UPDATE",
+            "Organisation",
+            None,
+            "beta",
+            Some(new),
+            Some(old.clone()),
+        )));
+        assert!(
+            m.contains("cannot change from \"beta-users\"") && m.contains("1 User(s)"),
+            "{m}"
+        );
+
+        let m = denied(decide(review_json(
+            "DELETE",
+            "Organisation",
+            None,
+            "beta",
+            None,
+            Some(old),
+        )));
+        assert!(
+            m.contains("still has 1 User(s) in namespace \"beta-users\": alice"),
+            "{m}"
+        );
+        assert!(
+            m.contains("kubectl delete users --all -n beta-users"),
+            "{m}"
+        );
+        let empty = org_json("gamma", None);
+        assert_eq!(
+            decide(review_json(
+                "DELETE",
+                "Organisation",
+                None,
+                "gamma",
+                None,
+                Some(empty)
+            )),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn a_profile_in_use_cannot_be_deleted_and_names_its_users() {
+        let m = denied(decide(review_json(
+            "DELETE", "Profile", None, "analyst", None, None,
+        )));
+        assert!(m.contains("still used by 1 User(s): acme/alice"), "{m}");
+        assert_eq!(
+            decide(review_json(
+                "DELETE",
+                "Profile",
+                None,
+                "read-only",
+                None,
+                None
+            )),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn malformed_permission_names_are_refused_with_their_index() {
+        let obj = json!({"apiVersion": "usher.dev/v1alpha1", "kind": "Profile",
+            "metadata": {"name": "p"}, "spec": {"permissions": ["manageCase", "manage user"]}});
+        let m = denied(decide(review_json(
+            "CREATE",
+            "Profile",
+            None,
+            "p",
+            Some(obj),
+            None,
+        )));
+        assert!(
+            m.contains("spec.permissions[1]") && m.contains("must start with a letter"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn long_lists_are_cut_short() {
+        let names: Vec<String> = (0..9).map(|i| format!("u{i}")).collect();
+        assert_eq!(list(&names), "u0, u1, u2, u3, u4 and 4 more");
+    }
+
+    #[test]
+    fn unreadable_objects_are_refused_with_a_reason_not_a_crash() {
+        let obj = json!({"apiVersion": "usher.dev/v1alpha1", "kind": "User",
+            "metadata": {"name": "x", "namespace": "acme"}, "spec": {"login": 42}});
+        let m = denied(decide(review_json(
+            "CREATE",
+            "User",
+            Some("acme"),
+            "x",
+            Some(obj),
+            None,
+        )));
+        assert!(m.contains("the User cannot be read"), "{m}");
+        let m = denied(decide(review_json(
+            "CREATE",
+            "User",
+            Some("acme"),
+            "x",
+            None,
+            None,
+        )));
+        assert!(m.contains("carries no User"), "{m}");
+    }
+}

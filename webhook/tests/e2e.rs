@@ -1,0 +1,608 @@
+//! End to end: the real kube-apiserver calls the `usher-webhook` binary over TLS (registered by
+//! URL with its CA in `caBundle`), and kubectl shows the refusal messages.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        admissionregistration::v1::{
+            RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration,
+            WebhookClientConfig,
+        },
+        core::v1::Namespace,
+    },
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ObjectMeta, PostParams},
+};
+use serde_json::json;
+use tokio::sync::OnceCell;
+use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
+use usher_testkit::{Envtest, Process, TestCa, free_port, unique_name};
+
+struct Webhook {
+    env: &'static Envtest,
+    dir: PathBuf,
+    port: u16,
+    ca: TestCa,
+    process: Process,
+}
+
+static WEBHOOK: OnceCell<Webhook> = OnceCell::const_new();
+
+async fn webhook() -> &'static Webhook {
+    WEBHOOK
+        .get_or_init(|| async {
+            let env = Envtest::shared(usher_crds::crds).await.unwrap();
+            let dir = tempfile::tempdir().unwrap().keep();
+            let ca = TestCa::new().unwrap();
+            let cert = ca.issue(1001).unwrap();
+            std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
+            std::fs::write(dir.join("tls.key"), &cert.key_pem).unwrap();
+            std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
+            let port = free_port().unwrap();
+            let process = Process::spawn(
+                Command::new(env!("CARGO_BIN_EXE_usher-webhook"))
+                    .env("USHER_WEBHOOK_LISTEN", format!("127.0.0.1:{port}"))
+                    .env("USHER_WEBHOOK_CERT", dir.join("tls.crt"))
+                    .env("USHER_WEBHOOK_KEY", dir.join("tls.key"))
+                    .env("KUBECONFIG", env.kubeconfig())
+                    .env("RUST_LOG", "info"),
+                &dir.join("webhook.log"),
+                Some(&dir),
+            )
+            .unwrap();
+            let hook = Webhook {
+                env,
+                dir,
+                port,
+                ca,
+                process,
+            };
+            hook.wait_listening().await;
+            hook.register().await;
+            hook
+        })
+        .await
+}
+
+impl Webhook {
+    async fn wait_listening(&self) {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("usher-webhook did not listen:\n{}", self.process.log());
+    }
+
+    async fn register(&self) {
+        let client = self.env.client().await.unwrap();
+        let rule = RuleWithOperations {
+            api_groups: Some(vec!["usher.dev".into()]),
+            api_versions: Some(vec!["v1alpha1".into()]),
+            operations: Some(vec!["CREATE".into(), "UPDATE".into(), "DELETE".into()]),
+            resources: Some(vec![
+                "organisations".into(),
+                "profiles".into(),
+                "users".into(),
+            ]),
+            scope: Some("*".into()),
+        };
+        let config = ValidatingWebhookConfiguration {
+            metadata: ObjectMeta {
+                name: Some("usher".into()),
+                ..Default::default()
+            },
+            webhooks: Some(vec![ValidatingWebhook {
+                name: "validate.usher.dev".into(),
+                admission_review_versions: vec!["v1".into()],
+                side_effects: "None".into(),
+                failure_policy: Some("Fail".into()),
+                timeout_seconds: Some(5),
+                rules: Some(vec![rule]),
+                client_config: WebhookClientConfig {
+                    url: Some(format!("https://127.0.0.1:{}/validate", self.port)),
+                    ca_bundle: Some(ByteString(self.ca.cert_pem().into_bytes())),
+                    service: None,
+                },
+                ..Default::default()
+            }]),
+        };
+        Api::<ValidatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &config)
+            .await
+            .unwrap();
+        // The API server picks the configuration up asynchronously: wait until it refuses.
+        let ns = unique_name("nowhere");
+        let users: Api<User> = Api::namespaced(client.clone(), "default");
+        for _ in 0..100 {
+            match users
+                .create(
+                    &PostParams::default(),
+                    &user(&ns, "x@example.com", "analyst"),
+                )
+                .await
+            {
+                Err(kube::Error::Api(s)) if s.message.contains("belongs to no Organisation") => {
+                    return;
+                }
+                Ok(_) => {
+                    let _ = users.delete(&ns, &DeleteParams::default()).await;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "the API server never called the webhook:\n{}",
+            self.process.log()
+        );
+    }
+
+    /// `kubectl apply -f -` of `yaml`; returns (success, stdout + stderr).
+    fn kubectl_apply(&self, yaml: &str) -> (bool, String) {
+        let mut child = self
+            .env
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// `curl --cacert ca.crt https://127.0.0.1:PORT<path>`: a real TLS client.
+    fn curl(&self, args: &[&str], path: &str) -> (String, String) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(self.dir.join("ca.crt"))
+            .args(args)
+            .arg(format!("https://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("curl (apt-get install curl)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        (code.to_owned(), body.to_owned())
+    }
+}
+
+fn user(name: &str, login: &str, profile: &str) -> User {
+    User::new(
+        name,
+        UserSpec {
+            login: login.into(),
+            full_name: "Test Person".into(),
+            profile: profile.into(),
+            ..Default::default()
+        },
+    )
+}
+
+/// An organisation with its namespace, and a profile, named uniquely for this test.
+struct World {
+    client: Client,
+    org: String,
+    ns: String,
+    profile: String,
+}
+
+async fn world() -> World {
+    let hook = webhook().await;
+    let client = hook.env.client().await.unwrap();
+    let org = unique_name("org");
+    let ns = format!("{org}-users");
+    let profile = unique_name("analyst");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    Api::<Profile>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Profile::new(
+                &profile,
+                ProfileSpec {
+                    description: None,
+                    permissions: vec!["manageCase".into()],
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    Api::<Organisation>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Organisation::new(
+                &org,
+                OrganisationSpec {
+                    display_name: "Org".into(),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    World {
+        client,
+        org,
+        ns,
+        profile,
+    }
+}
+
+fn refused<T: std::fmt::Debug>(r: kube::Result<T>) -> String {
+    match r {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{s:?}");
+            s.message
+        }
+        other => panic!("expected the webhook to refuse, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn kubectl_apply_shows_the_canonical_login_to_use() {
+    let w = world().await;
+    let hook = webhook().await;
+    let yaml = format!(
+        "apiVersion: usher.dev/v1alpha1\nkind: User\nmetadata:\n  name: alice\n  namespace: {}\nspec:\n  login: Alice@Example.COM\n  fullName: Alice\n  profile: {}\n",
+        w.ns, w.profile
+    );
+    let (ok, out) = hook.kubectl_apply(&yaml);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(r#"admission webhook "validate.usher.dev" denied the request: spec.login "Alice@Example.COM" is not in canonical form; use "alice@example.com""#),
+        "{out}"
+    );
+    let fixed = yaml.replace("Alice@Example.COM", "alice@example.com");
+    let (ok, out) = hook.kubectl_apply(&fixed);
+    assert!(ok, "{out}");
+    assert!(out.contains("user.usher.dev/alice created"), "{out}");
+}
+
+#[tokio::test]
+async fn cross_object_rules_are_enforced_by_the_api_server() {
+    let w = world().await;
+    let users: Api<User> = Api::namespaced(w.client.clone(), &w.ns);
+    let pp = PostParams::default();
+    users
+        .create(&pp, &user("bob", "bob@example.com", &w.profile))
+        .await
+        .unwrap();
+
+    let m = refused(
+        users
+            .create(&pp, &user("bob2", "bob@example.com", &w.profile))
+            .await,
+    );
+    assert!(m.contains("already used by User \"bob\""), "{m}");
+
+    let m = refused(
+        users
+            .create(&pp, &user("carol", "carol@example.com", "no-such-profile"))
+            .await,
+    );
+    assert!(
+        m.contains("\"no-such-profile\" does not exist") && m.contains(&w.profile),
+        "{m}"
+    );
+
+    let m = refused(
+        users
+            .create(&pp, &user("eve", "\u{430}lice@example.com", &w.profile))
+            .await,
+    );
+    assert!(m.contains("different scripts"), "{m}");
+
+    let orgs: Api<Organisation> = Api::all(w.client.clone());
+    let clash = Organisation::new(
+        &unique_name("org"),
+        OrganisationSpec {
+            display_name: "Clash".into(),
+            namespace: Some(w.ns.clone()),
+            ..Default::default()
+        },
+    );
+    let m = refused(orgs.create(&pp, &clash).await);
+    assert!(
+        m.contains(&format!("already belongs to Organisation \"{}\"", w.org)),
+        "{m}"
+    );
+    let system = Organisation::new(
+        &unique_name("org"),
+        OrganisationSpec {
+            display_name: "Sys".into(),
+            namespace: Some("kube-system".into()),
+            ..Default::default()
+        },
+    );
+    assert!(refused(orgs.create(&pp, &system).await).contains("system namespace"));
+
+    let dp = DeleteParams::default();
+    let m = refused(
+        Api::<Profile>::all(w.client.clone())
+            .delete(&w.profile, &dp)
+            .await,
+    );
+    assert!(
+        m.contains(&format!("still used by 1 User(s): {}/bob", w.ns)),
+        "{m}"
+    );
+    let m = refused(orgs.delete(&w.org, &dp).await);
+    assert!(m.contains("still has 1 User(s)"), "{m}");
+
+    // Once the User is gone, both deletions go through.
+    users.delete("bob", &dp).await.unwrap();
+    Api::<Profile>::all(w.client.clone())
+        .delete(&w.profile, &dp)
+        .await
+        .unwrap();
+    orgs.delete(&w.org, &dp).await.unwrap();
+}
+
+#[tokio::test]
+async fn hostile_objects_get_clear_answers() {
+    let w = world().await;
+    let hook = webhook().await;
+
+    // Unknown fields are pruned by the API server; the rest is judged normally.
+    let yaml = format!(
+        "apiVersion: usher.dev/v1alpha1\nkind: User\nmetadata:\n  name: dave\n  namespace: {}\nspec:\n  login: dave@example.com\n  fullName: Dave\n  profile: {}\n  isAdmin: true\n",
+        w.ns, w.profile
+    );
+    let out = hook
+        .env
+        .kubectl()
+        .args(["apply", "--validate=false", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = Api::<User>::namespaced(w.client.clone(), &w.ns)
+        .get("dave")
+        .await
+        .unwrap();
+    let raw = serde_json::to_value(&stored).unwrap();
+    assert!(raw["spec"].get("isAdmin").is_none(), "{raw}");
+
+    // Duplicate keys: the API server keeps the last value, which the webhook then judges.
+    let body = format!(
+        r#"{{"apiVersion":"usher.dev/v1alpha1","kind":"User","metadata":{{"name":"dup","namespace":"{ns}"}},
+        "spec":{{"login":"dup@example.com","login":"Dup@Example.com","fullName":"D","profile":"{p}"}}}}"#,
+        ns = w.ns,
+        p = w.profile
+    );
+    let req = http::Request::post(format!(
+        "/apis/usher.dev/v1alpha1/namespaces/{}/users",
+        w.ns
+    ))
+    .header("content-type", "application/json")
+    .body(body.into_bytes())
+    .unwrap();
+    match w.client.request_text(req).await {
+        Err(kube::Error::Api(s)) => {
+            assert!(s.message.contains("use \"dup@example.com\""), "{s:?}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // A megabyte in a field: the schema's maxLength refuses it before the webhook.
+    let mut big = user("big", "big@example.com", &w.profile);
+    big.spec.full_name = "x".repeat(1 << 20);
+    match Api::<User>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &big)
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert!(s.code == 422 || s.code == 413, "{s:?}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Sent straight to the webhook: a 1 MB review is answered, garbage gets a 400, never a 5xx.
+    let review = usher_webhook::fixtures::review_json(
+        "CREATE",
+        "User",
+        Some(&w.ns),
+        "big",
+        Some(json!({"apiVersion": "usher.dev/v1alpha1", "kind": "User",
+            "metadata": {"name": "big", "namespace": w.ns},
+            "spec": {"login": "big@example.com", "fullName": "x".repeat(1 << 20), "profile": w.profile}})),
+        None,
+    );
+    let file = hook.dir.join("big-review.json");
+    std::fs::write(&file, serde_json::to_vec(&review).unwrap()).unwrap();
+    let data = format!("@{}", file.display());
+    let (code, body) = hook.curl(
+        &[
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &data,
+        ],
+        "/validate",
+    );
+    assert_eq!(code, "200", "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{body}");
+    assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
+
+    let (code, body) = hook.curl(
+        &[
+            "-H",
+            "content-type: application/json",
+            "--data",
+            "{not json",
+        ],
+        "/validate",
+    );
+    assert_eq!(code, "400", "{body}");
+    assert!(body.contains("\"error\":\"invalid_review\""), "{body}");
+    let (code, _) = hook.curl(&["--data", "{}"], "/validate");
+    assert_eq!(code, "400");
+}
+
+fn served_serial(port: u16) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn file_serial(path: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn certificate_files_are_reloaded_when_they_change() {
+    let hook = webhook().await;
+    let w = world().await;
+    let before = served_serial(hook.port);
+    assert!(before.starts_with("serial="), "{before}");
+
+    let next = hook.ca.issue(2002).unwrap();
+    // Key first, then certificate: the reloader retries a mismatched pair until both are new.
+    std::fs::write(hook.dir.join("tls.key"), &next.key_pem).unwrap();
+    std::fs::write(hook.dir.join("tls.crt"), &next.cert_pem).unwrap();
+    let want = file_serial(&hook.dir.join("tls.crt"));
+    assert_ne!(want, before);
+    let mut served = before.clone();
+    for _ in 0..50 {
+        served = served_serial(hook.port);
+        if served == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(served, want, "{}", hook.process.log_tail(20));
+
+    // The API server still reaches the webhook with the new certificate.
+    let users: Api<User> = Api::namespaced(w.client.clone(), &w.ns);
+    let m = refused(
+        users
+            .create(
+                &PostParams::default(),
+                &user("x", "X@example.com", &w.profile),
+            )
+            .await,
+    );
+    assert!(m.contains("use \"x@example.com\""), "{m}");
+}
+
+#[tokio::test]
+async fn health_and_metrics_are_served() {
+    let hook = webhook().await;
+    let (code, body) = hook.curl(&[], "/healthz");
+    assert_eq!((code.as_str(), body.as_str()), ("200", "ok"));
+    let (code, _) = hook.curl(&[], "/readyz");
+    assert_eq!(code, "200");
+    // Registration already had reviews refused (namespace of no organisation).
+    let (code, body) = hook.curl(&[], "/metrics");
+    assert_eq!(code, "200");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("usher_webhook_reviews_total{")
+                && l.contains("kind=\"User\"")
+                && l.contains("decision=\"denied\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains("usher_webhook_review_duration_seconds_bucket"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_caches_list_afresh_until_synced_and_then_agree() {
+    let w = world().await;
+    use usher_webhook::{cache::Caches, rules::Lookup};
+    let caches = Caches::start(w.client.clone());
+    let listed = caches.list().await.unwrap();
+    assert!(
+        listed
+            .organisations()
+            .iter()
+            .any(|o| o.metadata.name.as_deref() == Some(&w.org))
+    );
+    for _ in 0..100 {
+        if caches.is_synced() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(caches.is_synced());
+    assert!(
+        caches
+            .organisations()
+            .iter()
+            .any(|o| o.metadata.name.as_deref() == Some(&w.org))
+    );
+    assert!(
+        caches
+            .profiles()
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(&w.profile))
+    );
+}
