@@ -69,13 +69,17 @@ impl Caches {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// A fresh List of the three kinds from the API server.
-    pub async fn list(&self) -> kube::Result<Snapshot> {
+    /// A fresh List of the three kinds from the API server; Users of one namespace only when
+    /// `users_in` is given (all a User's rules look at).
+    pub async fn list(&self, users_in: Option<&str>) -> kube::Result<Snapshot> {
         let lp = ListParams::default();
         let (orgs, profs, usrs) = (
             Api::<Organisation>::all(self.client.clone()),
             Api::<Profile>::all(self.client.clone()),
-            Api::<User>::all(self.client.clone()),
+            match users_in {
+                Some(ns) => Api::<User>::namespaced(self.client.clone(), ns),
+                None => Api::<User>::all(self.client.clone()),
+            },
         );
         let (organisations, profiles, users) =
             futures::try_join!(orgs.list(&lp), profs.list(&lp), usrs.list(&lp))?;

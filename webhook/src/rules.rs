@@ -164,6 +164,31 @@ pub fn review(
     }
 }
 
+/// True when a stale cache could wrongly *admit* this request: a User CREATE, or an UPDATE that
+/// changes the login (a duplicate created a moment ago may not be cached yet). Such requests are
+/// decided on a fresh List of the User's namespace.
+pub fn needs_fresh_view(req: &AdmissionRequest<DynamicObject>) -> bool {
+    if Kind::of(req) != Some(Kind::User) {
+        return false;
+    }
+    match req.operation {
+        Operation::Create => true,
+        Operation::Update => {
+            let login = |o: Option<&DynamicObject>| {
+                o.and_then(|o| {
+                    o.data
+                        .get("spec")?
+                        .get("login")?
+                        .as_str()
+                        .map(str::to_owned)
+                })
+            };
+            login(req.object.as_ref()) != login(req.old_object.as_ref())
+        }
+        Operation::Delete | Operation::Connect => false,
+    }
+}
+
 type Verdict = Result<(), String>;
 
 fn parse<K: kube::Resource + serde::de::DeserializeOwned>(
@@ -737,6 +762,65 @@ mod tests {
             m.contains("spec.permissions[1]") && m.contains("must start with a letter"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn only_user_creates_and_login_changes_need_a_fresh_view() {
+        let parse = |v: Value| -> AdmissionRequest<DynamicObject> {
+            serde_json::from_value::<AdmissionReview<DynamicObject>>(v)
+                .unwrap()
+                .try_into()
+                .unwrap()
+        };
+        let a = user_json("acme", "a", "a@example.com", "analyst");
+        let renamed = user_json("acme", "a", "b@example.com", "analyst");
+        let reprofiled = user_json("acme", "a", "a@example.com", "org-admin");
+        let cases = [
+            (
+                review_json("CREATE", "User", Some("acme"), "a", Some(a.clone()), None),
+                true,
+            ),
+            (
+                review_json(
+                    "UPDATE",
+                    "User",
+                    Some("acme"),
+                    "a",
+                    Some(renamed),
+                    Some(a.clone()),
+                ),
+                true,
+            ),
+            (
+                review_json(
+                    "UPDATE",
+                    "User",
+                    Some("acme"),
+                    "a",
+                    Some(reprofiled),
+                    Some(a.clone()),
+                ),
+                false,
+            ),
+            (
+                review_json("DELETE", "User", Some("acme"), "a", None, Some(a)),
+                false,
+            ),
+            (
+                review_json("CREATE", "Profile", None, "p", None, None),
+                false,
+            ),
+        ];
+        for (review, want) in cases {
+            let req = parse(review);
+            assert_eq!(
+                needs_fresh_view(&req),
+                want,
+                "{:?} {:?}",
+                req.operation,
+                req.kind.kind
+            );
+        }
     }
 
     #[test]

@@ -120,8 +120,18 @@ async fn decide(
 ) -> (AdmissionResponse, &'static str) {
     let decision = match &state.source {
         Source::Fixed(snapshot) => rules::review(req, snapshot.as_ref(), &state.config),
-        Source::Cluster(caches) if caches.is_synced() => rules::review(req, caches, &state.config),
-        Source::Cluster(caches) => match caches.list().await {
+        // The cache decides only what staleness cannot get wrong: it may allow, never refuse.
+        Source::Cluster(caches)
+            if caches.is_synced()
+                && !rules::needs_fresh_view(req)
+                && rules::review(req, caches, &state.config) == Decision::Allow =>
+        {
+            Decision::Allow
+        }
+        // Fresh data otherwise: a cache that has not yet seen an Organisation or Profile created
+        // a moment ago (one `kubectl apply -k`) must not refuse the User that follows, and one
+        // that has not yet seen a User must not admit a second User with the same login.
+        Source::Cluster(caches) => match caches.list(users_scope(req)).await {
             Ok(snapshot) => rules::review(req, &snapshot, &state.config),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list Usher objects to review a request");
@@ -146,6 +156,14 @@ async fn decide(
             );
             (deny(req, message), "denied")
         }
+    }
+}
+
+/// The namespace whose Users a fresh view needs: a User's own, else every namespace.
+fn users_scope(req: &AdmissionRequest<DynamicObject>) -> Option<&str> {
+    match Kind::of(req) {
+        Some(Kind::User) => req.namespace.as_deref(),
+        _ => None,
     }
 }
 
