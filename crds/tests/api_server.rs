@@ -6,19 +6,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::core::v1::Namespace,
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 use kube::{
     Api, Client,
-    api::{ObjectMeta, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use usher_crds::{
     ApiKeySpec, MfaPolicy, Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserPhase,
     UserSpec, UserStatus,
 };
-use usher_testkit::{Envtest, unique_name};
+use usher_testkit::{Envtest, create_namespace, unique_name};
 
 async fn env() -> (&'static Envtest, Client) {
     let env = Envtest::shared(usher_crds::crds).await.expect("envtest");
@@ -27,15 +26,7 @@ async fn env() -> (&'static Envtest, Client) {
 
 async fn namespace(client: &Client) -> String {
     let name = unique_name("ns");
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &ns).await.unwrap();
+    create_namespace(client, &name).await.unwrap();
     name
 }
 

@@ -10,6 +10,8 @@ mod envtest;
 mod process;
 mod tls;
 
-pub use envtest::{Envtest, PROVISION_COMMAND, assets_dir, strip_cel_validations, unique_name};
+pub use envtest::{
+    Envtest, PROVISION_COMMAND, assets_dir, create_namespace, strip_cel_validations, unique_name,
+};
 pub use process::Process;
 pub use tls::{ServingCert, TestCa, free_port};

@@ -441,12 +441,11 @@ mod tests {
     }
 
     fn decide(review: Value) -> Decision {
-        let review: AdmissionReview<DynamicObject> = serde_json::from_value(review).unwrap();
-        review_request(review)
+        decide_with(review, &cluster())
     }
 
-    fn review_request(review: AdmissionReview<DynamicObject>) -> Decision {
-        review_with(review, &cluster())
+    fn decide_with(review: Value, cluster: &Snapshot) -> Decision {
+        review_with(serde_json::from_value(review).unwrap(), cluster)
     }
 
     fn review_with(ar: AdmissionReview<DynamicObject>, cluster: &Snapshot) -> Decision {
@@ -551,16 +550,11 @@ mod tests {
             organisations: vec![organisation("acme", None)],
             ..Default::default()
         };
-        let review = serde_json::from_value(review_json(
-            "CREATE",
-            "User",
-            Some("acme"),
-            "bob",
-            Some(user_json("acme", "bob", "bob@example.com", "analyst")),
-            None,
-        ))
-        .unwrap();
-        let m = denied(review_with(review, &empty));
+        let obj = user_json("acme", "bob", "bob@example.com", "analyst");
+        let m = denied(decide_with(
+            review_json("CREATE", "User", Some("acme"), "bob", Some(obj), None),
+            &empty,
+        ));
         assert!(m.contains("no Profile exists yet"), "{m}");
     }
 
@@ -586,41 +580,25 @@ mod tests {
         let mut obj = user_json("acme", "alice", "alice@example.com", "analyst");
         obj["metadata"]["finalizers"] = json!(["usher.dev/membership"]);
         let old = user_json("acme", "alice", "alice@example.com", "analyst");
-        let review = serde_json::from_value(review_json(
-            "UPDATE",
-            "User",
-            Some("acme"),
-            "alice",
-            Some(obj.clone()),
-            Some(old.clone()),
-        ))
-        .unwrap();
-        assert_eq!(review_with(review, &cluster), Decision::Allow);
+        let update = |new: &Value| {
+            let review = review_json(
+                "UPDATE",
+                "User",
+                Some("acme"),
+                "alice",
+                Some(new.clone()),
+                Some(old.clone()),
+            );
+            decide_with(review, &cluster)
+        };
+        assert_eq!(update(&obj), Decision::Allow);
 
         let mut moved = obj.clone();
         moved["spec"]["profile"] = json!("ghost");
-        let review = serde_json::from_value(review_json(
-            "UPDATE",
-            "User",
-            Some("acme"),
-            "alice",
-            Some(moved.clone()),
-            Some(old.clone()),
-        ))
-        .unwrap();
-        assert!(denied(review_with(review, &cluster)).contains("\"ghost\" does not exist"));
+        assert!(denied(update(&moved)).contains("\"ghost\" does not exist"));
 
         moved["metadata"]["deletionTimestamp"] = json!("2026-11-27T10:00:00Z");
-        let review = serde_json::from_value(review_json(
-            "UPDATE",
-            "User",
-            Some("acme"),
-            "alice",
-            Some(moved),
-            Some(old),
-        ))
-        .unwrap();
-        assert_eq!(review_with(review, &cluster), Decision::Allow);
+        assert_eq!(update(&moved), Decision::Allow);
     }
 
     fn org_json(name: &str, namespace: Option<&str>) -> Value {

@@ -12,12 +12,8 @@ use std::{
 
 use k8s_openapi::{
     ByteString,
-    api::{
-        admissionregistration::v1::{
-            RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration,
-            WebhookClientConfig,
-        },
-        core::v1::Namespace,
+    api::admissionregistration::v1::{
+        RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
     },
 };
 use kube::{
@@ -26,8 +22,9 @@ use kube::{
 };
 use serde_json::json;
 use tokio::sync::OnceCell;
-use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
-use usher_testkit::{Envtest, Process, TestCa, free_port, unique_name};
+use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User};
+use usher_testkit::{Envtest, Process, TestCa, create_namespace, free_port, unique_name};
+use usher_webhook::fixtures::user;
 
 struct Webhook {
     env: &'static Envtest,
@@ -133,7 +130,7 @@ impl Webhook {
             match users
                 .create(
                     &PostParams::default(),
-                    &user(&ns, "x@example.com", "analyst"),
+                    &user("default", &ns, "x@example.com", "analyst"),
                 )
                 .await
             {
@@ -201,18 +198,6 @@ impl Webhook {
     }
 }
 
-fn user(name: &str, login: &str, profile: &str) -> User {
-    User::new(
-        name,
-        UserSpec {
-            login: login.into(),
-            full_name: "Test Person".into(),
-            profile: profile.into(),
-            ..Default::default()
-        },
-    )
-}
-
 /// An organisation with its namespace, and a profile, named uniquely for this test.
 struct World {
     client: Client,
@@ -227,19 +212,7 @@ async fn world() -> World {
     let org = unique_name("org");
     let ns = format!("{org}-users");
     let profile = unique_name("analyst");
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(ns.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    create_namespace(&client, &ns).await.unwrap();
     Api::<Profile>::all(client.clone())
         .create(
             &PostParams::default(),
@@ -311,20 +284,23 @@ async fn cross_object_rules_are_enforced_by_the_api_server() {
     let users: Api<User> = Api::namespaced(w.client.clone(), &w.ns);
     let pp = PostParams::default();
     users
-        .create(&pp, &user("bob", "bob@example.com", &w.profile))
+        .create(&pp, &user(&w.ns, "bob", "bob@example.com", &w.profile))
         .await
         .unwrap();
 
     let m = refused(
         users
-            .create(&pp, &user("bob2", "bob@example.com", &w.profile))
+            .create(&pp, &user(&w.ns, "bob2", "bob@example.com", &w.profile))
             .await,
     );
     assert!(m.contains("already used by User \"bob\""), "{m}");
 
     let m = refused(
         users
-            .create(&pp, &user("carol", "carol@example.com", "no-such-profile"))
+            .create(
+                &pp,
+                &user(&w.ns, "carol", "carol@example.com", "no-such-profile"),
+            )
             .await,
     );
     assert!(
@@ -334,7 +310,10 @@ async fn cross_object_rules_are_enforced_by_the_api_server() {
 
     let m = refused(
         users
-            .create(&pp, &user("eve", "\u{430}lice@example.com", &w.profile))
+            .create(
+                &pp,
+                &user(&w.ns, "eve", "\u{430}lice@example.com", &w.profile),
+            )
             .await,
     );
     assert!(m.contains("different scripts"), "{m}");
@@ -442,7 +421,7 @@ async fn hostile_objects_get_clear_answers() {
     }
 
     // A megabyte in a field: the schema's maxLength refuses it before the webhook.
-    let mut big = user("big", "big@example.com", &w.profile);
+    let mut big = (*user(&w.ns, "big", "big@example.com", &w.profile)).clone();
     big.spec.full_name = "x".repeat(1 << 20);
     match Api::<User>::namespaced(w.client.clone(), &w.ns)
         .create(&PostParams::default(), &big)
@@ -544,7 +523,7 @@ async fn certificate_files_are_reloaded_when_they_change() {
         users
             .create(
                 &PostParams::default(),
-                &user("x", "X@example.com", &w.profile),
+                &user(&w.ns, "x", "X@example.com", &w.profile),
             )
             .await,
     );
@@ -616,18 +595,7 @@ async fn every_example_applies_in_one_go_through_the_webhook() {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     // The controller creates organisation namespaces (issue 3); until it runs here, do it by hand.
     for ns in ["acme", "globex-users"] {
-        let _ = Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(ns.into()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-            .await;
+        create_namespace(&client, ns).await.unwrap();
     }
     let out = hook
         .env
