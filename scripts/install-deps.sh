@@ -6,6 +6,7 @@ SUDO=""
 packages=(
   make ca-certificates
   openssl curl                   # real TLS clients in the webhook tests
+  python3-aiosmtpd               # the real SMTP server of the mail tests
   etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
 )
 missing=()

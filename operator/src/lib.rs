@@ -5,3 +5,4 @@ pub mod apikey;
 pub mod cli;
 pub mod crypto;
 pub mod invitation;
+pub mod mailer;

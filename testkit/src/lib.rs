@@ -8,10 +8,12 @@
 
 mod envtest;
 mod process;
+mod smtp;
 mod tls;
 
 pub use envtest::{
     Envtest, PROVISION_COMMAND, assets_dir, create_namespace, strip_cel_validations, unique_name,
 };
 pub use process::Process;
+pub use smtp::SmtpSink;
 pub use tls::{ServingCert, TestCa, free_port};

@@ -1,0 +1,67 @@
+//! Invitation emails through a real SMTP server (aiosmtpd) and the file transport.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+use std::time::Duration;
+
+use usher_operator::mailer::{Invitation, Mailer, invitation_email};
+use usher_testkit::SmtpSink;
+
+fn invitation() -> Invitation<'static> {
+    Invitation {
+        login: "alice@example.com",
+        full_name: "Alice Martin",
+        organisation: "ACME Corporation",
+        link: "http://127.0.0.1:8080/invite#token=abc",
+        expires: "2026-11-28 20:15 UTC",
+    }
+}
+
+#[tokio::test]
+async fn an_invitation_reaches_a_real_smtp_server() {
+    let sink = SmtpSink::start().await.unwrap();
+    let mailer = Mailer::from_url(&sink.url()).unwrap();
+    let msg = invitation_email("Usher <usher@example.com>", &invitation()).unwrap();
+    mailer.send(msg).await.unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains("To: \"Alice Martin\" <alice@example.com>"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].contains("Subject: You are invited to ACME Corporation"),
+        "{}",
+        got[0]
+    );
+}
+
+#[tokio::test]
+async fn a_down_smtp_server_is_a_clear_error_without_secrets() {
+    let mut sink = SmtpSink::start().await.unwrap();
+    let url = sink.url().replace("smtp://", "smtp://user:s3cret@");
+    sink.stop();
+    let mailer = Mailer::from_url(&url).unwrap();
+    let msg = invitation_email("usher@example.com", &invitation()).unwrap();
+    let err = mailer.send(msg).await.unwrap_err();
+    assert_eq!(err.metric_label(), "smtp");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+#[tokio::test]
+async fn the_file_transport_writes_eml_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mailer = Mailer::from_url(&format!("file://{}", dir.path().display())).unwrap();
+    let msg = invitation_email("usher@example.com", &invitation()).unwrap();
+    mailer.send(msg).await.unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].extension().unwrap(), "eml");
+    let raw = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(raw.contains("alice@example.com"), "{raw}");
+}
