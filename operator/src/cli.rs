@@ -1,8 +1,10 @@
 //! Command-line interface of the `usher` binary (flags with `USHER_*` environment equivalents).
 
-use std::io::Write;
+use std::{io::Write, net::SocketAddr, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{controller, mailer::Mailer, metrics::Metrics};
 
 /// Usher: Kubernetes-native user management for multi-organisation platforms.
 #[derive(Debug, Parser)]
@@ -18,6 +20,40 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions as YAML (`usher crds | kubectl apply -f -`).
     Crds,
+    /// Run the controller: organisations, profiles, accounts, invitations.
+    Controller(ControllerArgs),
+}
+
+/// Flags of `usher controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// The operator namespace, holding account Secrets.
+    #[arg(long, env = "USHER_NAMESPACE", default_value = "usher-system")]
+    pub namespace: String,
+    /// Base URL of the auth server, used in invitation links.
+    #[arg(
+        long,
+        env = "USHER_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+    /// Where invitation emails go: smtp://host:port, smtp://host:587?tls=required,
+    /// smtps://user:password@host:465, or file:///dir.
+    #[arg(long, env = "USHER_SMTP_URL")]
+    pub smtp_url: String,
+    /// Sender of invitation emails.
+    #[arg(
+        long,
+        env = "USHER_MAIL_FROM",
+        default_value = "Usher <usher@usher.invalid>"
+    )]
+    pub mail_from: String,
+    /// Lifetime of an invitation link, such as 24h or 3d.
+    #[arg(long, env = "USHER_INVITATION_TTL", default_value = "24h")]
+    pub invitation_ttl: usher_crds::Duration,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "USHER_PROBE_LISTEN", default_value = "0.0.0.0:8081")]
+    pub probe_listen: SocketAddr,
 }
 
 /// Runs a parsed command line.
@@ -28,5 +64,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::stdout().lock().write_all(yaml.as_bytes())?;
             Ok(())
         }
+        Command::Controller(args) => run_controller(args).await,
+    }
+}
+
+async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    // Built inside the runtime: the SMTP pool starts a task.
+    let mailer = Mailer::from_url(&args.smtp_url)?;
+    let metrics = Metrics::default();
+    let listener = tokio::net::TcpListener::bind(args.probe_listen).await?;
+    tokio::spawn(serve_probes(listener, metrics.clone()));
+    let settings = controller::Settings {
+        namespace: args.namespace,
+        public_url: args.public_url,
+        mail_from: args.mail_from,
+        invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),
+    };
+    controller::run(client, settings, mailer, metrics).await
+}
+
+async fn serve_probes(listener: tokio::net::TcpListener, metrics: Metrics) {
+    use axum::{Router, routing::get};
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.encode();
+                async move { body }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "probe server stopped");
     }
 }

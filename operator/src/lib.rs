@@ -1,8 +1,18 @@
 //! Usher's operator crate: the `usher` binary's commands. Each concern lives in a file named for
 //! it; `main.rs` only parses flags and wires.
 
+pub mod account;
 pub mod apikey;
 pub mod cli;
+pub mod conditions;
+pub mod controller;
 pub mod crypto;
+mod error;
 pub mod invitation;
 pub mod mailer;
+pub mod metrics;
+pub mod organisation_reconciler;
+pub mod profile_reconciler;
+pub mod user_reconciler;
+
+pub use error::Error;

@@ -7,6 +7,7 @@
 //! provisions it.
 
 mod envtest;
+mod mail;
 mod process;
 mod smtp;
 mod tls;
@@ -14,6 +15,7 @@ mod tls;
 pub use envtest::{
     Envtest, PROVISION_COMMAND, assets_dir, create_namespace, strip_cel_validations, unique_name,
 };
+pub use mail::Email;
 pub use process::Process;
 pub use smtp::SmtpSink;
 pub use tls::{ServingCert, TestCa, free_port};

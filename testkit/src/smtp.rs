@@ -93,6 +93,24 @@ impl SmtpSink {
         read_maildir(&self.dir.join("mail"))
     }
 
+    /// Every message received so far, parsed, oldest first.
+    pub fn emails(&self) -> Result<Vec<crate::Email>> {
+        Ok(self
+            .messages()?
+            .iter()
+            .map(|m| crate::Email::parse(m))
+            .collect())
+    }
+
+    /// The emails sent to `address`, oldest first.
+    pub fn emails_to(&self, address: &str) -> Result<Vec<crate::Email>> {
+        Ok(self
+            .emails()?
+            .into_iter()
+            .filter(|e| e.to == address)
+            .collect())
+    }
+
     /// Waits until at least `n` messages arrived; returns them all.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<String>> {
         let deadline = Instant::now() + timeout;

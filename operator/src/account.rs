@@ -1,0 +1,360 @@
+//! Platform accounts: one per canonical login, stored as a Secret `account-<id>` in the operator
+//! namespace (labelled `usher.dev/account=<id>`). The name derives from the login, so creating
+//! it twice is harmless; every update carries the resourceVersion it read (409 → read again).
+//! The controller writes the invitation and session-revocation fields; the auth server writes
+//! the password and TOTP fields. Keys it does not know are kept as they are.
+
+use std::{collections::BTreeMap, fmt};
+
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    jiff::Timestamp,
+};
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+};
+use usher_crds::LABEL_ACCOUNT;
+
+use crate::crypto::{hex, sha256};
+
+const LOGIN: &str = "login";
+const PASSWORD_HASH: &str = "passwordHash";
+const ACTIVATED_AT: &str = "activatedAt";
+const SESSIONS_REVOKED_AT: &str = "sessionsRevokedAt";
+const MFA_ENROLLED_AT: &str = "mfaEnrolledAt";
+const INVITATION_TOKEN_HASH: &str = "invitation.tokenHash";
+const INVITATION_EXPIRES_AT: &str = "invitation.expiresAt";
+const INVITATION_SENT_AT: &str = "invitation.sentAt";
+const INVITATION_ISSUED_BY: &str = "invitation.issuedBy";
+const KNOWN: &[&str] = &[
+    LOGIN,
+    PASSWORD_HASH,
+    ACTIVATED_AT,
+    SESSIONS_REVOKED_AT,
+    MFA_ENROLLED_AT,
+    INVITATION_TOKEN_HASH,
+    INVITATION_EXPIRES_AT,
+    INVITATION_SENT_AT,
+    INVITATION_ISSUED_BY,
+];
+
+/// The account id of a canonical login: 20 hex digits of its SHA-256.
+pub fn account_id(login: &str) -> String {
+    hex(&sha256(login.as_bytes()))[..20].to_owned()
+}
+
+/// The Secret name of an account.
+pub fn secret_name(id: &str) -> String {
+    format!("account-{id}")
+}
+
+/// The invitation currently valid for an account (at most one: issuing replaces it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingInvitation {
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// When the link stops working.
+    pub expires_at: Timestamp,
+    /// When the email was accepted by the mail server; `None` means issued but not (known to
+    /// be) sent, which after a crash means the token is lost and a new one must be issued.
+    pub sent_at: Option<Timestamp>,
+    /// The membership (`namespace/name`) whose organisation the email named.
+    pub issued_by: String,
+}
+
+/// A platform account.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    /// [`account_id`] of the login.
+    pub id: String,
+    /// The canonical login.
+    pub login: String,
+    /// Argon2id PHC string, set when the invitation is accepted.
+    pub password_hash: Option<String>,
+    /// The invitation in force, while the account is not activated.
+    pub invitation: Option<PendingInvitation>,
+    /// When the password was first set.
+    pub activated_at: Option<Timestamp>,
+    /// Sessions started before this are invalid (Kill Session, MFA reset).
+    pub sessions_revoked_at: Option<Timestamp>,
+    /// When TOTP enrolment was confirmed.
+    pub mfa_enrolled_at: Option<Timestamp>,
+    /// Fields of other writers (TOTP secret, last step, …), kept untouched.
+    pub other: BTreeMap<String, ByteString>,
+    /// The resourceVersion read; updates are preconditioned on it.
+    pub resource_version: Option<String>,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("login", &self.login)
+            .field("activated", &self.activated_at.is_some())
+            .field("invitation_pending", &self.invitation.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An account Secret that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("account Secret {name} is damaged: field {field} is not valid")]
+pub struct DamagedAccount {
+    name: String,
+    field: &'static str,
+}
+
+impl Account {
+    /// A new account for a canonical login.
+    pub fn new(login: &str) -> Account {
+        Account {
+            id: account_id(login),
+            login: login.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// True once a password was set through the invitation.
+    pub fn is_activated(&self) -> bool {
+        self.password_hash.is_some() && self.activated_at.is_some()
+    }
+
+    /// Reads an account Secret.
+    pub fn from_secret(secret: &Secret) -> Result<Account, DamagedAccount> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let data = secret.data.clone().unwrap_or_default();
+        let text = |key: &'static str| -> Result<Option<String>, DamagedAccount> {
+            data.get(key)
+                .map(|v| {
+                    String::from_utf8(v.0.clone()).map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: key,
+                    })
+                })
+                .transpose()
+        };
+        let time = |key: &'static str| -> Result<Option<Timestamp>, DamagedAccount> {
+            text(key)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: key,
+                    })
+                })
+                .transpose()
+        };
+        let login = text(LOGIN)?.ok_or(DamagedAccount {
+            name: name.clone(),
+            field: LOGIN,
+        })?;
+        let invitation = match (text(INVITATION_TOKEN_HASH)?, time(INVITATION_EXPIRES_AT)?) {
+            (Some(token_hash), Some(expires_at)) if !token_hash.is_empty() => {
+                Some(PendingInvitation {
+                    token_hash,
+                    expires_at,
+                    sent_at: time(INVITATION_SENT_AT)?,
+                    issued_by: text(INVITATION_ISSUED_BY)?.unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
+        Ok(Account {
+            id: account_id(&login),
+            password_hash: text(PASSWORD_HASH)?.filter(|s| !s.is_empty()),
+            activated_at: time(ACTIVATED_AT)?,
+            sessions_revoked_at: time(SESSIONS_REVOKED_AT)?,
+            mfa_enrolled_at: time(MFA_ENROLLED_AT)?,
+            invitation,
+            other: data
+                .into_iter()
+                .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+                .collect(),
+            resource_version: secret.metadata.resource_version.clone(),
+            login,
+        })
+    }
+
+    /// The Secret for this account, with the resourceVersion precondition when known.
+    pub fn to_secret(&self, namespace: &str) -> Secret {
+        let mut data = self.other.clone();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                data.insert(k.to_owned(), ByteString(v.into_bytes()));
+            }
+        };
+        put(LOGIN, Some(self.login.clone()));
+        put(PASSWORD_HASH, self.password_hash.clone());
+        put(ACTIVATED_AT, self.activated_at.map(|t| t.to_string()));
+        put(
+            SESSIONS_REVOKED_AT,
+            self.sessions_revoked_at.map(|t| t.to_string()),
+        );
+        put(MFA_ENROLLED_AT, self.mfa_enrolled_at.map(|t| t.to_string()));
+        if let Some(inv) = &self.invitation {
+            put(INVITATION_TOKEN_HASH, Some(inv.token_hash.clone()));
+            put(INVITATION_EXPIRES_AT, Some(inv.expires_at.to_string()));
+            put(INVITATION_SENT_AT, inv.sent_at.map(|t| t.to_string()));
+            put(INVITATION_ISSUED_BY, Some(inv.issued_by.clone()));
+        }
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(secret_name(&self.id)),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(BTreeMap::from([(
+                    LABEL_ACCOUNT.to_owned(),
+                    self.id.clone(),
+                )])),
+                resource_version: self.resource_version.clone(),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+}
+
+/// Reads and writes account Secrets in the operator namespace.
+#[derive(Clone)]
+pub struct AccountStore {
+    api: Api<Secret>,
+    namespace: String,
+}
+
+impl AccountStore {
+    /// A store over `namespace`.
+    pub fn new(client: kube::Client, namespace: &str) -> AccountStore {
+        AccountStore {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// The account of `login`, if it exists.
+    pub async fn get(&self, login: &str) -> Result<Option<Account>, crate::Error> {
+        match self.api.get_opt(&secret_name(&account_id(login))).await? {
+            Some(s) => Ok(Some(Account::from_secret(&s)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The account of `login`, created if missing (creating it twice is harmless).
+    pub async fn get_or_create(&self, login: &str) -> Result<(Account, bool), crate::Error> {
+        if let Some(a) = self.get(login).await? {
+            return Ok((a, false));
+        }
+        let fresh = Account::new(login);
+        match self
+            .api
+            .create(&PostParams::default(), &fresh.to_secret(&self.namespace))
+            .await
+        {
+            Ok(s) => Ok((Account::from_secret(&s)?, true)),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let a = self
+                    .get(login)
+                    .await?
+                    .ok_or(crate::Error::AccountVanished)?;
+                Ok((a, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `account` if nobody wrote since it was read: the stored account with its new
+    /// resourceVersion, or `None` when someone else wrote first (read again, redo the change).
+    pub async fn update(&self, account: &Account) -> Result<Option<Account>, crate::Error> {
+        let secret = account.to_secret(&self.namespace);
+        match self
+            .api
+            .replace(&secret_name(&account.id), &PostParams::default(), &secret)
+            .await
+        {
+            Ok(s) => Ok(Some(Account::from_secret(&s)?)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the account of `login` (gone already is fine).
+    pub async fn delete(&self, login: &str) -> Result<(), crate::Error> {
+        match self
+            .api
+            .delete(&secret_name(&account_id(login)), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn round_trips_through_a_secret_keeping_other_writers_fields() {
+        let mut a = Account::new("alice@example.com");
+        a.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+        a.activated_at = Some(ts("2026-11-27T10:00:00Z"));
+        a.invitation = Some(PendingInvitation {
+            token_hash: "ab".repeat(32),
+            expires_at: ts("2026-11-28T10:00:00Z"),
+            sent_at: None,
+            issued_by: "acme/alice".into(),
+        });
+        a.other
+            .insert("totp.secret".into(), ByteString(b"enc".to_vec()));
+        a.resource_version = Some("42".into());
+        let secret = a.to_secret("usher-system");
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some(secret_name(&a.id).as_str())
+        );
+        assert_eq!(
+            secret.metadata.labels.as_ref().unwrap()[LABEL_ACCOUNT],
+            a.id
+        );
+        assert_eq!(Account::from_secret(&secret).unwrap(), a);
+    }
+
+    #[test]
+    fn the_id_is_stable_and_differs_per_login() {
+        assert_eq!(
+            account_id("alice@example.com"),
+            account_id("alice@example.com")
+        );
+        assert_ne!(
+            account_id("alice@example.com"),
+            account_id("bob@example.com")
+        );
+        assert_eq!(account_id("alice@example.com").len(), 20);
+    }
+
+    #[test]
+    fn debug_never_shows_hashes() {
+        let mut a = Account::new("alice@example.com");
+        a.password_hash = Some("$argon2id$secret-hash".into());
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+    }
+
+    #[test]
+    fn a_damaged_secret_is_an_error_naming_the_field_not_its_value() {
+        let mut s = Account::new("alice@example.com").to_secret("usher-system");
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert(ACTIVATED_AT.into(), ByteString(b"yesterday".to_vec()));
+        let e = Account::from_secret(&s).unwrap_err().to_string();
+        assert!(e.contains("activatedAt") && !e.contains("yesterday"), "{e}");
+    }
+}

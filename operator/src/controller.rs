@@ -1,0 +1,321 @@
+//! `usher controller`: the Organisation, Profile and User reconcilers, wired together.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use usher_crds::{LABEL_ACCOUNT, Organisation, Profile, User, login::canonical_login};
+
+use crate::{Error, account::AccountStore, mailer::Mailer, metrics::Metrics};
+
+/// The field manager and Event reporter of the controller.
+pub const MANAGER: &str = "usher-controller";
+
+/// Settings of `usher controller`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The operator namespace (account Secrets).
+    pub namespace: String,
+    /// Base URL of the auth server, for invitation links.
+    pub public_url: String,
+    /// Sender of invitation emails.
+    pub mail_from: String,
+    /// Lifetime of an invitation link.
+    pub invitation_ttl: Duration,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Settings.
+    pub settings: Settings,
+    /// Account Secrets.
+    pub accounts: AccountStore,
+    /// Where invitations go.
+    pub mailer: Mailer,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Caches of the three kinds (the controllers' own stores).
+    pub users: Store<User>,
+    /// See `users`.
+    pub organisations: Store<Organisation>,
+    /// See `users`.
+    pub profiles: Store<Profile>,
+    synced: tokio::sync::watch::Receiver<bool>,
+    recount_orgs: futures::channel::mpsc::UnboundedSender<ObjectRef<Organisation>>,
+    recount_profiles: futures::channel::mpsc::UnboundedSender<ObjectRef<Profile>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Context {
+    /// Serialises work on one account across its memberships' reconciles.
+    pub async fn lock_account(&self, account_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(account_id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Waits until the three caches hold a complete first List, so no reconcile judges a User
+    /// against a half-loaded set of Organisations or Profiles.
+    ///
+    /// One task awaits the stores (see [`run`]) and publishes on a watch channel: kube's
+    /// `Store::wait_until_ready` wakes only the last of several concurrent waiters, and
+    /// reconciles waiting on it directly were seen to hang forever.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.clone();
+        let _ = synced.wait_for(|ready| *ready).await;
+    }
+
+    /// Asks for the member count of `user`'s organisation and the user counts of every profile
+    /// (a handful) to be checked. Sent after the User is in the cache, so the counts see it; a
+    /// watch of Users of their own would race with this cache.
+    pub fn recount(&self, user: &User) {
+        let ns = user.namespace().unwrap_or_default();
+        for org in self
+            .organisations
+            .state_filter(|o| o.namespace_name() == ns)
+        {
+            let _ = self
+                .recount_orgs
+                .unbounded_send(ObjectRef::from_obj(org.as_ref()));
+        }
+        // The User's own profile by name, even when it is not cached yet; the others because
+        // the User may have left one of them.
+        let own = ObjectRef::<Profile>::new(&user.spec.profile);
+        let _ = self.recount_profiles.unbounded_send(own);
+        for profile in self.profiles.state() {
+            if profile.name_any() != user.spec.profile {
+                let _ = self
+                    .recount_profiles
+                    .unbounded_send(ObjectRef::from_obj(profile.as_ref()));
+            }
+        }
+    }
+
+    /// Publishes an Event about `obj`. Failures are logged, never fatal. Notes never carry a
+    /// secret.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        let reference = obj.object_ref(&());
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            // API servers before 1.22 refuse Events about cluster-scoped objects.
+            if reference.namespace.is_some() {
+                tracing::warn!(error = %e, reason, "could not publish an Event");
+            } else {
+                tracing::debug!(error = %e, reason, "could not publish an Event");
+            }
+        }
+    }
+}
+
+/// Runs the three controllers until a shutdown signal.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    mailer: Mailer,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let wc = watcher::Config::default();
+    let users = Controller::new(Api::<User>::all(client.clone()), wc.clone());
+    let orgs = Controller::new(Api::<Organisation>::all(client.clone()), wc.clone());
+    let profiles = Controller::new(Api::<Profile>::all(client.clone()), wc.clone());
+    // The reconcilers read caches of their own. A Controller's store is awaited by its applier,
+    // and kube's Store::wait_until_ready wakes only one waiter: a second waiter on it stalls
+    // either the controller or the waiter. These stores have exactly one waiter, below.
+    let (user_store, org_store, profile_store) = (
+        reflect::<User>(Api::all(client.clone())),
+        reflect::<Organisation>(Api::all(client.clone())),
+        reflect::<Profile>(Api::all(client.clone())),
+    );
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let (u, o, p) = (user_store.clone(), org_store.clone(), profile_store.clone());
+        async move {
+            let ready = futures::future::try_join3(
+                u.wait_until_ready(),
+                o.wait_until_ready(),
+                p.wait_until_ready(),
+            );
+            if ready.await.is_ok() {
+                let _ = synced_tx.send(true);
+                tracing::info!("caches synced");
+            }
+        }
+    });
+    let (recount_orgs, orgs_to_recount) = futures::channel::mpsc::unbounded();
+    let (recount_profiles, profiles_to_recount) = futures::channel::mpsc::unbounded();
+
+    let ctx = Arc::new(Context {
+        accounts: AccountStore::new(client.clone(), &settings.namespace),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client: client.clone(),
+        settings: settings.clone(),
+        mailer,
+        metrics,
+        users: user_store.clone(),
+        organisations: org_store.clone(),
+        profiles: profile_store.clone(),
+        synced,
+        recount_orgs,
+        recount_profiles,
+        locks: Mutex::default(),
+    });
+
+    // Users are re-reconciled when their account changes (activation, MFA enrolment by the auth
+    // server), and when the Organisation or Profile they depend on appears or changes.
+    let by_login = user_store.clone();
+    let by_namespace = user_store.clone();
+    let by_profile = user_store.clone();
+    let account_wc = watcher::Config::default().labels(LABEL_ACCOUNT);
+    let users = users
+        .watches(
+            Api::<Secret>::namespaced(client.clone(), &settings.namespace),
+            account_wc,
+            move |secret: Secret| {
+                let login = secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("login"))
+                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                    .unwrap_or_default();
+                users_where(&by_login, |u| {
+                    canonical_login(&u.spec.login).ok().as_deref() == Some(&login)
+                })
+            },
+        )
+        .watches(
+            Api::<Organisation>::all(client.clone()),
+            wc.clone(),
+            move |org| {
+                let ns = org.namespace_name();
+                users_where(&by_namespace, |u| u.namespace().as_deref() == Some(&ns))
+            },
+        )
+        .watches(Api::<Profile>::all(client.clone()), wc.clone(), move |p| {
+            let name = p.name_any();
+            users_where(&by_profile, |u| u.spec.profile == name)
+        })
+        .shutdown_on_signal()
+        .run(crate::user_reconciler::reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move { log_result("User", r) });
+
+    // Organisations count members and Profiles count users, recounted when the User
+    // reconciler has seen a change (see Context::recount).
+    let orgs = orgs
+        .reconcile_on(orgs_to_recount)
+        .shutdown_on_signal()
+        .run(
+            crate::organisation_reconciler::reconcile,
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move { log_result("Organisation", r) });
+    let profiles = profiles
+        .reconcile_on(profiles_to_recount)
+        .shutdown_on_signal()
+        .run(
+            crate::profile_reconciler::reconcile,
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move { log_result("Profile", r) });
+
+    tracing::info!(namespace = %settings.namespace, "usher controller running");
+    futures::join!(users, orgs, profiles);
+    tracing::info!("usher controller stopped");
+    Ok(())
+}
+
+/// A reflector of `K` on this runtime (managedFields dropped: large and never read).
+fn reflect<K>(api: Api<K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|obj| obj.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
+            }
+        }
+    });
+    reader
+}
+
+fn users_where(store: &Store<User>, pred: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {
+    store
+        .state_filter(|u| pred(u))
+        .iter()
+        .map(|u| ObjectRef::from_obj(u.as_ref()))
+        .collect()
+}
+
+fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(kind: &str, r: Result<K, E>) {
+    if let Err(e) = r {
+        tracing::debug!(kind, error = %e, "reconcile stream");
+    }
+}
+
+/// Retries failed reconciles with a delay; each failure is counted.
+pub fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&()).to_string();
+    ctx.metrics.reconcile_failed(&kind, err.metric_label());
+    tracing::warn!(
+        kind,
+        name = obj.meta().name.as_deref().unwrap_or(""),
+        namespace = obj.meta().namespace.as_deref().unwrap_or(""),
+        error = %err,
+        "reconcile failed; retrying"
+    );
+    let delay = match err {
+        Error::Mail(_) => Duration::from_secs(15),
+        _ => Duration::from_secs(5),
+    };
+    Action::requeue(delay)
+}

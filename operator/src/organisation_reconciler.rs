@@ -1,0 +1,185 @@
+//! Organisation reconcile: hold and label the namespace, count members, report `Ready`.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, ResourceExt,
+    api::{ObjectMeta, Patch, PatchParams},
+    runtime::controller::Action,
+};
+use usher_crds::{LABEL_ORGANISATION, Organisation, OrganisationStatus};
+
+use crate::{
+    Error,
+    conditions::{self, now},
+    controller::{Context, MANAGER},
+};
+
+/// What the namespace looks like to the organisation (pure input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceState {
+    /// No such namespace yet.
+    Missing,
+    /// It exists; the organisation label's value, if any.
+    Exists(Option<String>),
+}
+
+/// What to do about the namespace (pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespacePlan {
+    /// Create it (labelled), or label it: apply our label with server-side apply.
+    Apply,
+    /// Nothing to do.
+    Keep,
+    /// Another organisation holds it.
+    Taken(String),
+}
+
+/// Decides what to do with the namespace (pure).
+pub fn plan(org: &str, state: &NamespaceState) -> NamespacePlan {
+    match state {
+        NamespaceState::Missing | NamespaceState::Exists(None) => NamespacePlan::Apply,
+        NamespaceState::Exists(Some(owner)) if owner == org => NamespacePlan::Keep,
+        NamespaceState::Exists(Some(owner)) => NamespacePlan::Taken(owner.clone()),
+    }
+}
+
+/// Entry point for the kube-runtime Controller.
+pub async fn reconcile(org: Arc<Organisation>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    ctx.wait_synced().await;
+    let result = apply(&org, &ctx).await;
+    ctx.metrics
+        .reconciled("Organisation", started.elapsed().as_secs_f64());
+    result
+}
+
+async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
+    let name = org.name_any();
+    let ns_name = org.namespace_name();
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let state = match namespaces.get_opt(&ns_name).await? {
+        None => NamespaceState::Missing,
+        Some(ns) => NamespaceState::Exists(ns.labels().get(LABEL_ORGANISATION).cloned()),
+    };
+    let mut status = org.status.clone().unwrap_or_default();
+    let generation = org.metadata.generation;
+    let now = now();
+    match plan(&name, &state) {
+        NamespacePlan::Taken(owner) => {
+            conditions::set(
+                &mut status.conditions,
+                "Ready",
+                false,
+                "NamespaceTaken",
+                format!(
+                    "namespace {ns_name:?} belongs to Organisation {owner:?}; set spec.namespace to another namespace"
+                ),
+                generation,
+                now,
+            );
+            status.namespace = None;
+        }
+        plan => {
+            if plan == NamespacePlan::Apply {
+                let ns = Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(ns_name.clone()),
+                        labels: Some(BTreeMap::from([(
+                            LABEL_ORGANISATION.to_owned(),
+                            name.clone(),
+                        )])),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let mut value =
+                    serde_json::to_value(&ns).map_err(|e| Error::Finalizer(e.to_string()))?;
+                value["apiVersion"] = "v1".into();
+                value["kind"] = "Namespace".into();
+                namespaces
+                    .patch(
+                        &ns_name,
+                        &PatchParams::apply(MANAGER).force(),
+                        &Patch::Apply(&value),
+                    )
+                    .await?;
+                if state == NamespaceState::Missing {
+                    ctx.event(
+                        org,
+                        "NamespaceCreated",
+                        format!("created namespace {ns_name}"),
+                    )
+                    .await;
+                }
+            }
+            conditions::set(
+                &mut status.conditions,
+                "Ready",
+                true,
+                "NamespaceHeld",
+                format!("Users of this organisation live in namespace {ns_name}"),
+                generation,
+                now,
+            );
+            status.namespace = Some(ns_name.clone());
+        }
+    }
+    let members = ctx
+        .users
+        .state_filter(|u| {
+            u.namespace().as_deref() == Some(ns_name.as_str())
+                && u.metadata.deletion_timestamp.is_none()
+        })
+        .len();
+    status.members = Some(u32::try_from(members).unwrap_or(u32::MAX));
+    status.observed_generation = generation;
+    patch_status(ctx, org, status).await?;
+    Ok(Action::requeue(Duration::from_secs(3600)))
+}
+
+async fn patch_status(
+    ctx: &Context,
+    org: &Organisation,
+    status: OrganisationStatus,
+) -> Result<(), Error> {
+    if org.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<Organisation> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": "usher.dev/v1alpha1",
+        "kind": "Organisation",
+        "status": status,
+    });
+    api.patch_status(
+        &org.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_created_labelled_kept_or_refused() {
+        assert_eq!(plan("acme", &NamespaceState::Missing), NamespacePlan::Apply);
+        assert_eq!(
+            plan("acme", &NamespaceState::Exists(None)),
+            NamespacePlan::Apply
+        );
+        assert_eq!(
+            plan("acme", &NamespaceState::Exists(Some("acme".into()))),
+            NamespacePlan::Keep
+        );
+        assert_eq!(
+            plan("acme", &NamespaceState::Exists(Some("globex".into()))),
+            NamespacePlan::Taken("globex".into())
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Profile reconcile: how many Users use the profile.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::controller::Action,
+};
+use usher_crds::{Profile, ProfileStatus};
+
+use crate::{
+    Error,
+    conditions::{self, now},
+    controller::{Context, MANAGER},
+};
+
+/// Entry point for the kube-runtime Controller.
+pub async fn reconcile(profile: Arc<Profile>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    ctx.wait_synced().await;
+    let name = profile.name_any();
+    let users = ctx
+        .users
+        .state_filter(|u| u.spec.profile == name && u.metadata.deletion_timestamp.is_none())
+        .len();
+    let mut status = profile.status.clone().unwrap_or_default();
+    status.users = Some(u32::try_from(users).unwrap_or(u32::MAX));
+    status.observed_generation = profile.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        "Ready",
+        true,
+        "Valid",
+        format!("{} permission(s)", profile.spec.permissions.len()),
+        profile.metadata.generation,
+        now(),
+    );
+    let result = patch_status(&ctx, &profile, status).await;
+    ctx.metrics
+        .reconciled("Profile", started.elapsed().as_secs_f64());
+    result.map(|()| Action::requeue(Duration::from_secs(3600)))
+}
+
+async fn patch_status(
+    ctx: &Context,
+    profile: &Profile,
+    status: ProfileStatus,
+) -> Result<(), Error> {
+    if profile.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<Profile> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": "usher.dev/v1alpha1",
+        "kind": "Profile",
+        "status": status,
+    });
+    api.patch_status(
+        &profile.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}

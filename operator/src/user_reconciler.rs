@@ -1,0 +1,582 @@
+//! User reconcile: canonical login → platform account (created once, linked for further
+//! memberships), one valid invitation per account, one-shot actions, status and Events.
+//!
+//! fetch → validate (pure) → account and invitation (I/O, under the account's lock) → desired
+//! status (pure) → status patch only when it differs.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        finalizer::{Event as FinalizerEvent, finalizer},
+    },
+};
+use usher_crds::{
+    ANNOTATION_KILL_SESSIONS, ANNOTATION_RESEND_INVITATION, InvitationStatus, ObservedActions,
+    Organisation, Profile, User, UserPhase, UserStatus, login::canonical_login,
+};
+
+use crate::{
+    Error,
+    account::{Account, PendingInvitation, account_id},
+    conditions::{self, now},
+    controller::{Context, MANAGER},
+    invitation::InvitationToken,
+    mailer::{Invitation, invitation_email},
+};
+
+/// The finalizer that removes a membership (and its account with the last one).
+pub const FINALIZER: &str = "usher.dev/membership";
+
+/// How often a settled User is looked at again.
+const RESYNC: Duration = Duration::from_secs(3600);
+
+/// Why a User cannot be provisioned, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// CamelCase reason for the `Ready` condition.
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// What a valid User resolves to.
+#[derive(Debug, Clone)]
+pub struct Valid {
+    /// The canonical login.
+    pub login: String,
+    /// The organisation owning the User's namespace.
+    pub organisation: Arc<Organisation>,
+}
+
+/// Checks a User against the cluster's Organisations, Profiles and Users (pure).
+pub fn validate(
+    user: &User,
+    organisations: &[Arc<Organisation>],
+    profile_exists: bool,
+    same_namespace: &[Arc<User>],
+) -> Result<Valid, Failure> {
+    let ns = user.namespace().unwrap_or_default();
+    let login = match canonical_login(&user.spec.login) {
+        Ok(c) if c == user.spec.login => c,
+        Ok(c) => {
+            return Err(Failure {
+                reason: "InvalidLogin",
+                message: format!("spec.login is not in canonical form; use {c:?}"),
+            });
+        }
+        Err(e) => {
+            return Err(Failure {
+                reason: "InvalidLogin",
+                message: format!("spec.login: {e}"),
+            });
+        }
+    };
+    let Some(organisation) = organisations
+        .iter()
+        .find(|o| o.namespace_name() == ns)
+        .cloned()
+    else {
+        return Err(Failure {
+            reason: "NoOrganisation",
+            message: format!(
+                "namespace {ns:?} belongs to no Organisation; create one with spec.namespace: {ns} or move the User"
+            ),
+        });
+    };
+    if !profile_exists {
+        return Err(Failure {
+            reason: "UnknownProfile",
+            message: format!(
+                "Profile {:?} does not exist; create it or set spec.profile to an existing one (kubectl get profiles)",
+                user.spec.profile
+            ),
+        });
+    }
+    // Two memberships of one login in one organisation: the older one wins.
+    let key = |u: &User| (u.creation_timestamp().map(|t| t.0), u.name_any());
+    if let Some(first) = same_namespace.iter().find(|u| {
+        u.uid() != user.uid()
+            && u.spec.login == user.spec.login
+            && u.metadata.deletion_timestamp.is_none()
+            && key(u) < key(user)
+    }) {
+        return Err(Failure {
+            reason: "DuplicateLogin",
+            message: format!(
+                "User {:?} of this organisation already has this login; delete this User or change its login",
+                first.name_any()
+            ),
+        });
+    }
+    Ok(Valid {
+        login,
+        organisation,
+    })
+}
+
+/// The status a User should have (pure).
+pub fn desired_status(
+    user: &User,
+    account: &Account,
+    observed: &ObservedActions,
+    mail_error: Option<&str>,
+    now: Timestamp,
+) -> UserStatus {
+    let current = user.status.clone().unwrap_or_default();
+    let generation = user.metadata.generation;
+    let invitation = account
+        .invitation
+        .as_ref()
+        .filter(|_| !account.is_activated());
+    let sent = invitation.and_then(|i| i.sent_at);
+    let phase = if user.spec.locked {
+        UserPhase::Locked
+    } else if account.is_activated() {
+        UserPhase::Active
+    } else if sent.is_some() {
+        UserPhase::Invited
+    } else {
+        UserPhase::Pending
+    };
+    let mut conds = current.conditions.clone();
+    let expired = invitation.is_some_and(|i| i.expires_at <= now);
+    let (ready, reason, message) = match phase {
+        UserPhase::Active => (true, "Active", "the account is active".to_owned()),
+        UserPhase::Locked => (
+            false,
+            "Locked",
+            "spec.locked is true: this membership cannot authenticate".to_owned(),
+        ),
+        UserPhase::Invited if expired => (
+            false,
+            "InvitationExpired",
+            format!(
+                "the invitation expired; send a new one with kubectl annotate user {} -n {} {ANNOTATION_RESEND_INVITATION}=\"$(date +%s)\" --overwrite",
+                user.name_any(),
+                user.namespace().unwrap_or_default()
+            ),
+        ),
+        UserPhase::Invited => (
+            false,
+            "Invited",
+            format!("waiting for {} to accept the invitation", account.login),
+        ),
+        _ => (
+            false,
+            "Pending",
+            "the invitation has not been sent yet".to_owned(),
+        ),
+    };
+    conditions::set(&mut conds, "Ready", ready, reason, message, generation, now);
+    if let Some(err) = mail_error {
+        conditions::set(
+            &mut conds,
+            "InvitationSent",
+            false,
+            "MailUnavailable",
+            format!("the invitation email could not be sent ({err}); retrying"),
+            generation,
+            now,
+        );
+    } else if let Some(inv) = invitation.filter(|i| i.sent_at.is_some()) {
+        conditions::set(
+            &mut conds,
+            "InvitationSent",
+            true,
+            "Sent",
+            format!(
+                "sent to {}; the link expires {}",
+                account.login, inv.expires_at
+            ),
+            generation,
+            now,
+        );
+    } else if account.is_activated() {
+        conds.retain(|c| c.type_ != "InvitationSent");
+    }
+    UserStatus {
+        phase: Some(phase),
+        account_id: Some(account.id.clone()),
+        invitation: invitation
+            .filter(|i| i.sent_at.is_some())
+            .map(|i| InvitationStatus {
+                sent_at: i.sent_at.map(Time),
+                expires_at: Some(Time(i.expires_at)),
+            }),
+        activated_at: account.activated_at.map(Time),
+        mfa_enrolled: Some(account.mfa_enrolled_at.is_some()),
+        api_key: current.api_key,
+        sessions_revoked_at: account.sessions_revoked_at.map(Time),
+        observed_actions: (observed != &ObservedActions::default()).then(|| observed.clone()),
+        observed_generation: generation,
+        conditions: conds,
+    }
+}
+
+/// The status of a User that cannot be provisioned (pure).
+pub fn failed_status(user: &User, failure: &Failure, now: Timestamp) -> UserStatus {
+    let mut status = user.status.clone().unwrap_or_default();
+    status.phase = Some(UserPhase::Failed);
+    status.observed_generation = user.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        "Ready",
+        false,
+        failure.reason,
+        failure.message.clone(),
+        user.metadata.generation,
+        now,
+    );
+    status
+}
+
+/// Entry point for the kube-runtime Controller.
+pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    ctx.wait_synced().await;
+    let ns = user.namespace().unwrap_or_default();
+    let api: Api<User> = Api::namespaced(ctx.client.clone(), &ns);
+    ctx.recount(&user);
+    let result = finalizer(&api, FINALIZER, user, |event| async {
+        match event {
+            FinalizerEvent::Apply(u) => apply(u, &ctx).await,
+            FinalizerEvent::Cleanup(u) => cleanup(u, &ctx).await,
+        }
+    })
+    .await
+    .or_else(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => Err(e),
+        // Already gone: another reconcile removed the finalizer first.
+        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Action::await_change())
+        }
+        other => Err(Error::Finalizer(other.to_string())),
+    });
+    ctx.metrics
+        .reconciled("User", started.elapsed().as_secs_f64());
+    result
+}
+
+/// True when a one-shot action annotation differs from what the status says was done.
+fn has_pending_action(user: &User) -> bool {
+    let observed = user
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_actions.clone())
+        .unwrap_or_default();
+    [
+        (ANNOTATION_KILL_SESSIONS, &observed.kill_sessions),
+        (ANNOTATION_RESEND_INVITATION, &observed.resend_invitation),
+    ]
+    .iter()
+    .any(|(annotation, seen)| {
+        user.action(annotation)
+            .is_some_and(|v| seen.as_deref() != Some(v))
+    })
+}
+
+async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
+    let now = now();
+    let ns = user.namespace().unwrap_or_default();
+    // A reconcile triggered by another object (the account Secret) may see a User older than
+    // the status that recorded an action as done; read it live before acting, so an action is
+    // never repeated and the recorded value never goes back.
+    let user = if has_pending_action(&user) {
+        match Api::<User>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&user.name_any())
+            .await?
+        {
+            Some(live) => Arc::new(live),
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        user
+    };
+    let same_namespace = ctx
+        .users
+        .state_filter(|u| u.namespace().as_deref() == Some(ns.as_str()));
+    let profile_exists = ctx
+        .profiles
+        .find(|p| p.name_any() == user.spec.profile)
+        .is_some();
+    let mut validated = validate(
+        &user,
+        &ctx.organisations.state(),
+        profile_exists,
+        &same_namespace,
+    );
+    // Fail for a missing Organisation or Profile only on fresh data: the caches may not have
+    // seen one created a moment before this User (one `kubectl apply` of all three).
+    if let Err(Failure {
+        reason: "NoOrganisation" | "UnknownProfile",
+        ..
+    }) = validated
+    {
+        let orgs: Vec<Arc<Organisation>> = Api::<Organisation>::all(ctx.client.clone())
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let profile_exists = Api::<Profile>::all(ctx.client.clone())
+            .get_opt(&user.spec.profile)
+            .await?
+            .is_some();
+        validated = validate(&user, &orgs, profile_exists, &same_namespace);
+    }
+    let valid = match validated {
+        Ok(v) => v,
+        Err(failure) => {
+            let status = failed_status(&user, &failure, now);
+            if user.status.as_ref().and_then(|s| s.phase) != Some(UserPhase::Failed) {
+                ctx.event(user.as_ref(), failure.reason, failure.message.clone())
+                    .await;
+            }
+            patch_status(ctx, &user, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let _guard = ctx.lock_account(&account_id(&valid.login)).await;
+    let (mut account, _) = ctx.accounts.get_or_create(&valid.login).await?;
+    let mut observed = user
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_actions.clone())
+        .unwrap_or_default();
+
+    if let Some(value) = user.action(ANNOTATION_KILL_SESSIONS)
+        && observed.kill_sessions.as_deref() != Some(value)
+    {
+        account = update_account(ctx, &valid.login, |a| {
+            a.sessions_revoked_at = Some(now);
+            true
+        })
+        .await?;
+        observed.kill_sessions = Some(value.to_owned());
+        ctx.event(
+            user.as_ref(),
+            "SessionsKilled",
+            format!("every session of {} ends at its next request", valid.login),
+        )
+        .await;
+    }
+
+    let resend = user
+        .action(ANNOTATION_RESEND_INVITATION)
+        .filter(|v| observed.resend_invitation.as_deref() != Some(*v))
+        .map(str::to_owned);
+    let mut mail_error = None;
+    if !account.is_activated() {
+        // Issued but never recorded as sent means the token was lost (a crash, a mail outage):
+        // issue a new one, which also invalidates the old.
+        let unsent = account
+            .invitation
+            .as_ref()
+            .is_none_or(|i| i.sent_at.is_none());
+        if unsent || resend.is_some() {
+            match invite(ctx, &user, &valid, now).await {
+                Ok(a) => {
+                    account = a;
+                    let (reason, verb) = if resend.is_some() {
+                        ("InvitationResent", "sent again")
+                    } else {
+                        ("Invited", "sent")
+                    };
+                    let expires = account
+                        .invitation
+                        .as_ref()
+                        .map(|i| i.expires_at.to_string())
+                        .unwrap_or_default();
+                    ctx.event(
+                        user.as_ref(),
+                        reason,
+                        format!(
+                            "invitation {verb} to {}; the link expires {expires}",
+                            valid.login
+                        ),
+                    )
+                    .await;
+                }
+                Err(Error::Mail(e)) => {
+                    mail_error = Some(e.to_string());
+                    let status =
+                        desired_status(&user, &account, &observed, mail_error.as_deref(), now);
+                    patch_status(ctx, &user, status).await?;
+                    return Err(Error::Mail(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if let Some(value) = resend {
+        observed.resend_invitation = Some(value);
+    }
+
+    let status = desired_status(&user, &account, &observed, mail_error.as_deref(), now);
+    let before = user.status.as_ref().and_then(|s| s.phase);
+    if before != status.phase {
+        match (before, status.phase) {
+            (Some(UserPhase::Invited | UserPhase::Pending), Some(UserPhase::Active)) => {
+                ctx.event(
+                    user.as_ref(),
+                    "Activated",
+                    format!("{} set a password", valid.login),
+                )
+                .await;
+            }
+            (_, Some(UserPhase::Locked)) => {
+                ctx.event(
+                    user.as_ref(),
+                    "Locked",
+                    "this membership cannot authenticate".into(),
+                )
+                .await;
+            }
+            (Some(UserPhase::Locked), _) => {
+                ctx.event(
+                    user.as_ref(),
+                    "Unlocked",
+                    "this membership can authenticate again".into(),
+                )
+                .await;
+            }
+            _ => {}
+        }
+    }
+    let requeue = match account
+        .invitation
+        .as_ref()
+        .filter(|_| !account.is_activated())
+    {
+        Some(inv) if inv.expires_at > now => {
+            let secs = (inv.expires_at.as_second() - now.as_second()).max(1) as u64;
+            Duration::from_secs(secs + 1).min(RESYNC)
+        }
+        _ => RESYNC,
+    };
+    patch_status(ctx, &user, status).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Issues a new token (replacing any other), emails it, and records that it was sent.
+async fn invite(
+    ctx: &Context,
+    user: &User,
+    valid: &Valid,
+    now: Timestamp,
+) -> Result<Account, Error> {
+    let token = InvitationToken::generate()?;
+    let ttl = k8s_openapi::jiff::SignedDuration::try_from(ctx.settings.invitation_ttl)
+        .unwrap_or(k8s_openapi::jiff::SignedDuration::from_hours(24));
+    let expires_at = now.checked_add(ttl).unwrap_or(now);
+    let issued_by = format!(
+        "{}/{}",
+        user.namespace().unwrap_or_default(),
+        user.name_any()
+    );
+    let pending = PendingInvitation {
+        token_hash: token.hash(),
+        expires_at,
+        sent_at: None,
+        issued_by,
+    };
+    let mut account = update_account(ctx, &valid.login, |a| {
+        if a.is_activated() {
+            return false;
+        }
+        a.invitation = Some(pending.clone());
+        true
+    })
+    .await?;
+    if account.is_activated() {
+        return Ok(account);
+    }
+    let message = invitation_email(
+        &ctx.settings.mail_from,
+        &Invitation {
+            login: &valid.login,
+            full_name: &user.spec.full_name,
+            organisation: &valid.organisation.spec.display_name,
+            link: &token.link(&ctx.settings.public_url),
+            expires: &expires_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        },
+    )?;
+    if let Err(e) = ctx.mailer.send(message).await {
+        ctx.metrics.invitation("failed");
+        return Err(e.into());
+    }
+    ctx.metrics.invitation("sent");
+    account = update_account(ctx, &valid.login, |a| match a.invitation.as_mut() {
+        Some(inv) if inv.token_hash == pending.token_hash => {
+            inv.sent_at = Some(now);
+            true
+        }
+        _ => false,
+    })
+    .await?;
+    Ok(account)
+}
+
+/// Re-reads the account and applies `change` until the write is not in conflict. `change`
+/// returns false when nothing needs writing.
+async fn update_account(
+    ctx: &Context,
+    login: &str,
+    change: impl Fn(&mut Account) -> bool,
+) -> Result<Account, Error> {
+    for _ in 0..8 {
+        let (mut account, _) = ctx.accounts.get_or_create(login).await?;
+        if !change(&mut account) {
+            return Ok(account);
+        }
+        if let Some(stored) = ctx.accounts.update(&account).await? {
+            return Ok(stored);
+        }
+    }
+    Err(Error::AccountContention)
+}
+
+async fn patch_status(ctx: &Context, user: &User, status: UserStatus) -> Result<(), Error> {
+    if user.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<User> = Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "usher.dev/v1alpha1",
+        "kind": "User",
+        "status": status,
+    });
+    api.patch_status(
+        &user.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes the membership; the account goes with its last membership.
+async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
+    let Ok(login) = canonical_login(&user.spec.login) else {
+        return Ok(Action::await_change());
+    };
+    let _guard = ctx.lock_account(&account_id(&login)).await;
+    let others = ctx.users.find(|u| {
+        u.uid() != user.uid()
+            && u.metadata.deletion_timestamp.is_none()
+            && canonical_login(&u.spec.login).ok().as_deref() == Some(login.as_str())
+    });
+    if others.is_none() {
+        ctx.accounts.delete(&login).await?;
+        tracing::info!(%login, "account deleted with its last membership");
+    }
+    Ok(Action::await_change())
+}

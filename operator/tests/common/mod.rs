@@ -1,0 +1,163 @@
+//! Shared by the controller's end-to-end tests: a real API server, a real SMTP server and the
+//! real `usher controller` binary, and helpers to build and wait for objects.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+use std::{
+    future::Future,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, api::PostParams};
+use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserPhase, UserSpec};
+use usher_testkit::{Envtest, Process, create_namespace, free_port, unique_name};
+
+pub const OPERATOR_NS: &str = "usher-system";
+pub const PUBLIC_URL: &str = "http://usher.test";
+
+/// Starts `usher controller` against `env`, mailing through `smtp_url`.
+pub fn start_controller(env: &Envtest, smtp_url: &str, log: &str) -> Process {
+    let dir = std::env::temp_dir();
+    Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_usher"))
+            .arg("controller")
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("USHER_SMTP_URL", smtp_url)
+            .env("USHER_PUBLIC_URL", PUBLIC_URL)
+            .env("USHER_NAMESPACE", OPERATOR_NS)
+            .env(
+                "USHER_PROBE_LISTEN",
+                format!("127.0.0.1:{}", free_port().unwrap()),
+            )
+            .env("RUST_LOG", "info,kube=warn"),
+        &dir.join(format!("{log}-{}.log", std::process::id())),
+        None,
+    )
+    .unwrap()
+}
+
+pub async fn setup(env: &Envtest) -> Client {
+    let client = env.client().await.unwrap();
+    create_namespace(&client, OPERATOR_NS).await.unwrap();
+    client
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A profile, and an organisation holding a fresh namespace.
+pub struct Org {
+    pub name: String,
+    pub ns: String,
+    pub display: String,
+}
+
+pub async fn profile(client: &Client, permissions: &[&str]) -> String {
+    let name = unique_name("profile");
+    Api::<Profile>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Profile::new(
+                &name,
+                ProfileSpec {
+                    description: None,
+                    permissions: permissions.iter().map(|p| (*p).into()).collect(),
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    name
+}
+
+pub async fn organisation(client: &Client) -> Org {
+    let name = unique_name("org");
+    let ns = format!("{name}-users");
+    let display = format!("Org {name}");
+    Api::<Organisation>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Organisation::new(
+                &name,
+                OrganisationSpec {
+                    display_name: display.clone(),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    Org { name, ns, display }
+}
+
+pub fn user(name: &str, login: &str, profile: &str) -> User {
+    User::new(
+        name,
+        UserSpec {
+            login: login.into(),
+            full_name: format!("Person {name}"),
+            profile: profile.into(),
+            ..Default::default()
+        },
+    )
+}
+
+/// A login unique to this test run.
+pub fn login(prefix: &str) -> String {
+    format!("{}@example.com", unique_name(prefix))
+}
+
+pub async fn wait_phase(client: &Client, ns: &str, name: &str, phase: UserPhase) -> User {
+    let api: Api<User> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("{ns}/{name} to be {phase:?}"),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let u = api.get(name).await.ok()?;
+                (u.status.as_ref()?.phase == Some(phase)).then_some(u)
+            }
+        },
+    )
+    .await
+}
+
+pub async fn account_secret(client: &Client, login: &str) -> Option<Secret> {
+    let id = usher_operator::account::account_id(login);
+    Api::<Secret>::namespaced(client.clone(), OPERATOR_NS)
+        .get_opt(&usher_operator::account::secret_name(&id))
+        .await
+        .unwrap()
+}
+
+pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|v| String::from_utf8(v.0.clone()).unwrap())
+}
+
+pub fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{name}-{}.log", std::process::id()))
+}

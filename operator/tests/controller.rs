@@ -1,0 +1,468 @@
+//! The controller end to end: real kube-apiserver, real SMTP server (aiosmtpd), the real
+//! `usher controller` binary. One controller serves every test of this binary; tests isolate
+//! themselves with unique names and logins.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+mod common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::*;
+use k8s_openapi::{ByteString, api::core::v1::Namespace};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use tokio::sync::OnceCell;
+use usher_crds::{Organisation, Profile, User, UserPhase};
+use usher_operator::invitation::hash_token;
+use usher_testkit::{Envtest, Process, SmtpSink};
+
+struct Harness {
+    env: &'static Envtest,
+    smtp: SmtpSink,
+    _controller: Process,
+}
+
+static HARNESS: OnceCell<Harness> = OnceCell::const_new();
+
+async fn harness() -> (&'static Harness, Client) {
+    let h = HARNESS
+        .get_or_init(|| async {
+            let env = Envtest::shared(usher_crds::crds).await.unwrap();
+            setup(env).await;
+            let smtp = SmtpSink::start().await.unwrap();
+            let controller = start_controller(env, &smtp.url(), "usher-controller");
+            Harness {
+                env,
+                smtp,
+                _controller: controller,
+            }
+        })
+        .await;
+    (h, h.env.client().await.unwrap())
+}
+
+async fn emails_to(h: &Harness, login: &str, n: usize) -> Vec<usher_testkit::Email> {
+    eventually(
+        &format!("{n} email(s) to {login}"),
+        Duration::from_secs(30),
+        || async {
+            let got = h.smtp.emails_to(login).unwrap();
+            (got.len() >= n).then_some(got)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_new_login_is_invited_once_and_a_second_organisation_links_without_email() {
+    let (h, client) = harness().await;
+    let analyst = profile(&client, &["manageCase"]).await;
+    let reader = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let login = login("alice");
+
+    Api::<User>::namespaced(client.clone(), &wait_ns(&client, &a).await)
+        .create(&PostParams::default(), &user("alice", &login, &analyst))
+        .await
+        .unwrap();
+    let invited = wait_phase(&client, &a.ns, "alice", UserPhase::Invited).await;
+    let mails = emails_to(h, &login, 1).await;
+    let mail = &mails[0];
+    assert_eq!(mail.subject, format!("You are invited to {}", a.display));
+    assert!(mail.text.contains(&a.display), "{}", mail.text);
+    let link = mail.invitation_link().unwrap();
+    assert!(
+        link.starts_with(&format!("{PUBLIC_URL}/invite#token=")),
+        "{link}"
+    );
+    let token = mail.invitation_token().unwrap();
+    assert!(
+        token.len() >= 22,
+        "a token carries at least 128 bits: {token}"
+    );
+
+    // The account holds only the token's hash, and the status says when the link expires.
+    let secret = account_secret(&client, &login).await.unwrap();
+    assert_eq!(
+        secret_text(&secret, "invitation.tokenHash"),
+        Some(hash_token(&token))
+    );
+    let raw = serde_json::to_string(&secret).unwrap();
+    assert!(!raw.contains(&token), "the token itself must not be stored");
+    let status = invited.status.unwrap();
+    let account_id = status.account_id.clone().unwrap();
+    let inv = status.invitation.unwrap();
+    let ttl = inv.expires_at.unwrap().0.as_second() - inv.sent_at.unwrap().0.as_second();
+    assert_eq!(ttl, 24 * 3600);
+
+    // The same login in a second organisation: linked to the same account, no new email.
+    Api::<User>::namespaced(client.clone(), &wait_ns(&client, &b).await)
+        .create(&PostParams::default(), &user("alice", &login, &reader))
+        .await
+        .unwrap();
+    let linked = wait_phase(&client, &b.ns, "alice", UserPhase::Invited).await;
+    assert_eq!(linked.status.unwrap().account_id, Some(account_id));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.smtp.emails_to(&login).unwrap().len(),
+        1,
+        "linking sends no email"
+    );
+    let secret = account_secret(&client, &login).await.unwrap();
+    assert_eq!(
+        secret_text(&secret, "invitation.tokenHash"),
+        Some(hash_token(&token)),
+        "the first link stays the one valid link"
+    );
+
+    // The organisations hold labelled namespaces and count members; profiles count users.
+    let ns = Api::<Namespace>::all(client.clone())
+        .get(&a.ns)
+        .await
+        .unwrap();
+    assert_eq!(ns.labels().get("usher.dev/organisation"), Some(&a.name));
+    let org = eventually("members of org a", Duration::from_secs(20), || async {
+        let o = Api::<Organisation>::all(client.clone())
+            .get(&a.name)
+            .await
+            .ok()?;
+        (o.status.as_ref()?.members == Some(1)).then_some(o)
+    })
+    .await;
+    let ready = org.status.unwrap().conditions;
+    assert!(
+        ready
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
+        "{ready:?}"
+    );
+    eventually(
+        "analyst profile to count 1 user",
+        Duration::from_secs(20),
+        || async {
+            let p = Api::<Profile>::all(client.clone())
+                .get(&analyst)
+                .await
+                .ok()?;
+            (p.status?.users == Some(1)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Waits until the controller created the organisation's namespace.
+async fn wait_ns(client: &Client, org: &Org) -> String {
+    eventually(
+        &format!("namespace {}", org.ns),
+        Duration::from_secs(20),
+        || async {
+            Api::<Namespace>::all(client.clone())
+                .get(&org.ns)
+                .await
+                .ok()
+                .map(|_| org.ns.clone())
+        },
+    )
+    .await
+}
+
+/// What the auth server does when the invitation is accepted (issue 4 writes it for real).
+async fn activate(client: &Client, login: &str) {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), OPERATOR_NS);
+    let name = account_secret(client, login).await.unwrap().name_any();
+    let data = BTreeMap::from([
+        (
+            "passwordHash".to_string(),
+            ByteString(b"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_vec()),
+        ),
+        (
+            "activatedAt".to_string(),
+            ByteString(b"2026-11-27T12:00:00Z".to_vec()),
+        ),
+        ("invitation.tokenHash".to_string(), ByteString(Vec::new())),
+    ]);
+    let patch = serde_json::json!({"data": data});
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn activation_lock_and_kill_sessions_are_reflected_in_every_membership() {
+    let (_, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let login = login("bob");
+    for org in [&a, &b] {
+        Api::<User>::namespaced(client.clone(), &wait_ns(&client, org).await)
+            .create(&PostParams::default(), &user("bob", &login, &p))
+            .await
+            .unwrap();
+    }
+    wait_phase(&client, &a.ns, "bob", UserPhase::Invited).await;
+    wait_phase(&client, &b.ns, "bob", UserPhase::Invited).await;
+
+    activate(&client, &login).await;
+    for org in [&a, &b] {
+        let u = wait_phase(&client, &org.ns, "bob", UserPhase::Active).await;
+        let s = u.status.unwrap();
+        assert!(s.activated_at.is_some() && s.invitation.is_none(), "{s:?}");
+    }
+
+    // Locking one membership leaves the other active.
+    let users_a: Api<User> = Api::namespaced(client.clone(), &a.ns);
+    let lock = |locked: bool| serde_json::json!({"spec": {"locked": locked}});
+    users_a
+        .patch("bob", &PatchParams::default(), &Patch::Merge(&lock(true)))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "bob", UserPhase::Locked).await;
+    wait_phase(&client, &b.ns, "bob", UserPhase::Active).await;
+    users_a
+        .patch("bob", &PatchParams::default(), &Patch::Merge(&lock(false)))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "bob", UserPhase::Active).await;
+
+    // Kill Session: processed once per value, recorded, and revokes the account's sessions.
+    let annotate =
+        serde_json::json!({"metadata": {"annotations": {"usher.dev/kill-sessions": "1700000000"}}});
+    users_a
+        .patch("bob", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    let u = eventually(
+        "kill-sessions observed",
+        Duration::from_secs(20),
+        || async {
+            let u = users_a.get("bob").await.ok()?;
+            let observed = u
+                .status
+                .as_ref()?
+                .observed_actions
+                .as_ref()?
+                .kill_sessions
+                .clone();
+            (observed.as_deref() == Some("1700000000")).then_some(u)
+        },
+    )
+    .await;
+    let revoked = u.status.unwrap().sessions_revoked_at.unwrap();
+    let secret = account_secret(&client, &login).await.unwrap();
+    assert_eq!(
+        secret_text(&secret, "sessionsRevokedAt"),
+        Some(revoked.0.to_string())
+    );
+    // The other membership shows it too (one account).
+    eventually(
+        "revocation on the other membership",
+        Duration::from_secs(20),
+        || async {
+            let u = Api::<User>::namespaced(client.clone(), &b.ns)
+                .get("bob")
+                .await
+                .ok()?;
+            (u.status?.sessions_revoked_at.as_ref() == Some(&revoked)).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn resend_invitation_replaces_the_link_and_the_old_one_stops() {
+    let (h, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let a = organisation(&client).await;
+    let login = login("carol");
+    let users: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    users
+        .create(&PostParams::default(), &user("carol", &login, &p))
+        .await
+        .unwrap();
+    let first = emails_to(h, &login, 1).await[0].invitation_token().unwrap();
+
+    let annotate =
+        serde_json::json!({"metadata": {"annotations": {"usher.dev/resend-invitation": "1"}}});
+    users
+        .patch("carol", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    let mails = emails_to(h, &login, 2).await;
+    let second = mails[1].invitation_token().unwrap();
+    assert_ne!(first, second);
+    let secret = account_secret(&client, &login).await.unwrap();
+    let stored = secret_text(&secret, "invitation.tokenHash").unwrap();
+    assert_eq!(stored, hash_token(&second), "the new link is the valid one");
+    assert_ne!(stored, hash_token(&first), "the old link stopped");
+    eventually("resend observed", Duration::from_secs(20), || async {
+        let u = users.get("carol").await.ok()?;
+        (u.status?.observed_actions?.resend_invitation.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    // The same value again is not a new request.
+    let relabel = serde_json::json!({"metadata": {"labels": {"touched": "yes"}}});
+    users
+        .patch("carol", &PatchParams::default(), &Patch::Merge(&relabel))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.smtp.emails_to(&login).unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_profile_fails_with_the_fix_and_no_email_until_the_profile_exists() {
+    let (h, client) = harness().await;
+    let a = organisation(&client).await;
+    let login = login("dave");
+    let missing = usher_testkit::unique_name("later");
+    let users: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    users
+        .create(&PostParams::default(), &user("dave", &login, &missing))
+        .await
+        .unwrap();
+    let failed = wait_phase(&client, &a.ns, "dave", UserPhase::Failed).await;
+    let ready = failed
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "UnknownProfile")
+    );
+    assert!(ready.message.contains(&missing), "{}", ready.message);
+    assert!(
+        account_secret(&client, &login).await.is_none(),
+        "no account for a failed User"
+    );
+    assert!(h.smtp.emails_to(&login).unwrap().is_empty());
+
+    // Creating the profile is enough: the User is reconciled again and invited.
+    Api::<Profile>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Profile::new(&missing, usher_crds::ProfileSpec::default()),
+        )
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "dave", UserPhase::Invited).await;
+    assert_eq!(emails_to(h, &login, 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_memberships_removes_the_account_with_the_last_one() {
+    let (_, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let login = login("erin");
+    for org in [&a, &b] {
+        Api::<User>::namespaced(client.clone(), &wait_ns(&client, org).await)
+            .create(&PostParams::default(), &user("erin", &login, &p))
+            .await
+            .unwrap();
+        wait_phase(&client, &org.ns, "erin", UserPhase::Invited).await;
+    }
+    let u = Api::<User>::namespaced(client.clone(), &a.ns)
+        .get("erin")
+        .await
+        .unwrap();
+    assert!(u.finalizers().contains(&"usher.dev/membership".to_string()));
+
+    Api::<User>::namespaced(client.clone(), &a.ns)
+        .delete("erin", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("membership a gone", Duration::from_secs(20), || async {
+        Api::<User>::namespaced(client.clone(), &a.ns)
+            .get_opt("erin")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        account_secret(&client, &login).await.is_some(),
+        "b still uses the account"
+    );
+
+    Api::<User>::namespaced(client.clone(), &b.ns)
+        .delete("erin", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "account deleted with the last membership",
+        Duration::from_secs(20),
+        || async {
+            account_secret(&client, &login)
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_settled_user_reconciled_again_makes_zero_writes() {
+    let (_, client) = harness().await;
+    let p = profile(&client, &["manageCase"]).await;
+    let a = organisation(&client).await;
+    let login = login("frank");
+    let users: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    users
+        .create(&PostParams::default(), &user("frank", &login, &p))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "frank", UserPhase::Invited).await;
+    // Let the follow-up reconciles (finalizer, status, organisation and profile counts) finish.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_user = users.get("frank").await.unwrap().resource_version();
+    let before_account = account_secret(&client, &login)
+        .await
+        .unwrap()
+        .resource_version();
+    let before_org = Api::<Organisation>::all(client.clone())
+        .get(&a.name)
+        .await
+        .unwrap()
+        .resource_version();
+
+    // Changing the profile's description triggers a reconcile of its Users and nothing else.
+    let patch = serde_json::json!({"spec": {"description": "touched"}});
+    Api::<Profile>::all(client.clone())
+        .patch(&p, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    assert_eq!(
+        users.get("frank").await.unwrap().resource_version(),
+        before_user,
+        "User written"
+    );
+    assert_eq!(
+        account_secret(&client, &login)
+            .await
+            .unwrap()
+            .resource_version(),
+        before_account,
+        "account written"
+    );
+    assert_eq!(
+        Api::<Organisation>::all(client.clone())
+            .get(&a.name)
+            .await
+            .unwrap()
+            .resource_version(),
+        before_org,
+        "Organisation written"
+    );
+}
