@@ -62,6 +62,7 @@ pub struct Context {
     recount_orgs: futures::channel::mpsc::UnboundedSender<ObjectRef<Organisation>>,
     recount_profiles: futures::channel::mpsc::UnboundedSender<ObjectRef<Profile>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
@@ -72,6 +73,20 @@ impl Context {
             locks.entry(account_id.to_owned()).or_default().clone()
         };
         lock.lock_owned().await
+    }
+
+    /// The retry delay after the `n`th consecutive failure of `key`: 5 s doubling to 5 min.
+    fn next_backoff(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff_delay(*n)
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(key);
     }
 
     /// Waits until the three caches hold a complete first List, so no reconcile judges a User
@@ -190,6 +205,7 @@ pub async fn run(
         recount_orgs,
         recount_profiles,
         locks: Mutex::default(),
+        failures: Mutex::default(),
     });
 
     // Users are re-reconciled when their account changes (activation, MFA enrolment by the auth
@@ -299,23 +315,50 @@ fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(kind: &str, r: Result<K,
     }
 }
 
-/// Retries failed reconciles with a delay; each failure is counted.
+/// The retry delay after `n` (≥ 1) consecutive failures: 5 s doubling, at most 5 min.
+pub fn backoff_delay(n: u32) -> Duration {
+    let doublings = n.saturating_sub(1).min(6);
+    Duration::from_secs((5u64 << doublings).min(300))
+}
+
+/// The key of an object in the backoff table.
+pub fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+/// Retries a failed reconcile with exponential backoff per object (5 s doubling to 5 min, reset
+/// by a success); each failure is counted.
 pub fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
 where
     K: Resource<DynamicType = ()>,
 {
     let kind = K::kind(&()).to_string();
     ctx.metrics.reconcile_failed(&kind, err.metric_label());
+    let delay = ctx.next_backoff(backoff_key(obj.as_ref()));
     tracing::warn!(
         kind,
         name = obj.meta().name.as_deref().unwrap_or(""),
         namespace = obj.meta().namespace.as_deref().unwrap_or(""),
         error = %err,
-        "reconcile failed; retrying"
+        retry_in = ?delay,
+        "reconcile failed"
     );
-    let delay = match err {
-        Error::Mail(_) => Duration::from_secs(15),
-        _ => Duration::from_secs(5),
-    };
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_five_minutes() {
+        let delays: Vec<u64> = (1u32..=9)
+            .map(|n| super::backoff_delay(n).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(super::backoff_delay(u32::MAX).as_secs(), 300);
+    }
 }

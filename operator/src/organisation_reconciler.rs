@@ -13,7 +13,7 @@ use usher_crds::{LABEL_ORGANISATION, Organisation, OrganisationStatus};
 use crate::{
     Error,
     conditions::{self, now},
-    controller::{Context, MANAGER},
+    controller::{Context, MANAGER, backoff_key},
 };
 
 /// What the namespace looks like to the organisation (pure input).
@@ -52,6 +52,9 @@ pub async fn reconcile(org: Arc<Organisation>, ctx: Arc<Context>) -> Result<Acti
     let result = apply(&org, &ctx).await;
     ctx.metrics
         .reconciled("Organisation", started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.succeeded(&backoff_key(org.as_ref()));
+    }
     result
 }
 

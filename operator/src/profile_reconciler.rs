@@ -12,7 +12,7 @@ use usher_crds::{Profile, ProfileStatus};
 use crate::{
     Error,
     conditions::{self, now},
-    controller::{Context, MANAGER},
+    controller::{Context, MANAGER, backoff_key},
 };
 
 /// Entry point for the kube-runtime Controller.
@@ -39,6 +39,9 @@ pub async fn reconcile(profile: Arc<Profile>, ctx: Arc<Context>) -> Result<Actio
     let result = patch_status(&ctx, &profile, status).await;
     ctx.metrics
         .reconciled("Profile", started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.succeeded(&backoff_key(profile.as_ref()));
+    }
     result.map(|()| Action::requeue(Duration::from_secs(3600)))
 }
 

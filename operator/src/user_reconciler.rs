@@ -24,7 +24,7 @@ use crate::{
     Error,
     account::{Account, PendingInvitation, account_id},
     conditions::{self, now},
-    controller::{Context, MANAGER},
+    controller::{Context, MANAGER, backoff_key},
     invitation::InvitationToken,
     mailer::{Invitation, invitation_email},
 };
@@ -242,6 +242,7 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
     let ns = user.namespace().unwrap_or_default();
     let api: Api<User> = Api::namespaced(ctx.client.clone(), &ns);
     ctx.recount(&user);
+    let key = backoff_key(user.as_ref());
     let result = finalizer(&api, FINALIZER, user, |event| async {
         match event {
             FinalizerEvent::Apply(u) => apply(u, &ctx).await,
@@ -260,6 +261,9 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
     });
     ctx.metrics
         .reconciled("User", started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
     result
 }
 

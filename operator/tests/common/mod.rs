@@ -127,18 +127,24 @@ pub fn login(prefix: &str) -> String {
 }
 
 pub async fn wait_phase(client: &Client, ns: &str, name: &str, phase: UserPhase) -> User {
+    wait_phase_within(client, ns, name, phase, Duration::from_secs(30)).await
+}
+
+pub async fn wait_phase_within(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    phase: UserPhase,
+    timeout: Duration,
+) -> User {
     let api: Api<User> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("{ns}/{name} to be {phase:?}"),
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let u = api.get(name).await.ok()?;
-                (u.status.as_ref()?.phase == Some(phase)).then_some(u)
-            }
-        },
-    )
+    eventually(&format!("{ns}/{name} to be {phase:?}"), timeout, || {
+        let api = api.clone();
+        async move {
+            let u = api.get(name).await.ok()?;
+            (u.status.as_ref()?.phase == Some(phase)).then_some(u)
+        }
+    })
     .await
 }
 
