@@ -54,6 +54,9 @@ pub struct ControllerArgs {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "USHER_PROBE_LISTEN", default_value = "0.0.0.0:8081")]
     pub probe_listen: SocketAddr,
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, env = "USHER_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: usher_crds::Duration,
 }
 
 /// Runs a parsed command line.
@@ -76,13 +79,44 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let listener = tokio::net::TcpListener::bind(args.probe_listen).await?;
     tokio::spawn(serve_probes(listener, metrics.clone()));
+    let elector = crate::lease::Elector::new(
+        client.clone(),
+        &args.namespace,
+        crate::lease::identity(),
+        args.lease_duration.get().max(Duration::from_secs(3)),
+    );
+    // Standby until this replica leads; a shutdown signal meanwhile simply exits.
+    tokio::select! {
+        acquired = elector.acquire() => acquired?,
+        () = shutdown_signal() => return Ok(()),
+    }
     let settings = controller::Settings {
         namespace: args.namespace,
         public_url: args.public_url,
         mail_from: args.mail_from,
         invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),
     };
-    controller::run(client, settings, mailer, metrics).await
+    let result = tokio::select! {
+        r = controller::run(client, settings, mailer, metrics) => r,
+        () = elector.hold() => Err(anyhow::anyhow!("lost the leader Lease")),
+    };
+    elector.release().await;
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
 }
 
 async fn serve_probes(listener: tokio::net::TcpListener, metrics: Metrics) {

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crypto;
 mod error;
 pub mod invitation;
+pub mod lease;
 pub mod mailer;
 pub mod metrics;
 pub mod organisation_reconciler;
