@@ -22,6 +22,7 @@ use usher_testkit::{Envtest, Process, SmtpSink};
 struct Harness {
     env: &'static Envtest,
     smtp: SmtpSink,
+    probe_port: u16,
     _controller: Process,
 }
 
@@ -33,10 +34,12 @@ async fn harness() -> (&'static Harness, Client) {
             let env = Envtest::shared(usher_crds::crds).await.unwrap();
             setup(env).await;
             let smtp = SmtpSink::start().await.unwrap();
-            let controller = start_controller(env, &smtp.url(), "usher-controller");
+            let probe_port = usher_testkit::free_port().unwrap();
+            let controller = start_controller_on(env, &smtp.url(), "usher-controller", probe_port);
             Harness {
                 env,
                 smtp,
+                probe_port,
                 _controller: controller,
             }
         })
@@ -151,6 +154,38 @@ async fn a_new_login_is_invited_once_and_a_second_organisation_links_without_ema
         },
     )
     .await;
+
+    // An Invited Event on the User names the login and expiry, never the token.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &a.ns);
+    let invited_event = eventually("an Invited Event", Duration::from_secs(10), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("Invited")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("alice")
+        })
+    })
+    .await;
+    let note = invited_event.note.unwrap_or_default();
+    assert!(note.contains(&login) && !note.contains(&token), "{note}");
+
+    // Metrics count reconciles and invitations.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &format!("http://127.0.0.1:{}/metrics", h.probe_port)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.contains("usher_controller_invitations_total{outcome=\"sent\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("usher_controller_reconciles_total{kind=\"User\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("usher_controller_reconcile_duration_seconds_bucket"),
+        "{metrics}"
+    );
 }
 
 /// Waits until the controller created the organisation's namespace.
@@ -183,6 +218,10 @@ async fn activate(client: &Client, login: &str) {
             "activatedAt".to_string(),
             ByteString(b"2026-11-27T12:00:00Z".to_vec()),
         ),
+        (
+            "mfaEnrolledAt".to_string(),
+            ByteString(b"2026-11-27T12:05:00Z".to_vec()),
+        ),
         ("invitation.tokenHash".to_string(), ByteString(Vec::new())),
     ]);
     let patch = serde_json::json!({"data": data});
@@ -212,6 +251,7 @@ async fn activation_lock_and_kill_sessions_are_reflected_in_every_membership() {
         let u = wait_phase(&client, &org.ns, "bob", UserPhase::Active).await;
         let s = u.status.unwrap();
         assert!(s.activated_at.is_some() && s.invitation.is_none(), "{s:?}");
+        assert_eq!(s.mfa_enrolled, Some(true), "{s:?}");
     }
 
     // Locking one membership leaves the other active.

@@ -20,7 +20,11 @@ pub const PUBLIC_URL: &str = "http://usher.test";
 
 /// Starts `usher controller` against `env`, mailing through `smtp_url`.
 pub fn start_controller(env: &Envtest, smtp_url: &str, log: &str) -> Process {
-    let dir = std::env::temp_dir();
+    start_controller_on(env, smtp_url, log, free_port().unwrap())
+}
+
+/// As [`start_controller`], serving /metrics and probes on 127.0.0.1:`probe_port`.
+pub fn start_controller_on(env: &Envtest, smtp_url: &str, log: &str, probe_port: u16) -> Process {
     Process::spawn(
         Command::new(env!("CARGO_BIN_EXE_usher"))
             .arg("controller")
@@ -28,12 +32,11 @@ pub fn start_controller(env: &Envtest, smtp_url: &str, log: &str) -> Process {
             .env("USHER_SMTP_URL", smtp_url)
             .env("USHER_PUBLIC_URL", PUBLIC_URL)
             .env("USHER_NAMESPACE", OPERATOR_NS)
-            .env(
-                "USHER_PROBE_LISTEN",
-                format!("127.0.0.1:{}", free_port().unwrap()),
-            )
+            .env("USHER_PROBE_LISTEN", format!("127.0.0.1:{probe_port}"))
+            // A killed leader's Lease must expire before a restarted one leads.
+            .env("USHER_LEASE_DURATION", "3s")
             .env("RUST_LOG", "info,kube=warn"),
-        &dir.join(format!("{log}-{}.log", std::process::id())),
+        &log_path(log),
         None,
     )
     .unwrap()
