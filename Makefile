@@ -27,6 +27,7 @@ fmt:
 ## Benchmarks (ratios against baselines measured in the same run; not part of `make test`).
 bench:
 	cargo bench -p usher-webhook --bench admission
+	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench onboarding
 
 ## Regenerate crds/*.yaml and charts/usher/crds/*.yaml from the Rust types.
 crds:

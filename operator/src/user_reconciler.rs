@@ -359,7 +359,7 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     if let Some(value) = user.action(ANNOTATION_KILL_SESSIONS)
         && observed.kill_sessions.as_deref() != Some(value)
     {
-        account = update_account(ctx, &valid.login, |a| {
+        account = update_account(ctx, account, |a| {
             a.sessions_revoked_at = Some(now);
             true
         })
@@ -386,7 +386,7 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
             .as_ref()
             .is_none_or(|i| i.sent_at.is_none());
         if unsent || resend.is_some() {
-            match invite(ctx, &user, &valid, now).await {
+            match invite(ctx, &user, &valid, account.clone(), now).await {
                 Ok(a) => {
                     account = a;
                     let (reason, verb) = if resend.is_some() {
@@ -475,6 +475,7 @@ async fn invite(
     ctx: &Context,
     user: &User,
     valid: &Valid,
+    account: Account,
     now: Timestamp,
 ) -> Result<Account, Error> {
     let token = InvitationToken::generate()?;
@@ -492,7 +493,7 @@ async fn invite(
         sent_at: None,
         issued_by,
     };
-    let mut account = update_account(ctx, &valid.login, |a| {
+    let mut account = update_account(ctx, account, |a| {
         if a.is_activated() {
             return false;
         }
@@ -518,7 +519,7 @@ async fn invite(
         return Err(e.into());
     }
     ctx.metrics.invitation("sent");
-    account = update_account(ctx, &valid.login, |a| match a.invitation.as_mut() {
+    account = update_account(ctx, account, |a| match a.invitation.as_mut() {
         Some(inv) if inv.token_hash == pending.token_hash => {
             inv.sent_at = Some(now);
             true
@@ -529,21 +530,24 @@ async fn invite(
     Ok(account)
 }
 
-/// Re-reads the account and applies `change` until the write is not in conflict. `change`
-/// returns false when nothing needs writing.
+/// Applies `change` to `account` (as last read or written) and writes it; on a conflict reads it
+/// again and retries. `change` returns false when nothing needs writing.
 async fn update_account(
     ctx: &Context,
-    login: &str,
+    account: Account,
     change: impl Fn(&mut Account) -> bool,
 ) -> Result<Account, Error> {
+    let login = account.login.clone();
+    let mut current = account;
     for _ in 0..8 {
-        let (mut account, _) = ctx.accounts.get_or_create(login).await?;
-        if !change(&mut account) {
-            return Ok(account);
+        let mut changed = current.clone();
+        if !change(&mut changed) {
+            return Ok(current);
         }
-        if let Some(stored) = ctx.accounts.update(&account).await? {
+        if let Some(stored) = ctx.accounts.update(&changed).await? {
             return Ok(stored);
         }
+        current = ctx.accounts.get_or_create(&login).await?.0;
     }
     Err(Error::AccountContention)
 }
