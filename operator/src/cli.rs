@@ -16,6 +16,8 @@ pub struct Cli {
 }
 
 /// The `usher` subcommands.
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the CustomResourceDefinitions as YAML (`usher crds | kubectl apply -f -`).
@@ -41,6 +43,12 @@ pub struct ControllerArgs {
     /// smtps://user:password@host:465, or file:///dir.
     #[arg(long, env = "USHER_SMTP_URL")]
     pub smtp_url: String,
+    /// A PEM CA certificate to trust for STARTTLS / SMTPS (an internal mail relay's CA).
+    #[arg(long, env = "USHER_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+    /// A file holding the SMTP password (a mounted Secret), instead of the URL.
+    #[arg(long, env = "USHER_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<std::path::PathBuf>,
     /// Sender of invitation emails.
     #[arg(
         long,
@@ -75,7 +83,16 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;
     // Built inside the runtime: the SMTP pool starts a task.
-    let mailer = Mailer::from_url(&args.smtp_url)?;
+    let options = crate::mailer::SmtpOptions {
+        ca_pem: args.smtp_ca_file.as_ref().map(std::fs::read).transpose()?,
+        password: args
+            .smtp_password_file
+            .as_ref()
+            .map(std::fs::read_to_string)
+            .transpose()?
+            .map(|p| p.trim_end_matches(['\r', '\n']).to_owned()),
+    };
+    let mailer = Mailer::from_url_with(&args.smtp_url, &options)?;
     let metrics = Metrics::default();
     let listener = tokio::net::TcpListener::bind(args.probe_listen).await?;
     tokio::spawn(serve_probes(listener, metrics.clone()));

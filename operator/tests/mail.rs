@@ -65,3 +65,37 @@ async fn the_file_transport_writes_eml_files() {
     let raw = std::fs::read_to_string(&files[0]).unwrap();
     assert!(raw.contains("alice@example.com"), "{raw}");
 }
+
+/// STARTTLS (required) and SMTPS against aiosmtpd with a certificate from a private CA, trusted
+/// through `SmtpOptions::ca_pem` (USHER_SMTP_CA_FILE); without the CA the server is refused.
+#[tokio::test]
+async fn starttls_and_smtps_reach_a_real_server_trusting_only_the_given_ca() {
+    use usher_operator::mailer::SmtpOptions;
+    use usher_testkit::{SmtpTls, TestCa};
+    let ca = TestCa::new().unwrap();
+    let cert = ca.issue(7).unwrap();
+    let options = SmtpOptions {
+        ca_pem: Some(ca.cert_pem().into_bytes()),
+        password: None,
+    };
+    for tls in [SmtpTls::StartTls, SmtpTls::Implicit] {
+        let sink = SmtpSink::start_tls(tls, Some((&cert.cert_pem, &cert.key_pem)))
+            .await
+            .unwrap();
+        let msg = || invitation_email("usher@example.com", &invitation()).unwrap();
+        // Not trusting the private CA: refused, nothing delivered.
+        let untrusted = Mailer::from_url(&sink.url()).unwrap();
+        assert!(
+            untrusted.send(msg()).await.is_err(),
+            "{tls:?} without the CA"
+        );
+        // Trusting it: delivered over TLS.
+        let mailer = Mailer::from_url_with(&sink.url(), &options).unwrap();
+        mailer
+            .send(msg())
+            .await
+            .unwrap_or_else(|e| panic!("{tls:?}: {e:?}"));
+        let got = sink.wait_for(1, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(got.len(), 1, "{tls:?}");
+    }
+}

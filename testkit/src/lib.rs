@@ -17,5 +17,5 @@ pub use envtest::{
 };
 pub use mail::Email;
 pub use process::Process;
-pub use smtp::SmtpSink;
+pub use smtp::{SmtpSink, SmtpTls};
 pub use tls::{ServingCert, TestCa, free_port};

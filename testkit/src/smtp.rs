@@ -13,24 +13,46 @@ use crate::{Process, free_port};
 /// The Python that has Debian's aiosmtpd (not a pyenv shim earlier on PATH).
 const PYTHON: &str = "/usr/bin/python3";
 
+/// How the sink protects connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text.
+    None,
+    /// STARTTLS, required by the server.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
 /// An SMTP sink on 127.0.0.1. Messages land in `<dir>/mail/new/`.
 pub struct SmtpSink {
     port: u16,
     dir: PathBuf,
+    tls: SmtpTls,
     process: Option<Process>,
 }
 
 impl SmtpSink {
     /// Starts aiosmtpd on a free port.
     pub async fn start() -> Result<SmtpSink> {
+        Self::start_tls(SmtpTls::None, None).await
+    }
+
+    /// Starts aiosmtpd with TLS, serving `cert` (certificate PEM, key PEM).
+    pub async fn start_tls(tls: SmtpTls, cert: Option<(&str, &str)>) -> Result<SmtpSink> {
         let dir = tempfile::Builder::new()
             .prefix("usher-smtp-")
             .tempdir()?
             .keep();
+        if let Some((cert, key)) = cert {
+            std::fs::write(dir.join("tls.crt"), cert)?;
+            std::fs::write(dir.join("tls.key"), key)?;
+        }
         let port = free_port()?;
         let mut sink = SmtpSink {
             port,
             dir,
+            tls,
             process: None,
         };
         sink.spawn()?;
@@ -47,20 +69,28 @@ impl SmtpSink {
                 "aiosmtpd is missing: install it with `apt-get install python3-aiosmtpd` (scripts/install-deps.sh)"
             );
         }
-        let process = Process::spawn(
-            Command::new(PYTHON).args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{}", self.port),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-                &self.dir.join("mail").to_string_lossy(),
-            ]),
-            &self.dir.join("aiosmtpd.log"),
-            Some(&self.dir),
-        )?;
+        let mut cmd = Command::new(PYTHON);
+        cmd.args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{}", self.port),
+        ]);
+        let (crt, key) = (self.dir.join("tls.crt"), self.dir.join("tls.key"));
+        match self.tls {
+            SmtpTls::None => {}
+            SmtpTls::StartTls => {
+                cmd.arg("--tlscert").arg(&crt).arg("--tlskey").arg(&key);
+            }
+            SmtpTls::Implicit => {
+                cmd.arg("--smtpscert").arg(&crt).arg("--smtpskey").arg(&key);
+            }
+        }
+        // The handler and its argument go last.
+        cmd.args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(self.dir.join("mail"));
+        let process = Process::spawn(&mut cmd, &self.dir.join("aiosmtpd.log"), Some(&self.dir))?;
         self.process = Some(process);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -72,9 +102,13 @@ impl SmtpSink {
         bail!("aiosmtpd did not listen on port {}", self.port)
     }
 
-    /// `smtp://127.0.0.1:<port>`.
+    /// `smtp://127.0.0.1:<port>` (with `?tls=required` for STARTTLS, `smtps://` for SMTPS).
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        match self.tls {
+            SmtpTls::None => format!("smtp://127.0.0.1:{}", self.port),
+            SmtpTls::StartTls => format!("smtp://127.0.0.1:{}?tls=required", self.port),
+            SmtpTls::Implicit => format!("smtps://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Stops the server (to test an SMTP outage); [`SmtpSink::restart`] brings it back on the
