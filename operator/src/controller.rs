@@ -52,13 +52,17 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Metrics,
-    /// Caches of the three kinds (the controllers' own stores).
+    /// Caches of the three kinds, read by the reconcilers.
     pub users: Store<User>,
     /// See `users`.
     pub organisations: Store<Organisation>,
     /// See `users`.
     pub profiles: Store<Profile>,
     synced: tokio::sync::watch::Receiver<bool>,
+    /// The User controller's own store: recounts are triggered from it, so counts read it.
+    counted_users: Store<User>,
+    /// True once `counted_users` is known complete (see [`Context::counts_ready`]).
+    counts_ready: Arc<std::sync::atomic::AtomicBool>,
     recount_orgs: futures::channel::mpsc::UnboundedSender<ObjectRef<Organisation>>,
     recount_profiles: futures::channel::mpsc::UnboundedSender<ObjectRef<Profile>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -98,6 +102,21 @@ impl Context {
     pub async fn wait_synced(&self) {
         let mut synced = self.synced.clone();
         let _ = synced.wait_for(|ready| *ready).await;
+    }
+
+    /// The Users to count members and profile users from, once that store is complete: a User
+    /// reconcile has run (kube starts them only after the store's first List), or there are no
+    /// Users at all. Before then counts are left as they are, so a restart rewrites nothing.
+    pub fn counted_users(&self) -> Option<&Store<User>> {
+        self.counts_ready
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then_some(&self.counted_users)
+    }
+
+    /// Marks the counted store complete (called by the User reconciler).
+    pub fn mark_counts_ready(&self) {
+        self.counts_ready
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Asks for the member count of `user`'s organisation and the user counts of every profile
@@ -168,8 +187,10 @@ pub async fn run(
         reflect::<Profile>(Api::all(client.clone())),
     );
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
+    let counts_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn({
         let (u, o, p) = (user_store.clone(), org_store.clone(), profile_store.clone());
+        let counts_ready = counts_ready.clone();
         async move {
             let ready = futures::future::try_join3(
                 u.wait_until_ready(),
@@ -177,6 +198,10 @@ pub async fn run(
                 p.wait_until_ready(),
             );
             if ready.await.is_ok() {
+                if u.is_empty() {
+                    // No Users: no User reconcile will ever mark the counts ready.
+                    counts_ready.store(true, std::sync::atomic::Ordering::Release);
+                }
                 let _ = synced_tx.send(true);
                 tracing::info!("caches synced");
             }
@@ -202,6 +227,8 @@ pub async fn run(
         organisations: org_store.clone(),
         profiles: profile_store.clone(),
         synced,
+        counted_users: users.store(),
+        counts_ready,
         recount_orgs,
         recount_profiles,
         locks: Mutex::default(),
@@ -237,6 +264,11 @@ pub async fn run(
                 let ns = org.namespace_name();
                 users_where(&by_namespace, |u| u.namespace().as_deref() == Some(&ns))
             },
+        )
+        // API-key Secrets it made: a deleted or edited one is put right.
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(usher_crds::LABEL_USER),
         )
         .watches(Api::<Profile>::all(client.clone()), wc.clone(), move |p| {
             let name = p.name_any();

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod apikey;
+pub mod apikey_secret;
 pub mod cli;
 pub mod conditions;
 pub mod controller;

@@ -129,14 +129,15 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
             status.namespace = Some(ns_name.clone());
         }
     }
-    let members = ctx
-        .users
-        .state_filter(|u| {
-            u.namespace().as_deref() == Some(ns_name.as_str())
-                && u.metadata.deletion_timestamp.is_none()
-        })
-        .len();
-    status.members = Some(u32::try_from(members).unwrap_or(u32::MAX));
+    if let Some(users) = ctx.counted_users() {
+        let members = users
+            .state_filter(|u| {
+                u.namespace().as_deref() == Some(ns_name.as_str())
+                    && u.metadata.deletion_timestamp.is_none()
+            })
+            .len();
+        status.members = Some(u32::try_from(members).unwrap_or(u32::MAX));
+    }
     status.observed_generation = generation;
     patch_status(ctx, org, status).await?;
     Ok(Action::requeue(Duration::from_secs(3600)))

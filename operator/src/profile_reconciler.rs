@@ -20,12 +20,13 @@ pub async fn reconcile(profile: Arc<Profile>, ctx: Arc<Context>) -> Result<Actio
     let started = std::time::Instant::now();
     ctx.wait_synced().await;
     let name = profile.name_any();
-    let users = ctx
-        .users
-        .state_filter(|u| u.spec.profile == name && u.metadata.deletion_timestamp.is_none())
-        .len();
     let mut status = profile.status.clone().unwrap_or_default();
-    status.users = Some(u32::try_from(users).unwrap_or(u32::MAX));
+    if let Some(users) = ctx.counted_users() {
+        let count = users
+            .state_filter(|u| u.spec.profile == name && u.metadata.deletion_timestamp.is_none())
+            .len();
+        status.users = Some(u32::try_from(count).unwrap_or(u32::MAX));
+    }
     status.observed_generation = profile.metadata.generation;
     conditions::set(
         &mut status.conditions,

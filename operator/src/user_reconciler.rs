@@ -6,23 +6,30 @@
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::{SignedDuration, Timestamp},
+};
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{
         controller::Action,
         finalizer::{Event as FinalizerEvent, finalizer},
     },
 };
 use usher_crds::{
-    ANNOTATION_KILL_SESSIONS, ANNOTATION_RESEND_INVITATION, InvitationStatus, ObservedActions,
-    Organisation, Profile, User, UserPhase, UserStatus, login::canonical_login,
+    ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION, ApiKeyStatus,
+    InvitationStatus, ObservedActions, Organisation, Profile, User, UserPhase, UserStatus,
+    login::canonical_login,
 };
 
 use crate::{
     Error,
     account::{Account, PendingInvitation, account_id},
+    apikey::ApiKey,
+    apikey_secret::{self, Issued, rotation_due},
     conditions::{self, now},
     controller::{Context, MANAGER, backoff_key},
     invitation::InvitationToken,
@@ -124,6 +131,7 @@ pub fn desired_status(
     user: &User,
     account: &Account,
     observed: &ObservedActions,
+    api_key: Option<ApiKeyStatus>,
     mail_error: Option<&str>,
     now: Timestamp,
 ) -> UserStatus {
@@ -210,7 +218,7 @@ pub fn desired_status(
             }),
         activated_at: account.activated_at.map(Time),
         mfa_enrolled: Some(account.mfa_enrolled_at.is_some()),
-        api_key: current.api_key,
+        api_key,
         sessions_revoked_at: account.sessions_revoked_at.map(Time),
         observed_actions: (observed != &ObservedActions::default()).then(|| observed.clone()),
         observed_generation: generation,
@@ -239,6 +247,7 @@ pub fn failed_status(user: &User, failure: &Failure, now: Timestamp) -> UserStat
 pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     ctx.wait_synced().await;
+    ctx.mark_counts_ready();
     let ns = user.namespace().unwrap_or_default();
     let api: Api<User> = Api::namespaced(ctx.client.clone(), &ns);
     ctx.recount(&user);
@@ -277,6 +286,7 @@ fn has_pending_action(user: &User) -> bool {
     [
         (ANNOTATION_KILL_SESSIONS, &observed.kill_sessions),
         (ANNOTATION_RESEND_INVITATION, &observed.resend_invitation),
+        (ANNOTATION_RENEW_API_KEY, &observed.renew_api_key),
     ]
     .iter()
     .any(|(annotation, seen)| {
@@ -411,8 +421,15 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
                 }
                 Err(Error::Mail(e)) => {
                     mail_error = Some(e.to_string());
-                    let status =
-                        desired_status(&user, &account, &observed, mail_error.as_deref(), now);
+                    let api_key = user.status.as_ref().and_then(|s| s.api_key.clone());
+                    let status = desired_status(
+                        &user,
+                        &account,
+                        &observed,
+                        api_key,
+                        mail_error.as_deref(),
+                        now,
+                    );
                     patch_status(ctx, &user, status).await?;
                     return Err(Error::Mail(e));
                 }
@@ -424,7 +441,23 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
         observed.resend_invitation = Some(value);
     }
 
-    let status = desired_status(&user, &account, &observed, mail_error.as_deref(), now);
+    let renew = user
+        .action(ANNOTATION_RENEW_API_KEY)
+        .filter(|v| observed.renew_api_key.as_deref() != Some(*v))
+        .map(str::to_owned);
+    let (api_key, key_due) = api_key(ctx, &user, &valid, renew.is_some(), now).await?;
+    if let Some(value) = renew {
+        observed.renew_api_key = Some(value);
+    }
+
+    let status = desired_status(
+        &user,
+        &account,
+        &observed,
+        api_key,
+        mail_error.as_deref(),
+        now,
+    );
     let before = user.status.as_ref().and_then(|s| s.phase);
     if before != status.phase {
         match (before, status.phase) {
@@ -466,8 +499,115 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
         }
         _ => RESYNC,
     };
+    let requeue = key_due.map_or(requeue, |due| due.min(requeue));
     patch_status(ctx, &user, status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// Keeps the API-key Secret as the spec says: issued when enabled, renewed on request or when
+/// `rotateEvery` is due, deleted when disabled. Returns the status and when rotation is due.
+async fn api_key(
+    ctx: &Context,
+    user: &User,
+    valid: &Valid,
+    renew: bool,
+    now: Timestamp,
+) -> Result<(Option<ApiKeyStatus>, Option<Duration>), Error> {
+    let ns = user.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = user.api_key_secret_name();
+    let existing = secrets.get_opt(&name).await?;
+    let issued = existing.as_ref().map(|s| Issued::read(s, user));
+    let Some(spec) = user.spec.api_key.as_ref().filter(|k| k.enabled) else {
+        if issued.as_ref().is_some_and(|i| i.ours) {
+            match secrets.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            ctx.event(
+                user,
+                "ApiKeyRevoked",
+                format!("deleted Secret {name}; the key stops working"),
+            )
+            .await;
+        }
+        return Ok((None, None));
+    };
+    if issued.as_ref().is_some_and(|i| !i.ours) {
+        // Never overwrite a Secret Usher did not make.
+        ctx.event(
+            user,
+            "ApiKeySecretTaken",
+            format!("Secret {name} exists and is not this User's; set spec.apiKey.secretName to another name"),
+        )
+        .await;
+        return Ok((None, None));
+    }
+    let every = spec.rotate_every.map(|d| d.get());
+    let current = issued.as_ref().and_then(|i| i.key.clone().zip(i.issued_at));
+    let due = current
+        .as_ref()
+        .is_some_and(|(_, at)| rotation_due(Some(*at), every, now));
+    let (key, issued_at) = match current {
+        Some(current) if !renew && !due => current,
+        current => {
+            let key = ApiKey::generate()?;
+            let grace = spec.grace_period.map(|d| d.get()).unwrap_or_default();
+            let previous = current
+                .as_ref()
+                .filter(|_| !grace.is_zero())
+                .map(|(old, _)| {
+                    (
+                        old,
+                        now.checked_add(SignedDuration::try_from(grace).unwrap_or_default())
+                            .unwrap_or(now),
+                    )
+                });
+            let org = valid.organisation.name_any();
+            let rv = issued.as_ref().and_then(|i| i.resource_version.clone());
+            let secret = apikey_secret::secret(user, &org, &key, now, previous, rv.clone());
+            // One write: the new key replaces the old at once (readers never see half).
+            let written = if rv.is_some() {
+                secrets
+                    .replace(&name, &PostParams::default(), &secret)
+                    .await
+            } else {
+                secrets.create(&PostParams::default(), &secret).await
+            };
+            written?;
+            let (reason, verb) = if current.is_some() {
+                ("ApiKeyRenewed", "renewed")
+            } else {
+                ("ApiKeyIssued", "issued")
+            };
+            ctx.event(
+                user,
+                reason,
+                format!("API key {verb} in Secret {name} ({})", key.fingerprint()),
+            )
+            .await;
+            (key, now)
+        }
+    };
+    let next = every.map(|every| {
+        let due_at = issued_at
+            .as_second()
+            .saturating_add(i64::try_from(every.as_secs()).unwrap_or(i64::MAX));
+        Duration::from_secs(
+            u64::try_from(due_at.saturating_sub(now.as_second()))
+                .unwrap_or(0)
+                .max(1),
+        )
+    });
+    Ok((
+        Some(ApiKeyStatus {
+            secret_name: Some(name),
+            issued_at: Some(Time(issued_at)),
+            fingerprint: Some(key.fingerprint()),
+        }),
+        next,
+    ))
 }
 
 /// Issues a new token (replacing any other), emails it, and records that it was sent.
