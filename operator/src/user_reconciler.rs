@@ -728,3 +728,160 @@ async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     }
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use usher_crds::{OrganisationSpec, UserSpec};
+
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn user(name: &str, login: &str, created: &str) -> User {
+        let mut u = User::new(
+            name,
+            UserSpec {
+                login: login.into(),
+                full_name: "P".into(),
+                profile: "analyst".into(),
+                ..Default::default()
+            },
+        );
+        u.metadata.namespace = Some("acme".into());
+        u.metadata.uid = Some(format!("uid-{name}"));
+        u.metadata.creation_timestamp = Some(Time(ts(created)));
+        u.metadata.generation = Some(1);
+        u
+    }
+
+    fn orgs() -> Vec<Arc<Organisation>> {
+        vec![Arc::new(Organisation::new(
+            "acme",
+            OrganisationSpec {
+                display_name: "ACME".into(),
+                ..Default::default()
+            },
+        ))]
+    }
+
+    #[test]
+    fn validation_names_each_failure_and_its_fix() {
+        let alice = user("alice", "alice@example.com", "2026-11-27T10:00:00Z");
+        assert!(validate(&alice, &orgs(), true, &[]).is_ok());
+
+        let upper = user("a2", "Alice@Example.com", "2026-11-27T10:00:00Z");
+        let f = validate(&upper, &orgs(), true, &[]).unwrap_err();
+        assert_eq!(f.reason, "InvalidLogin");
+        assert!(f.message.contains("\"alice@example.com\""), "{}", f.message);
+
+        let f = validate(&alice, &[], true, &[]).unwrap_err();
+        assert_eq!(f.reason, "NoOrganisation");
+        assert!(f.message.contains("spec.namespace: acme"), "{}", f.message);
+
+        let f = validate(&alice, &orgs(), false, &[]).unwrap_err();
+        assert_eq!(f.reason, "UnknownProfile");
+    }
+
+    #[test]
+    fn of_two_memberships_with_one_login_in_one_organisation_the_older_wins() {
+        let old = Arc::new(user("first", "bob@example.com", "2026-11-27T10:00:00Z"));
+        let new = Arc::new(user("second", "bob@example.com", "2026-11-27T11:00:00Z"));
+        let both = [old.clone(), new.clone()];
+        assert!(validate(&old, &orgs(), true, &both).is_ok());
+        let f = validate(&new, &orgs(), true, &both).unwrap_err();
+        assert_eq!(f.reason, "DuplicateLogin");
+        assert!(f.message.contains("\"first\""), "{}", f.message);
+    }
+
+    #[test]
+    fn status_follows_the_account_and_the_lock() {
+        let now = ts("2026-11-27T12:00:00Z");
+        let mut u = user("alice", "alice@example.com", "2026-11-27T10:00:00Z");
+        let mut account = Account::new("alice@example.com");
+        let none = ObservedActions::default();
+
+        let s = desired_status(&u, &account, &none, None, None, now);
+        assert_eq!(s.phase, Some(UserPhase::Pending));
+
+        account.invitation = Some(PendingInvitation {
+            token_hash: "h".into(),
+            expires_at: ts("2026-11-28T12:00:00Z"),
+            sent_at: Some(now),
+            issued_by: "acme/alice".into(),
+        });
+        let s = desired_status(&u, &account, &none, None, None, now);
+        assert_eq!(s.phase, Some(UserPhase::Invited));
+        assert_eq!(
+            s.invitation.as_ref().unwrap().expires_at,
+            Some(Time(ts("2026-11-28T12:00:00Z")))
+        );
+        let ready = conditions::get(&s.conditions, "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Invited")
+        );
+
+        // Past the expiry the condition says how to send a new link.
+        let later = ts("2026-11-29T00:00:00Z");
+        let s = desired_status(&u, &account, &none, None, None, later);
+        let ready = conditions::get(&s.conditions, "Ready").unwrap();
+        assert_eq!(ready.reason, "InvitationExpired");
+        assert!(
+            ready.message.contains("usher.dev/resend-invitation"),
+            "{}",
+            ready.message
+        );
+
+        account.password_hash = Some("$argon2id$x".into());
+        account.activated_at = Some(now);
+        let s = desired_status(&u, &account, &none, None, None, now);
+        assert_eq!(s.phase, Some(UserPhase::Active));
+        assert!(s.invitation.is_none());
+
+        u.spec.locked = true;
+        let s = desired_status(&u, &account, &none, None, None, now);
+        assert_eq!(s.phase, Some(UserPhase::Locked));
+
+        // A mail outage shows in InvitationSent without touching the phase logic.
+        let fresh = Account::new("alice@example.com");
+        u.spec.locked = false;
+        let s = desired_status(
+            &u,
+            &fresh,
+            &none,
+            None,
+            Some("the SMTP server did not accept"),
+            now,
+        );
+        let sent = conditions::get(&s.conditions, "InvitationSent").unwrap();
+        assert_eq!(
+            (sent.status.as_str(), sent.reason.as_str()),
+            ("False", "MailUnavailable")
+        );
+    }
+
+    #[test]
+    fn a_settled_status_is_computed_identically_again() {
+        let now = ts("2026-11-27T12:00:00Z");
+        let mut u = user("alice", "alice@example.com", "2026-11-27T10:00:00Z");
+        let mut account = Account::new("alice@example.com");
+        account.password_hash = Some("$argon2id$x".into());
+        account.activated_at = Some(now);
+        let first = desired_status(&u, &account, &ObservedActions::default(), None, None, now);
+        u.status = Some(first.clone());
+        let again = desired_status(
+            &u,
+            &account,
+            &ObservedActions::default(),
+            None,
+            None,
+            ts("2026-11-27T13:00:00Z"),
+        );
+        assert_eq!(
+            again, first,
+            "no write when nothing changed, even an hour later"
+        );
+    }
+}
