@@ -5,6 +5,7 @@
 //! - [`login::canonical_login`]: the one login canonicalisation function.
 //! - [`permission::validate_permission`]: permission name syntax.
 //! - [`duration::Duration`]: the `30s` / `1h30m` / `7d` strings used in specs.
+//! - [`watch::reflector`]: the watch cache the controller and the webhook read.
 
 pub mod duration;
 pub mod login;
@@ -12,6 +13,7 @@ pub mod organisation;
 pub mod permission;
 pub mod profile;
 pub mod user;
+pub mod watch;
 
 pub use duration::Duration;
 pub use organisation::{MfaPolicy, Organisation, OrganisationSpec, OrganisationStatus};

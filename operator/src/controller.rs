@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         reflector::{ObjectRef, Store},
@@ -182,9 +182,9 @@ pub async fn run(
     // and kube's Store::wait_until_ready wakes only one waiter: a second waiter on it stalls
     // either the controller or the waiter. These stores have exactly one waiter, below.
     let (user_store, org_store, profile_store) = (
-        reflect::<User>(Api::all(client.clone())),
-        reflect::<Organisation>(Api::all(client.clone())),
-        reflect::<Profile>(Api::all(client.clone())),
+        spawn_reflector::<User>(Api::all(client.clone())),
+        spawn_reflector::<Organisation>(Api::all(client.clone())),
+        spawn_reflector::<Profile>(Api::all(client.clone())),
     );
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     let counts_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -305,8 +305,7 @@ pub async fn run(
     Ok(())
 }
 
-/// A reflector of `K` on this runtime (managedFields dropped: large and never read).
-fn reflect<K>(api: Api<K>) -> Store<K>
+fn spawn_reflector<K>(api: Api<K>) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -316,21 +315,9 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = kube::runtime::reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|obj| obj.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
-            }
-        }
-    });
-    reader
+    let (store, drive) = usher_crds::watch::reflector(api);
+    tokio::spawn(drive);
+    store
 }
 
 fn users_where(store: &Store<User>, pred: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {

@@ -188,22 +188,6 @@ async fn a_new_login_is_invited_once_and_a_second_organisation_links_without_ema
     );
 }
 
-/// Waits until the controller created the organisation's namespace.
-async fn wait_ns(client: &Client, org: &Org) -> String {
-    eventually(
-        &format!("namespace {}", org.ns),
-        Duration::from_secs(20),
-        || async {
-            Api::<Namespace>::all(client.clone())
-                .get(&org.ns)
-                .await
-                .ok()
-                .map(|_| org.ns.clone())
-        },
-    )
-    .await
-}
-
 /// What the auth server does when the invitation is accepted (issue 4 writes it for real).
 async fn activate(client: &Client, login: &str) {
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =

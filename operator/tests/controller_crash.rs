@@ -38,18 +38,7 @@ async fn killing_the_controller_loses_no_account_and_leaves_one_valid_link() {
     let p = profile(&client, &[]).await;
     let org = organisation(&client).await;
     let mut controller = start_controller(env, &smtp.url(), "usher-controller-crash");
-    eventually(
-        "organisation namespace",
-        Duration::from_secs(20),
-        || async {
-            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .get_opt(&org.ns)
-                .await
-                .ok()
-                .flatten()
-        },
-    )
-    .await;
+    wait_ns(&client, &org).await;
 
     let users: Api<User> = Api::namespaced(client.clone(), &org.ns);
     let logins: Vec<String> = (0..USERS)

@@ -54,18 +54,7 @@ async fn one_replica_leads_and_the_other_takes_over() {
 
     let p = profile(&client, &[]).await;
     let org = organisation(&client).await;
-    eventually(
-        "organisation namespace",
-        Duration::from_secs(20),
-        || async {
-            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .get_opt(&org.ns)
-                .await
-                .ok()
-                .flatten()
-        },
-    )
-    .await;
+    wait_ns(&client, &org).await;
     let users: Api<User> = Api::namespaced(client.clone(), &org.ns);
     let logins: Vec<String> = (0..20).map(|i| login(&format!("lead{i}"))).collect();
     for (i, l) in logins.iter().enumerate() {

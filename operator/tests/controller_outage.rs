@@ -24,18 +24,7 @@ async fn users_wait_for_the_mail_server_and_lose_nothing() {
     let p = profile(&client, &[]).await;
     let org = organisation(&client).await;
     let login = login("grace");
-    eventually(
-        "organisation namespace",
-        Duration::from_secs(20),
-        || async {
-            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .get_opt(&org.ns)
-                .await
-                .ok()
-                .flatten()
-        },
-    )
-    .await;
+    wait_ns(&client, &org).await;
     let users: Api<User> = Api::namespaced(client.clone(), &org.ns);
     users
         .create(&PostParams::default(), &user("grace", &login, &p))

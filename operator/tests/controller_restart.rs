@@ -57,18 +57,7 @@ async fn a_restarted_controller_rewrites_nothing() {
     let controller = start_controller(env, &smtp.url(), "usher-controller-restart");
     let p = profile(&client, &[]).await;
     let org = organisation(&client).await;
-    eventually(
-        "organisation namespace",
-        Duration::from_secs(20),
-        || async {
-            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .get_opt(&org.ns)
-                .await
-                .ok()
-                .flatten()
-        },
-    )
-    .await;
+    wait_ns(&client, &org).await;
     let users: Api<User> = Api::namespaced(client.clone(), &org.ns);
     let logins: Vec<String> = (0..5).map(|i| login(&format!("restart{i}"))).collect();
     for (i, l) in logins.iter().enumerate() {

@@ -1,21 +1,13 @@
 //! Watch caches (reflectors) of Organisations, Profiles and Users. Until all three have synced,
-//! [`Caches::lookup`] lists afresh from the API server so no decision is made on partial data.
+//! and wherever a lagging cache could be wrong, the server decides on [`Caches::list`], a fresh
+//! List from the API server (see `server::decide`).
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
 };
 
-use futures::StreamExt;
-use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::ListParams,
-    runtime::{
-        WatchStreamExt,
-        reflector::{self, Store},
-        watcher,
-    },
-};
+use kube::{Api, Client, Resource, api::ListParams, runtime::reflector::Store};
 use serde::de::DeserializeOwned;
 use usher_crds::{Organisation, Profile, User};
 
@@ -116,20 +108,7 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        // managedFields are large and never read here.
-        .modify(|obj| obj.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
-            }
-        }
-    });
-    reader
+    let (store, drive) = usher_crds::watch::reflector(api);
+    tokio::spawn(drive);
+    store
 }

@@ -170,3 +170,20 @@ pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
 pub fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{name}-{}.log", std::process::id()))
 }
+
+/// Waits until the controller created the organisation's namespace; returns its name.
+pub async fn wait_ns(client: &Client, org: &Org) -> String {
+    eventually(
+        &format!("namespace {}", org.ns),
+        Duration::from_secs(20),
+        || async {
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .get_opt(&org.ns)
+                .await
+                .ok()
+                .flatten()
+                .map(|_| org.ns.clone())
+        },
+    )
+    .await
+}

@@ -1,0 +1,44 @@
+//! A watch cache (reflector) of one kind, shared by the controller and the webhook.
+
+use std::future::Future;
+
+use futures::StreamExt;
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+
+/// A cache of every `K` the API serves to `api`, without managedFields (large, never read):
+/// the store, and the future that keeps it filled (spawn it). Watch errors are logged and
+/// retried with backoff.
+pub fn reflector<K>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|obj| obj.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    let drive = async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
+            }
+        }
+    };
+    (reader, drive)
+}
