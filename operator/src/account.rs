@@ -280,9 +280,14 @@ impl AccountStore {
 
     /// Deletes the account of `login` (gone already is fine).
     pub async fn delete(&self, login: &str) -> Result<(), crate::Error> {
+        self.delete_id(&account_id(login)).await
+    }
+
+    /// Deletes the account with id `id` (gone already is fine).
+    pub async fn delete_id(&self, id: &str) -> Result<(), crate::Error> {
         match self
             .api
-            .delete(&secret_name(&account_id(login)), &DeleteParams::default())
+            .delete(&secret_name(id), &DeleteParams::default())
             .await
         {
             Ok(_) => Ok(()),

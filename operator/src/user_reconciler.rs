@@ -360,6 +360,16 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
 
     let _guard = ctx.lock_account(&account_id(&valid.login)).await;
     let (mut account, _) = ctx.accounts.get_or_create(&valid.login).await?;
+    // spec.login changed: this membership now belongs to the new login's account; the old
+    // account goes with its last membership.
+    if let Some(previous) = user
+        .status
+        .as_ref()
+        .and_then(|s| s.account_id.clone())
+        .filter(|id| *id != account.id)
+    {
+        leave_account(ctx, &user, &previous).await?;
+    }
     let mut observed = user
         .status
         .as_ref()
@@ -708,6 +718,24 @@ async fn patch_status(ctx: &Context, user: &User, status: UserStatus) -> Result<
         &Patch::Apply(&patch),
     )
     .await?;
+    Ok(())
+}
+
+/// `user` no longer belongs to account `id`: delete it if no other live membership does.
+async fn leave_account(ctx: &Context, user: &User, id: &str) -> Result<(), Error> {
+    let _guard = ctx.lock_account(id).await;
+    let others = ctx.users.find(|u| {
+        u.uid() != user.uid()
+            && u.metadata.deletion_timestamp.is_none()
+            && canonical_login(&u.spec.login).is_ok_and(|l| account_id(&l) == id)
+    });
+    if others.is_none() {
+        ctx.accounts.delete_id(id).await?;
+        tracing::info!(
+            account = id,
+            "account deleted: its last membership changed login"
+        );
+    }
     Ok(())
 }
 

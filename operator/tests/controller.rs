@@ -751,3 +751,46 @@ async fn a_namespace_held_by_another_organisation_is_refused_and_its_users_fail_
     assert_eq!(reason.reason, "NoOrganisation");
     assert!(account_secret(&client, &l).await.is_none());
 }
+
+#[tokio::test]
+async fn changing_the_login_moves_the_membership_and_the_old_account_goes() {
+    let (h, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let a = organisation(&client).await;
+    let (old, new) = (login("old"), login("new"));
+    let users: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    users
+        .create(&PostParams::default(), &user("mover", &old, &p))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "mover", UserPhase::Invited).await;
+    assert!(account_secret(&client, &old).await.is_some());
+
+    let patch = serde_json::json!({"spec": {"login": new}});
+    users
+        .patch("mover", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let new_id = usher_operator::account::account_id(&new);
+    eventually(
+        "the membership on the new account",
+        Duration::from_secs(20),
+        || async {
+            let u = users.get("mover").await.ok()?;
+            let s = u.status?;
+            (s.account_id.as_deref() == Some(new_id.as_str())
+                && s.phase == Some(UserPhase::Invited))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        emails_to(h, &new, 1).await.len(),
+        1,
+        "the new login is invited"
+    );
+    eventually("the old account to go", Duration::from_secs(20), || async {
+        account_secret(&client, &old).await.is_none().then_some(())
+    })
+    .await;
+}
