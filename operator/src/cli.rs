@@ -24,6 +24,8 @@ pub enum Command {
     Crds,
     /// Run the controller: organisations, profiles, accounts, invitations.
     Controller(ControllerArgs),
+    /// Platform-operator commands on accounts: list, reset-mfa, rename.
+    Account(crate::account_cli::AccountArgs),
 }
 
 /// Flags of `usher controller`.
@@ -76,6 +78,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Controller(args) => run_controller(args).await,
+        Command::Account(args) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = kube::Client::try_default().await?;
+            crate::account_cli::run(client, args, &mut std::io::stdout().lock()).await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! it; `main.rs` only parses flags and wires.
 
 pub mod account;
+pub mod account_cli;
 pub mod apikey;
 pub mod apikey_secret;
 pub mod cli;

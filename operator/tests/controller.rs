@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use common::*;
-use k8s_openapi::{ByteString, api::core::v1::Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -186,33 +186,6 @@ async fn a_new_login_is_invited_once_and_a_second_organisation_links_without_ema
         metrics.contains("usher_controller_reconcile_duration_seconds_bucket"),
         "{metrics}"
     );
-}
-
-/// What the auth server does when the invitation is accepted (issue 4 writes it for real).
-async fn activate(client: &Client, login: &str) {
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(client.clone(), OPERATOR_NS);
-    let name = account_secret(client, login).await.unwrap().name_any();
-    let data = BTreeMap::from([
-        (
-            "passwordHash".to_string(),
-            ByteString(b"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_vec()),
-        ),
-        (
-            "activatedAt".to_string(),
-            ByteString(b"2026-11-27T12:00:00Z".to_vec()),
-        ),
-        (
-            "mfaEnrolledAt".to_string(),
-            ByteString(b"2026-11-27T12:05:00Z".to_vec()),
-        ),
-        ("invitation.tokenHash".to_string(), ByteString(Vec::new())),
-    ]);
-    let patch = serde_json::json!({"data": data});
-    secrets
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -4,14 +4,18 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, api::PostParams};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserPhase, UserSpec};
 use usher_testkit::{Envtest, Process, create_namespace, free_port, unique_name};
 
@@ -186,4 +190,31 @@ pub async fn wait_ns(client: &Client, org: &Org) -> String {
         },
     )
     .await
+}
+
+/// What the auth server does when the invitation is accepted (issue 4 writes it for real).
+pub async fn activate(client: &Client, login: &str) {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), OPERATOR_NS);
+    let name = account_secret(client, login).await.unwrap().name_any();
+    let data = BTreeMap::from([
+        (
+            "passwordHash".to_string(),
+            ByteString(b"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_vec()),
+        ),
+        (
+            "activatedAt".to_string(),
+            ByteString(b"2026-11-27T12:00:00Z".to_vec()),
+        ),
+        (
+            "mfaEnrolledAt".to_string(),
+            ByteString(b"2026-11-27T12:05:00Z".to_vec()),
+        ),
+        ("invitation.tokenHash".to_string(), ByteString(Vec::new())),
+    ]);
+    let patch = serde_json::json!({"data": data});
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 }

@@ -1,0 +1,194 @@
+//! `usher account …`: the platform operator's commands on accounts (they live in the operator
+//! namespace, which only platform operators can reach).
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use usher_crds::{LABEL_ACCOUNT, User, login::canonical_login};
+
+use crate::{
+    account::{Account, AccountStore},
+    conditions::now,
+};
+
+/// Flags of `usher account`.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// The operator namespace, holding account Secrets.
+    #[arg(long, env = "USHER_NAMESPACE", default_value = "usher-system")]
+    pub namespace: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AccountCommand,
+}
+
+/// `usher account` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// List accounts: login, state, MFA, memberships.
+    List,
+    /// Remove a login's TOTP enrolment (they enroll again at next login) and end their sessions.
+    ResetMfa {
+        /// The login (email address).
+        login: String,
+    },
+    /// Rename an account and every membership of it, keeping password and MFA.
+    Rename {
+        /// The current login.
+        old: String,
+        /// The new login.
+        new: String,
+    },
+}
+
+/// Runs an `usher account` command, writing its report to `out`.
+pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = AccountStore::new(client.clone(), &args.namespace);
+    match args.command {
+        AccountCommand::List => list(&client, &args.namespace, out).await,
+        AccountCommand::ResetMfa { login } => {
+            let login = canonical(&login)?;
+            let account = store
+                .get(&login)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account for {login}"))?;
+            let mut current = account;
+            loop {
+                let mut changed = current.clone();
+                changed.mfa_enrolled_at = None;
+                changed.other.retain(|k, _| !k.starts_with("totp."));
+                changed.sessions_revoked_at = Some(now());
+                if store.update(&changed).await?.is_some() {
+                    break;
+                }
+                current = store.get(&login).await?.ok_or_else(|| {
+                    anyhow::anyhow!("the account of {login} was deleted meanwhile")
+                })?;
+            }
+            writeln!(
+                out,
+                "MFA reset for {login}: they enroll again at their next login; their sessions end at the next request"
+            )?;
+            Ok(())
+        }
+        AccountCommand::Rename { old, new } => {
+            let (old, new) = (canonical(&old)?, canonical(&new)?);
+            let account = store
+                .get(&old)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account for {old}"))?;
+            if store.get(&new).await?.is_some() {
+                anyhow::bail!(
+                    "an account for {new} exists already; delete its Users first or choose another login"
+                );
+            }
+            // The new account first, with everything the old one had, so no membership is ever
+            // without its password and MFA.
+            let renamed = Account {
+                id: crate::account::account_id(&new),
+                login: new.clone(),
+                resource_version: None,
+                ..account
+            };
+            Api::<Secret>::namespaced(client.clone(), &args.namespace)
+                .create(&PostParams::default(), &renamed.to_secret(&args.namespace))
+                .await?;
+            let users: Vec<User> = Api::<User>::all(client.clone())
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|u| canonical_login(&u.spec.login).ok().as_deref() == Some(old.as_str()))
+                .collect();
+            let patch = serde_json::json!({"spec": {"login": new}});
+            for u in &users {
+                Api::<User>::namespaced(client.clone(), &u.namespace().unwrap_or_default())
+                    .patch(
+                        &u.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+            }
+            store.delete(&old).await?;
+            writeln!(
+                out,
+                "renamed {old} to {new}: {} membership(s) updated",
+                users.len()
+            )?;
+            Ok(())
+        }
+    }
+}
+
+fn canonical(login: &str) -> anyhow::Result<String> {
+    canonical_login(login).map_err(|e| anyhow::anyhow!("{login:?} is not a usable login: {e}"))
+}
+
+async fn list(client: &Client, namespace: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(LABEL_ACCOUNT))
+        .await?;
+    let users = Api::<User>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut rows = Vec::new();
+    for s in &secrets.items {
+        let Ok(a) = Account::from_secret(s) else {
+            rows.push([s.name_any(), "damaged".into(), "-".into(), "-".into()]);
+            continue;
+        };
+        let memberships: Vec<String> = users
+            .items
+            .iter()
+            .filter(|u| canonical_login(&u.spec.login).ok().as_deref() == Some(a.login.as_str()))
+            .map(|u| format!("{}/{}", u.namespace().unwrap_or_default(), u.name_any()))
+            .collect();
+        let state = if a.is_activated() {
+            "active"
+        } else {
+            "invited"
+        };
+        let mfa = if a.mfa_enrolled_at.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        rows.push([a.login, state.into(), mfa.into(), memberships.join(",")]);
+    }
+    rows.sort();
+    let header = [
+        "LOGIN".to_string(),
+        "STATE".into(),
+        "MFA".into(),
+        "MEMBERSHIPS".into(),
+    ];
+    let widths: Vec<usize> = (0..3)
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        writeln!(
+            out,
+            "{:w0$}   {:w1$}   {:w2$}   {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )?;
+    }
+    Ok(())
+}

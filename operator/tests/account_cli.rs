@@ -1,0 +1,132 @@
+//! `usher account list | reset-mfa | rename`, run as the real binary against envtest with the
+//! controller running.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+mod common;
+
+use std::{collections::BTreeMap, process::Command, time::Duration};
+
+use common::*;
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use usher_crds::{User, UserPhase};
+use usher_testkit::{Envtest, SmtpSink};
+
+fn usher_account(env: &Envtest, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .arg("account")
+        .args(args)
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("USHER_NAMESPACE", OPERATOR_NS)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn list_reset_mfa_and_rename_work_on_real_accounts() {
+    let env = Envtest::shared(usher_crds::crds).await.unwrap();
+    let client = setup(env).await;
+    let smtp = SmtpSink::start().await.unwrap();
+    let _controller = start_controller(env, &smtp.url(), "usher-controller-account");
+    let p = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let login = login("ops");
+    for org in [&a, &b] {
+        Api::<User>::namespaced(client.clone(), &wait_ns(&client, org).await)
+            .create(&PostParams::default(), &user("ops", &login, &p))
+            .await
+            .unwrap();
+        wait_phase(&client, &org.ns, "ops", UserPhase::Invited).await;
+    }
+
+    let (ok, out) = usher_account(env, &["list"]);
+    assert!(ok, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&login))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("invited")
+            && row.contains(&format!("{}/ops", a.ns))
+            && row.contains(&format!("{}/ops", b.ns)),
+        "{row}"
+    );
+
+    // An enrolled, active account: reset-mfa removes the enrolment and TOTP keys, ends sessions.
+    activate(&client, &login).await;
+    let name = account_secret(&client, &login).await.unwrap().name_any();
+    let patch = serde_json::json!({"data": BTreeMap::from([
+        ("totp.secret".to_string(), ByteString(b"sealed".to_vec())),
+        ("totp.lastStep".to_string(), ByteString(b"123".to_vec())),
+    ])});
+    Api::<Secret>::namespaced(client.clone(), OPERATOR_NS)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "ops", UserPhase::Active).await;
+    let (ok, out) = usher_account(env, &["reset-mfa", &login.to_uppercase()]);
+    assert!(ok && out.contains("MFA reset for"), "{out}");
+    let secret = account_secret(&client, &login).await.unwrap();
+    assert!(secret_text(&secret, "mfaEnrolledAt").is_none());
+    assert!(
+        secret_text(&secret, "totp.secret").is_none()
+            && secret_text(&secret, "totp.lastStep").is_none()
+    );
+    assert!(secret_text(&secret, "sessionsRevokedAt").is_some());
+    assert!(
+        secret_text(&secret, "passwordHash").is_some(),
+        "the password stays"
+    );
+    eventually(
+        "mfaEnrolled false on the membership",
+        Duration::from_secs(20),
+        || async {
+            let u = Api::<User>::namespaced(client.clone(), &b.ns)
+                .get("ops")
+                .await
+                .ok()?;
+            (u.status?.mfa_enrolled == Some(false)).then_some(())
+        },
+    )
+    .await;
+
+    // Rename: both memberships move, the password comes along, no invitation is sent.
+    let renamed = login.replace("ops", "renamed");
+    let (ok, out) = usher_account(env, &["rename", &login, &renamed]);
+    assert!(ok && out.contains("2 membership(s) updated"), "{out}");
+    for org in [&a, &b] {
+        let u = Api::<User>::namespaced(client.clone(), &org.ns)
+            .get("ops")
+            .await
+            .unwrap();
+        assert_eq!(u.spec.login, renamed);
+        wait_phase(&client, &org.ns, "ops", UserPhase::Active).await;
+    }
+    let moved = account_secret(&client, &renamed).await.unwrap();
+    assert!(secret_text(&moved, "passwordHash").is_some());
+    assert!(account_secret(&client, &login).await.is_none());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        smtp.emails_to(&renamed).unwrap().is_empty(),
+        "an active account is not invited again"
+    );
+
+    // Clear errors, no stack traces.
+    let (ok, out) = usher_account(env, &["reset-mfa", "nobody@example.com"]);
+    assert!(
+        !ok && out.contains("no account for nobody@example.com"),
+        "{out}"
+    );
+    let (ok, out) = usher_account(env, &["rename", &renamed, "not a login"]);
+    assert!(!ok && out.contains("is not a usable login"), "{out}");
+}
