@@ -7,6 +7,7 @@ packages=(
   make ca-certificates
   openssl curl                   # real TLS clients in the webhook tests
   python3-aiosmtpd               # the real SMTP server of the mail tests
+  oathtool zbar-tools            # real TOTP client and QR decoder of the MFA tests
   etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
 )
 missing=()

@@ -15,7 +15,9 @@ pub mod lease;
 pub mod mailer;
 pub mod metrics;
 pub mod organisation_reconciler;
+pub mod password;
 pub mod profile_reconciler;
+pub mod totp;
 pub mod user_reconciler;
 
 pub use error::Error;
