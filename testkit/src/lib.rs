@@ -11,6 +11,7 @@ mod mail;
 mod process;
 mod smtp;
 mod tls;
+mod webhook;
 
 pub use envtest::{
     Envtest, PROVISION_COMMAND, assets_dir, create_namespace, strip_cel_validations, unique_name,
@@ -19,3 +20,4 @@ pub use mail::Email;
 pub use process::Process;
 pub use smtp::{SmtpSink, SmtpTls};
 pub use tls::{ServingCert, TestCa, free_port};
+pub use webhook::register_webhook;

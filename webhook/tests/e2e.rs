@@ -10,20 +10,16 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::{
-    ByteString,
-    api::admissionregistration::v1::{
-        RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
-    },
-};
 use kube::{
     Api, Client,
-    api::{DeleteParams, ObjectMeta, PostParams},
+    api::{DeleteParams, PostParams},
 };
 use serde_json::json;
 use tokio::sync::OnceCell;
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User};
-use usher_testkit::{Envtest, Process, TestCa, create_namespace, free_port, unique_name};
+use usher_testkit::{
+    Envtest, Process, TestCa, create_namespace, free_port, register_webhook, unique_name,
+};
 use usher_webhook::fixtures::user;
 
 struct Webhook {
@@ -88,39 +84,8 @@ impl Webhook {
 
     async fn register(&self) {
         let client = self.env.client().await.unwrap();
-        let rule = RuleWithOperations {
-            api_groups: Some(vec!["usher.dev".into()]),
-            api_versions: Some(vec!["v1alpha1".into()]),
-            operations: Some(vec!["CREATE".into(), "UPDATE".into(), "DELETE".into()]),
-            resources: Some(vec![
-                "organisations".into(),
-                "profiles".into(),
-                "users".into(),
-            ]),
-            scope: Some("*".into()),
-        };
-        let config = ValidatingWebhookConfiguration {
-            metadata: ObjectMeta {
-                name: Some("usher".into()),
-                ..Default::default()
-            },
-            webhooks: Some(vec![ValidatingWebhook {
-                name: "validate.usher.dev".into(),
-                admission_review_versions: vec!["v1".into()],
-                side_effects: "None".into(),
-                failure_policy: Some("Fail".into()),
-                timeout_seconds: Some(5),
-                rules: Some(vec![rule]),
-                client_config: WebhookClientConfig {
-                    url: Some(format!("https://127.0.0.1:{}/validate", self.port)),
-                    ca_bundle: Some(ByteString(self.ca.cert_pem().into_bytes())),
-                    service: None,
-                },
-                ..Default::default()
-            }]),
-        };
-        Api::<ValidatingWebhookConfiguration>::all(client.clone())
-            .create(&PostParams::default(), &config)
+        let url = format!("https://127.0.0.1:{}/validate", self.port);
+        register_webhook(&client, &url, &self.ca.cert_pem())
             .await
             .unwrap();
         // The API server picks the configuration up asynchronously: wait until it refuses.
