@@ -6,7 +6,12 @@ SHELL := bash
 # and cached under ~/.cache/usher (the script shows its progress and prints the folder last).
 ASSETS = $${KUBEBUILDER_ASSETS:-$$(scripts/provision-envtest.sh | tail -1)}
 
-.PHONY: test envtest lint crds fmt bench
+.PHONY: test envtest lint crds fmt bench dev
+
+## Everything locally: control plane, webhook, controller, examples; prints invitation links.
+dev:
+	cargo build --workspace --bins --locked
+	KUBEBUILDER_ASSETS="$(ASSETS)" cargo run -q --locked --bin usher -- dev
 
 ## Run every test (unit and end to end against a real kube-apiserver).
 test:

@@ -26,6 +26,8 @@ pub enum Command {
     Controller(ControllerArgs),
     /// Platform-operator commands on accounts: list, reset-mfa, rename.
     Account(crate::account_cli::AccountArgs),
+    /// Everything locally: control plane, webhook, controller, examples, invitation links.
+    Dev(crate::dev::DevArgs),
 }
 
 /// Flags of `usher controller`.
@@ -78,6 +80,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Controller(args) => run_controller(args).await,
+        Command::Dev(args) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            crate::dev::run(args).await
+        }
         Command::Account(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let client = kube::Client::try_default().await?;

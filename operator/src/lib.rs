@@ -9,6 +9,7 @@ pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod crypto;
+pub mod dev;
 mod error;
 pub mod invitation;
 pub mod lease;

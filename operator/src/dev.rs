@@ -1,0 +1,253 @@
+//! `usher dev`: everything on one machine. A local control plane (etcd + kube-apiserver from
+//! `KUBEBUILDER_ASSETS`, provisioned on the first run), the CRDs, the admission webhook
+//! (registered by URL with a CA made here), the controller writing mail to a local outbox, the
+//! examples applied, a kubeconfig for kubectl, and each invitation link printed. Ctrl-C stops it
+//! all. (The auth server joins when it exists.)
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use kube::{Api, Client};
+use usher_crds::Organisation;
+use usher_testkit::{
+    Email, Envtest, Process, TestCa, create_namespace, free_port, register_webhook,
+};
+
+use crate::{controller, mailer::Mailer, metrics::Metrics};
+
+/// Flags of `usher dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Folder for the kubeconfig, the outbox and logs.
+    #[arg(long, env = "USHER_DEV_DIR", default_value = ".usher/dev")]
+    pub dir: PathBuf,
+    /// The examples to apply.
+    #[arg(long, default_value = "examples")]
+    pub examples: PathBuf,
+    /// Base URL of the auth server, used in invitation links.
+    #[arg(
+        long,
+        env = "USHER_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+}
+
+const STEPS: u32 = 5;
+
+/// Runs `usher dev` until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let step = |n: u32, what: &str| {
+        eprintln!(
+            "[{n}/{STEPS}] {:>6.1}s  {what}",
+            started.elapsed().as_secs_f64()
+        );
+    };
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    // Each run is a new cluster: links from an earlier run lead nowhere.
+    let outbox = dir.join("outbox");
+    if outbox.exists() {
+        std::fs::remove_dir_all(&outbox)?;
+    }
+    std::fs::create_dir_all(&outbox)?;
+
+    step(1, "local control plane: etcd + kube-apiserver");
+    provision_if_missing()?;
+    let env = Envtest::start().await?;
+    env.install_crds(usher_crds::crds()).await?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::copy(env.kubeconfig(), &kubeconfig)?;
+    let client = env.client().await?;
+    create_namespace(&client, "usher-system").await?;
+
+    step(2, "admission webhook");
+    let _webhook = start_webhook(&env, &client, &dir).await?;
+
+    step(3, "controller (mail goes to the outbox)");
+    let settings = controller::Settings {
+        namespace: "usher-system".into(),
+        public_url: args.public_url.clone(),
+        mail_from: "Usher <usher@usher.invalid>".into(),
+        invitation_ttl: Duration::from_secs(24 * 3600),
+    };
+    let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
+    let controller = tokio::spawn(controller::run(
+        client.clone(),
+        settings,
+        mailer,
+        Metrics::default(),
+    ));
+
+    step(4, &format!("examples from {}", args.examples.display()));
+    apply_examples(&env, &client, &args.examples).await?;
+
+    step(5, "ready");
+    println!(
+        "kubectl:  export KUBECONFIG={}   then   kubectl get usher -A",
+        kubeconfig.display()
+    );
+    println!("outbox:   {}", outbox.display());
+    println!(
+        "Invitation links appear below as the controller sends them. Ctrl-C stops everything."
+    );
+
+    let mut seen = HashSet::new();
+    loop {
+        print_new_invitations(&outbox, &mut seen);
+        if controller.is_finished() {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    eprintln!("stopping");
+    controller.abort();
+    Ok(())
+}
+
+fn provision_if_missing() -> anyhow::Result<()> {
+    if usher_testkit::assets_dir().is_ok() {
+        return Ok(());
+    }
+    let script = Path::new("scripts/provision-envtest.sh");
+    if !script.exists() {
+        usher_testkit::assets_dir()?;
+    }
+    eprintln!(
+        "         first run: building kube-apiserver from Debian's source (about 6 minutes; later runs start in seconds)"
+    );
+    let status = Command::new("bash")
+        .arg(script)
+        .stdout(Stdio::null())
+        .status()
+        .context("running scripts/provision-envtest.sh")?;
+    if !status.success() {
+        bail!("scripts/provision-envtest.sh failed ({status}); see its output above");
+    }
+    Ok(())
+}
+
+async fn start_webhook(
+    env: &Envtest,
+    client: &Client,
+    dir: &Path,
+) -> anyhow::Result<Option<Process>> {
+    let binary = std::env::current_exe()?.with_file_name("usher-webhook");
+    if !binary.is_file() {
+        eprintln!(
+            "         usher-webhook not found next to usher ({}); build it with `cargo build --bins`. Continuing without admission checks.",
+            binary.display()
+        );
+        return Ok(None);
+    }
+    let ca = TestCa::new()?;
+    let cert = ca.issue(1)?;
+    let certs = dir.join("webhook");
+    std::fs::create_dir_all(&certs)?;
+    std::fs::write(certs.join("tls.crt"), &cert.cert_pem)?;
+    std::fs::write(certs.join("tls.key"), &cert.key_pem)?;
+    let port = free_port()?;
+    let process = Process::spawn(
+        Command::new(&binary)
+            .env("USHER_WEBHOOK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("USHER_WEBHOOK_CERT", certs.join("tls.crt"))
+            .env("USHER_WEBHOOK_KEY", certs.join("tls.key"))
+            .env("KUBECONFIG", env.kubeconfig()),
+        &dir.join("webhook.log"),
+        None,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!(
+                "usher-webhook did not start; see {}",
+                dir.join("webhook.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    register_webhook(
+        client,
+        &format!("https://127.0.0.1:{port}/validate"),
+        &ca.cert_pem(),
+    )
+    .await?;
+    Ok(Some(process))
+}
+
+/// Profiles and Organisations first; once the controller has created the organisations'
+/// namespaces, everything (`kubectl apply -k`).
+async fn apply_examples(env: &Envtest, client: &Client, examples: &Path) -> anyhow::Result<()> {
+    let file = |name: &str| examples.join(name).to_string_lossy().into_owned();
+    // The webhook may need a moment before it is called; retry the first apply briefly.
+    let mut last = None;
+    for _ in 0..20 {
+        match env.kubectl_ok(&[
+            "apply",
+            "-f",
+            &file("profiles.yaml"),
+            "-f",
+            &file("organisations.yaml"),
+        ]) {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Some(e) = last {
+        return Err(e);
+    }
+    let orgs = Api::<Organisation>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for org in &orgs.items {
+        let ns = org.namespace_name();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while namespaces.get_opt(&ns).await?.is_none() {
+            if Instant::now() > deadline {
+                bail!("the controller did not create namespace {ns}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let out = env.kubectl_ok(&["apply", "-k", &examples.to_string_lossy()])?;
+    eprint!("{out}");
+    Ok(())
+}
+
+fn print_new_invitations(outbox: &Path, seen: &mut HashSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return;
+    };
+    let mut new: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml") && !seen.contains(p))
+        .collect();
+    new.sort();
+    for path in new {
+        if let Ok(raw) = std::fs::read_to_string(&path) {
+            let email = Email::parse(&raw);
+            if let Some(link) = email.invitation_link() {
+                println!("invitation for {}: {link}", email.to);
+            }
+            seen.insert(path);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `usher dev` as a newcomer runs it: the links appear, kubectl works with the written
+//! kubeconfig, and Ctrl-C stops everything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+#[test]
+fn usher_dev_prints_invitation_links_serves_kubectl_and_stops_on_ctrl_c() {
+    usher_testkit::assets_dir().expect("envtest assets");
+    let dir = tempfile::tempdir().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args([
+            "dev",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--examples",
+            examples,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut links = Vec::new();
+    let mut kubeconfig_line = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while links.len() < 3 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.starts_with("kubectl:") {
+                kubeconfig_line = Some(line.clone());
+            }
+            if let Some(rest) = line.strip_prefix("invitation for ") {
+                links.push(rest.to_owned());
+            }
+        }
+    }
+    let kill = |c: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-INT", &c.id().to_string()])
+            .status();
+    };
+    if links.len() < 3 {
+        kill(&mut child);
+        panic!(
+            "only {} invitation link(s) after 90 s: {links:?}",
+            links.len()
+        );
+    }
+    // alice is in two organisations and gets one invitation; bob and the app user get one each.
+    let mut logins: Vec<&str> = links.iter().map(|l| l.split(':').next().unwrap()).collect();
+    logins.sort();
+    assert_eq!(
+        logins,
+        [
+            "alice@example.com",
+            "bob@example.com",
+            "case-sync@acme.example.com"
+        ]
+    );
+    assert!(
+        links
+            .iter()
+            .all(|l| l.contains("http://127.0.0.1:8080/invite#token=")),
+        "{links:?}"
+    );
+    assert!(kubeconfig_line.unwrap().contains("kubectl get usher -A"));
+
+    let kubeconfig = dir.path().join("kubeconfig");
+    let out = Command::new(usher_testkit::assets_dir().unwrap().join("kubectl"))
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "get",
+            "users",
+            "-A",
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("alice@example.com") && table.contains("Invited"),
+        "{table}"
+    );
+
+    kill(&mut child);
+    let stopped = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "usher dev exited with {status}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "usher dev did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The control plane went with it.
+    std::thread::sleep(Duration::from_secs(1));
+    let out = Command::new(usher_testkit::assets_dir().unwrap().join("kubectl"))
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "get",
+            "users",
+            "-A",
+            "--request-timeout=3s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the API server still answers after Ctrl-C"
+    );
+}
