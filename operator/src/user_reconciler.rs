@@ -252,6 +252,19 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
     let api: Api<User> = Api::namespaced(ctx.client.clone(), &ns);
     ctx.recount(&user);
     let key = backoff_key(user.as_ref());
+    // kube's finalizer helper adds ours with a JSON patch that tests the finalizers it was
+    // given; a cached copy that predates our finalizer makes that test fail (422). Read a User
+    // without it live (once per User, at creation).
+    let user = if user.metadata.deletion_timestamp.is_none()
+        && !user.finalizers().iter().any(|f| f == FINALIZER)
+    {
+        match api.get_opt(&user.name_any()).await? {
+            Some(live) => Arc::new(live),
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        user
+    };
     let result = finalizer(&api, FINALIZER, user, |event| async {
         match event {
             FinalizerEvent::Apply(u) => apply(u, &ctx).await,
