@@ -26,13 +26,30 @@ use usher_testkit::{Envtest, Process, SmtpSink, create_namespace, free_port};
 
 const CONCURRENCY: usize = 32;
 
-async fn api_requests(client: &Client) -> f64 {
+/// `apiserver_request_total` by verb and resource.
+async fn api_requests(client: &Client) -> BTreeMap<String, f64> {
     let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(req).await.unwrap();
-    text.lines()
+    let mut by = BTreeMap::new();
+    for line in text
+        .lines()
         .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let key = format!("{} {}", label("verb"), label("resource"));
+        *by.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    by
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -177,7 +194,14 @@ fn main() {
         // Let trailing status/count writes land before counting requests.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let own = n as f64 + f64::from(polls) + 1.0;
-        let controller_requests = api_requests(&client).await - requests_before - own;
+        let after = api_requests(&client).await;
+        let mut deltas: Vec<(String, f64)> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - requests_before.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, d)| *d > 0.0)
+            .collect();
+        deltas.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let controller_requests = deltas.iter().map(|(_, d)| d).sum::<f64>() - own;
         let emails = smtp.messages().unwrap().len();
 
         println!("onboarding benchmark: {n} Users created at once ({CONCURRENCY} concurrent creates), envtest kube-apiserver 1.20");
@@ -187,6 +211,10 @@ fn main() {
         println!("  ratio onboarding / raw create             {:>8.2}", onboarded.as_secs_f64() / raw.as_secs_f64());
         println!("  API requests by the controller per User   {:>8.1}", controller_requests / n as f64);
         println!("  emails delivered                          {emails:>8}");
+        println!("  requests by verb and resource (benchmark's own {own} included):");
+        for (k, d) in deltas.iter().take(10) {
+            println!("    {k:<40} {:>8.0}  ({:.1} per User)", d, d / n as f64);
+        }
         println!(
             "  controller RSS now / peak                 {:>5} / {} MiB",
             rss_kib(controller.id(), "VmRSS:") / 1024,

@@ -536,6 +536,12 @@ async fn api_key(
     renew: bool,
     now: Timestamp,
 ) -> Result<(Option<ApiKeyStatus>, Option<Duration>), Error> {
+    let enabled = user.spec.api_key.as_ref().is_some_and(|k| k.enabled);
+    let recorded = user.status.as_ref().is_some_and(|s| s.api_key.is_some());
+    if !enabled && !recorded {
+        // No key wanted and none issued: nothing to read or delete.
+        return Ok((None, None));
+    }
     let ns = user.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let name = user.api_key_secret_name();
