@@ -334,6 +334,36 @@ fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(kind: &str, r: Result<K,
     }
 }
 
+/// Writes `status` of `obj` through the status subresource of `api` by server-side apply
+/// (field manager [`MANAGER`]), only when it differs from `current`: an unchanged object costs
+/// no write.
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    S: serde::Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &kube::api::PatchParams::apply(MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The retry delay after `n` (≥ 1) consecutive failures: 5 s doubling, at most 5 min.
 pub fn backoff_delay(n: u32) -> Duration {
     let doublings = n.saturating_sub(1).min(6);

@@ -8,12 +8,12 @@ use kube::{
     api::{ObjectMeta, Patch, PatchParams},
     runtime::controller::Action,
 };
-use usher_crds::{LABEL_ORGANISATION, Organisation, OrganisationStatus};
+use usher_crds::{LABEL_ORGANISATION, Organisation};
 
 use crate::{
     Error,
     conditions::{self, now},
-    controller::{Context, MANAGER, backoff_key},
+    controller::{Context, MANAGER, apply_status, backoff_key},
 };
 
 /// What the namespace looks like to the organisation (pure input).
@@ -139,31 +139,14 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
         status.members = Some(u32::try_from(members).unwrap_or(u32::MAX));
     }
     status.observed_generation = generation;
-    patch_status(ctx, org, status).await?;
-    Ok(Action::requeue(Duration::from_secs(3600)))
-}
-
-async fn patch_status(
-    ctx: &Context,
-    org: &Organisation,
-    status: OrganisationStatus,
-) -> Result<(), Error> {
-    if org.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api: Api<Organisation> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": "usher.dev/v1alpha1",
-        "kind": "Organisation",
-        "status": status,
-    });
-    api.patch_status(
-        &org.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
+    apply_status(
+        &Api::all(ctx.client.clone()),
+        org,
+        org.status.as_ref(),
+        &status,
     )
     .await?;
-    Ok(())
+    Ok(Action::requeue(Duration::from_secs(3600)))
 }
 
 #[cfg(test)]

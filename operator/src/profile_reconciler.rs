@@ -2,17 +2,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::controller::Action,
-};
-use usher_crds::{Profile, ProfileStatus};
+use kube::{Api, ResourceExt, runtime::controller::Action};
+use usher_crds::Profile;
 
 use crate::{
     Error,
     conditions::{self, now},
-    controller::{Context, MANAGER, backoff_key},
+    controller::{Context, apply_status, backoff_key},
 };
 
 /// Entry point for the kube-runtime Controller.
@@ -37,34 +33,12 @@ pub async fn reconcile(profile: Arc<Profile>, ctx: Arc<Context>) -> Result<Actio
         profile.metadata.generation,
         now(),
     );
-    let result = patch_status(&ctx, &profile, status).await;
+    let api: Api<Profile> = Api::all(ctx.client.clone());
+    let result = apply_status(&api, profile.as_ref(), profile.status.as_ref(), &status).await;
     ctx.metrics
         .reconciled("Profile", started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.succeeded(&backoff_key(profile.as_ref()));
     }
     result.map(|()| Action::requeue(Duration::from_secs(3600)))
-}
-
-async fn patch_status(
-    ctx: &Context,
-    profile: &Profile,
-    status: ProfileStatus,
-) -> Result<(), Error> {
-    if profile.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api: Api<Profile> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": "usher.dev/v1alpha1",
-        "kind": "Profile",
-        "status": status,
-    });
-    api.patch_status(
-        &profile.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }

@@ -13,7 +13,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, PostParams},
     runtime::{
         controller::Action,
         finalizer::{Event as FinalizerEvent, finalizer},
@@ -31,7 +31,7 @@ use crate::{
     apikey::ApiKey,
     apikey_secret::{self, Issued, rotation_due},
     conditions::{self, now},
-    controller::{Context, MANAGER, backoff_key},
+    controller::{Context, apply_status, backoff_key},
     invitation::InvitationToken,
     mailer::{Invitation, invitation_email},
 };
@@ -366,7 +366,13 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
                 ctx.event(user.as_ref(), failure.reason, failure.message.clone())
                     .await;
             }
-            patch_status(ctx, &user, status).await?;
+            apply_status(
+                &Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default()),
+                user.as_ref(),
+                user.status.as_ref(),
+                &status,
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     };
@@ -453,7 +459,13 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
                         mail_error.as_deref(),
                         now,
                     );
-                    patch_status(ctx, &user, status).await?;
+                    apply_status(
+                        &Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default()),
+                        user.as_ref(),
+                        user.status.as_ref(),
+                        &status,
+                    )
+                    .await?;
                     return Err(Error::Mail(e));
                 }
                 Err(e) => return Err(e),
@@ -523,7 +535,13 @@ async fn apply(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
         _ => RESYNC,
     };
     let requeue = key_due.map_or(requeue, |due| due.min(requeue));
-    patch_status(ctx, &user, status).await?;
+    apply_status(
+        &Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default()),
+        user.as_ref(),
+        user.status.as_ref(),
+        &status,
+    )
+    .await?;
     Ok(Action::requeue(requeue))
 }
 
@@ -719,25 +737,6 @@ async fn update_account(
         current = ctx.accounts.get_or_create(&login).await?.0;
     }
     Err(Error::AccountContention)
-}
-
-async fn patch_status(ctx: &Context, user: &User, status: UserStatus) -> Result<(), Error> {
-    if user.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api: Api<User> = Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "usher.dev/v1alpha1",
-        "kind": "User",
-        "status": status,
-    });
-    api.patch_status(
-        &user.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 /// `user` no longer belongs to account `id`: delete it if no other live membership does.
