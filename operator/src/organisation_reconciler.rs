@@ -1,11 +1,11 @@
 //! Organisation reconcile: hold and label the namespace, count members, report `Ready`.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, ResourceExt,
-    api::{ObjectMeta, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::controller::Action,
 };
 use usher_crds::{LABEL_ORGANISATION, Organisation};
@@ -86,21 +86,12 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
         }
         plan => {
             if plan == NamespacePlan::Apply {
-                let ns = Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(ns_name.clone()),
-                        labels: Some(BTreeMap::from([(
-                            LABEL_ORGANISATION.to_owned(),
-                            name.clone(),
-                        )])),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                };
-                let mut value =
-                    serde_json::to_value(&ns).map_err(|e| Error::Finalizer(e.to_string()))?;
-                value["apiVersion"] = "v1".into();
-                value["kind"] = "Namespace".into();
+                // Only the label is ours: server-side apply leaves other fields and labels alone.
+                let value = serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns_name, "labels": {LABEL_ORGANISATION: name}},
+                });
                 namespaces
                     .patch(
                         &ns_name,
