@@ -33,6 +33,7 @@ fmt:
 bench:
 	cargo bench -p usher-webhook --bench admission
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench onboarding
+	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench auth
 
 ## Regenerate crds/*.yaml and charts/usher/crds/*.yaml from the Rust types.
 crds:

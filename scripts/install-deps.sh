@@ -8,6 +8,7 @@ packages=(
   openssl curl                   # real TLS clients in the webhook tests
   python3-aiosmtpd               # the real SMTP server of the mail tests
   oathtool zbar-tools            # real TOTP client and QR decoder of the MFA tests
+  wrk                            # HTTP load generator of the auth benchmark
   etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
 )
 missing=()

@@ -27,7 +27,17 @@ const INVITATION_TOKEN_HASH: &str = "invitation.tokenHash";
 const INVITATION_EXPIRES_AT: &str = "invitation.expiresAt";
 const INVITATION_SENT_AT: &str = "invitation.sentAt";
 const INVITATION_ISSUED_BY: &str = "invitation.issuedBy";
+const TOTP_SECRET: &str = "totp.secret";
+const TOTP_PENDING: &str = "totp.pendingSecret";
+const TOTP_LAST_STEP: &str = "totp.lastStep";
+const LOCKED_UNTIL: &str = "throttle.lockedUntil";
+const SESSIONS_ENDED: &str = "sessions.ended";
 const KNOWN: &[&str] = &[
+    TOTP_SECRET,
+    TOTP_PENDING,
+    TOTP_LAST_STEP,
+    LOCKED_UNTIL,
+    SESSIONS_ENDED,
     LOGIN,
     PASSWORD_HASH,
     ACTIVATED_AT,
@@ -80,7 +90,18 @@ pub struct Account {
     pub sessions_revoked_at: Option<Timestamp>,
     /// When TOTP enrolment was confirmed.
     pub mfa_enrolled_at: Option<Timestamp>,
-    /// Fields of other writers (TOTP secret, last step, …), kept untouched.
+    /// The confirmed TOTP secret, sealed with the MFA key (see `auth::keys`).
+    pub totp_secret: Option<String>,
+    /// A TOTP secret shown for enrolment and not yet confirmed, sealed likewise.
+    pub totp_pending: Option<String>,
+    /// The last TOTP step accepted: a code for this step or an earlier one is a replay.
+    pub totp_last_step: Option<u64>,
+    /// Too many failed logins: refused until then (a soft lock; `usher account unlock` ends it).
+    pub locked_until: Option<Timestamp>,
+    /// Sessions ended by logout or organisation switch: session id → when it would have
+    /// expired anyway (entries past that are dropped on the next write).
+    pub sessions_ended: BTreeMap<String, i64>,
+    /// Fields of other writers, kept untouched.
     pub other: BTreeMap<String, ByteString>,
     /// The resourceVersion read; updates are preconditioned on it.
     pub resource_version: Option<String>,
@@ -166,6 +187,28 @@ impl Account {
             activated_at: time(ACTIVATED_AT)?,
             sessions_revoked_at: time(SESSIONS_REVOKED_AT)?,
             mfa_enrolled_at: time(MFA_ENROLLED_AT)?,
+            totp_secret: text(TOTP_SECRET)?.filter(|s| !s.is_empty()),
+            totp_pending: text(TOTP_PENDING)?.filter(|s| !s.is_empty()),
+            totp_last_step: text(TOTP_LAST_STEP)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: TOTP_LAST_STEP,
+                    })
+                })
+                .transpose()?,
+            locked_until: time(LOCKED_UNTIL)?,
+            sessions_ended: text(SESSIONS_ENDED)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: SESSIONS_ENDED,
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
             invitation,
             other: data
                 .into_iter()
@@ -192,6 +235,16 @@ impl Account {
             self.sessions_revoked_at.map(|t| t.to_string()),
         );
         put(MFA_ENROLLED_AT, self.mfa_enrolled_at.map(|t| t.to_string()));
+        put(TOTP_SECRET, self.totp_secret.clone());
+        put(TOTP_PENDING, self.totp_pending.clone());
+        put(TOTP_LAST_STEP, self.totp_last_step.map(|s| s.to_string()));
+        put(LOCKED_UNTIL, self.locked_until.map(|t| t.to_string()));
+        if !self.sessions_ended.is_empty() {
+            put(
+                SESSIONS_ENDED,
+                serde_json::to_string(&self.sessions_ended).ok(),
+            );
+        }
         if let Some(inv) = &self.invitation {
             put(INVITATION_TOKEN_HASH, Some(inv.token_hash.clone()));
             put(INVITATION_EXPIRES_AT, Some(inv.expires_at.to_string()));
@@ -316,8 +369,12 @@ mod tests {
             sent_at: None,
             issued_by: "acme/alice".into(),
         });
+        a.totp_secret = Some("sealed".into());
+        a.totp_last_step = Some(58_800_000);
+        a.locked_until = Some(ts("2026-11-27T10:15:00Z"));
+        a.sessions_ended.insert("c2lk".into(), 1_764_000_000_000);
         a.other
-            .insert("totp.secret".into(), ByteString(b"enc".to_vec()));
+            .insert("someone.else".into(), ByteString(b"kept".to_vec()));
         a.resource_version = Some("42".into());
         let secret = a.to_secret("usher-system");
         assert_eq!(

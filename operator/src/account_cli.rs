@@ -37,6 +37,11 @@ pub enum AccountCommand {
         /// The login (email address).
         login: String,
     },
+    /// End a soft lock (too many failed logins) before it expires by itself.
+    Unlock {
+        /// The login (email address).
+        login: String,
+    },
     /// Rename an account and every membership of it, keeping password and MFA.
     Rename {
         /// The current login.
@@ -61,7 +66,9 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             loop {
                 let mut changed = current.clone();
                 changed.mfa_enrolled_at = None;
-                changed.other.retain(|k, _| !k.starts_with("totp."));
+                changed.totp_secret = None;
+                changed.totp_pending = None;
+                changed.totp_last_step = None;
                 changed.sessions_revoked_at = Some(now());
                 if store.update(&changed).await?.is_some() {
                     break;
@@ -74,6 +81,30 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
                 out,
                 "MFA reset for {login}: they enroll again at their next login; their sessions end at the next request"
             )?;
+            Ok(())
+        }
+        AccountCommand::Unlock { login } => {
+            let login = canonical(&login)?;
+            let mut current = store
+                .get(&login)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account for {login}"))?;
+            let was_locked = current.locked_until.is_some();
+            while current.locked_until.is_some() {
+                let mut changed = current.clone();
+                changed.locked_until = None;
+                if store.update(&changed).await?.is_some() {
+                    break;
+                }
+                current = store.get(&login).await?.ok_or_else(|| {
+                    anyhow::anyhow!("the account of {login} was deleted meanwhile")
+                })?;
+            }
+            if was_locked {
+                writeln!(out, "{login} is unlocked: they can sign in again")?;
+            } else {
+                writeln!(out, "{login} was not locked")?;
+            }
             Ok(())
         }
         AccountCommand::Rename { old, new } => {

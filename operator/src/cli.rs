@@ -24,7 +24,9 @@ pub enum Command {
     Crds,
     /// Run the controller: organisations, profiles, accounts, invitations.
     Controller(ControllerArgs),
-    /// Platform-operator commands on accounts: list, reset-mfa, rename.
+    /// Run the auth server: invitations, login, sessions, TOTP, forward-auth, API keys.
+    Auth(AuthArgs),
+    /// Platform-operator commands on accounts: list, reset-mfa, unlock, rename.
     Account(crate::account_cli::AccountArgs),
     /// Everything locally: control plane, webhook, controller, examples, invitation links.
     Dev(crate::dev::DevArgs),
@@ -71,6 +73,42 @@ pub struct ControllerArgs {
     pub lease_duration: usher_crds::Duration,
 }
 
+/// Flags of `usher auth`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// Address to listen on.
+    #[arg(long, env = "USHER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The operator namespace, holding account Secrets.
+    #[arg(long, env = "USHER_NAMESPACE", default_value = "usher-system")]
+    pub namespace: String,
+    /// Base URL people reach the server at (https makes the cookie `__Host-` and Secure).
+    #[arg(
+        long,
+        env = "USHER_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+    /// TOTP for the platform: false hides enrolment and never asks for a code.
+    #[arg(long, env = "USHER_MFA_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub mfa_enabled: bool,
+    /// Issuer shown by authenticator apps.
+    #[arg(long, env = "USHER_MFA_ISSUER", default_value = crate::totp::DEFAULT_ISSUER)]
+    pub mfa_issuer: String,
+    /// A session unused this long ends.
+    #[arg(long, env = "USHER_SESSION_IDLE_TIMEOUT", default_value = "1h")]
+    pub session_idle_timeout: usher_crds::Duration,
+    /// A session ends this long after login.
+    #[arg(long, env = "USHER_SESSION_MAX_LIFETIME", default_value = "24h")]
+    pub session_max_lifetime: usher_crds::Duration,
+    /// How long an account stays soft-locked after too many failed logins.
+    #[arg(long, env = "USHER_SOFT_LOCK_DURATION", default_value = "15m")]
+    pub soft_lock_duration: usher_crds::Duration,
+    /// Failed logins of one account that start a soft lock.
+    #[arg(long, env = "USHER_SOFT_LOCK_AFTER", default_value_t = 10)]
+    pub soft_lock_after: u32,
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -80,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Controller(args) => run_controller(args).await,
+        Command::Auth(args) => run_auth(args).await,
         Command::Dev(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             crate::dev::run(args).await
@@ -134,7 +173,22 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn shutdown_signal() {
+async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    let mut settings = crate::auth::Settings::new(&args.namespace, &args.public_url);
+    settings.mfa_enabled = args.mfa_enabled;
+    settings.mfa_issuer = args.mfa_issuer;
+    settings.idle_timeout = args.session_idle_timeout.get();
+    settings.max_lifetime = args.session_max_lifetime.get();
+    settings.soft_lock = args.soft_lock_duration.get();
+    settings.soft_lock_after = args.soft_lock_after.max(1);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    crate::auth::run(client, settings, listener).await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut term) => {

@@ -2,7 +2,7 @@
 //! `KUBEBUILDER_ASSETS`, provisioned on the first run), the CRDs, the admission webhook
 //! (registered by URL with a CA made here), the controller writing mail to a local outbox, the
 //! examples applied, a kubeconfig for kubectl, and each invitation link printed. Ctrl-C stops it
-//! all. (The auth server joins when it exists.)
+//! all. The auth server listens on `USHER_LISTEN` (default 127.0.0.1:8080), so the links work.
 
 use std::{
     collections::HashSet,
@@ -30,16 +30,15 @@ pub struct DevArgs {
     /// The examples to apply.
     #[arg(long, default_value = "examples")]
     pub examples: PathBuf,
-    /// Base URL of the auth server, used in invitation links.
-    #[arg(
-        long,
-        env = "USHER_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub public_url: String,
+    /// Address of the auth server.
+    #[arg(long, env = "USHER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Base URL of the auth server, used in invitation links (default: http://<listen>).
+    #[arg(long, env = "USHER_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
-const STEPS: u32 = 5;
+const STEPS: u32 = 6;
 
 /// Runs `usher dev` until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -50,6 +49,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     };
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    // Bind first: a busy port is reported before minutes of work.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (USHER_LISTEN); is another usher dev running?",
+                args.listen
+            )
+        })?;
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
     // Each run is a new cluster: links from an earlier run lead nowhere.
@@ -74,7 +86,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     step(3, "controller (mail goes to the outbox)");
     let settings = controller::Settings {
         namespace: "usher-system".into(),
-        public_url: args.public_url.clone(),
+        public_url: public_url.clone(),
         mail_from: "Usher <usher@usher.invalid>".into(),
         invitation_ttl: Duration::from_secs(24 * 3600),
     };
@@ -86,15 +98,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Metrics::default(),
     ));
 
-    step(4, &format!("examples from {}", args.examples.display()));
+    step(4, &format!("auth server on {public_url}"));
+    let auth = tokio::spawn(crate::auth::run(
+        client.clone(),
+        crate::auth::Settings::new("usher-system", &public_url),
+        listener,
+    ));
+
+    step(5, &format!("examples from {}", args.examples.display()));
     apply_examples(&env, &client, &args.examples).await?;
 
-    step(5, "ready");
+    step(6, "ready");
     println!(
         "kubectl:  export KUBECONFIG={}   then   kubectl get usher -A",
         kubeconfig.display()
     );
     println!("outbox:   {}", outbox.display());
+    println!("sign in:  {public_url}/api/v1/login (after opening an invitation link)");
     println!(
         "Invitation links appear below as the controller sends them. Ctrl-C stops everything."
     );
@@ -102,7 +122,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut seen = HashSet::new();
     loop {
         print_new_invitations(&outbox, &mut seen);
-        if controller.is_finished() {
+        if controller.is_finished() || auth.is_finished() {
             break;
         }
         tokio::select! {
@@ -111,7 +131,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     }
     eprintln!("stopping");
-    controller.abort();
+    for task in [controller, auth] {
+        if task.is_finished() {
+            // It stopped by itself: say why.
+            task.await??;
+        } else {
+            task.abort();
+        }
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ pub mod account;
 pub mod account_cli;
 pub mod apikey;
 pub mod apikey_secret;
+pub mod auth;
 pub mod cli;
 pub mod conditions;
 pub mod controller;

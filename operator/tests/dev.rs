@@ -14,6 +14,8 @@ use std::{
 fn usher_dev_prints_invitation_links_serves_kubectl_and_stops_on_ctrl_c() {
     usher_testkit::assets_dir().expect("envtest assets");
     let dir = tempfile::tempdir().unwrap();
+    let port = usher_testkit::free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
     let mut child = Command::new(env!("CARGO_BIN_EXE_usher"))
         .args([
@@ -22,6 +24,8 @@ fn usher_dev_prints_invitation_links_serves_kubectl_and_stops_on_ctrl_c() {
             dir.path().to_str().unwrap(),
             "--examples",
             examples,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -73,7 +77,7 @@ fn usher_dev_prints_invitation_links_serves_kubectl_and_stops_on_ctrl_c() {
     assert!(
         links
             .iter()
-            .all(|l| l.contains("http://127.0.0.1:8080/invite#token=")),
+            .all(|l| l.contains(&format!("{base}/invite#token="))),
         "{links:?}"
     );
     assert!(kubeconfig_line.unwrap().contains("kubectl get usher -A"));
@@ -94,6 +98,48 @@ fn usher_dev_prints_invitation_links_serves_kubectl_and_stops_on_ctrl_c() {
         table.contains("alice@example.com") && table.contains("Invited"),
         "{table}"
     );
+
+    // The link works: bob sets a password through the auth server and signs in.
+    let bob = links.iter().find(|l| l.starts_with("bob@")).unwrap();
+    let token = bob.split_once("#token=").unwrap().1;
+    let password = "Tz8#qL2!vR9$wX4m-orbit";
+    let post = |path: &str, body: serde_json::Value| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "content-type: application/json",
+                "-d",
+            ])
+            .arg(body.to_string())
+            .arg(format!("{base}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        post(
+            "/api/v1/invitations/accept",
+            serde_json::json!({"token": token, "password": password})
+        ),
+        "204"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let code = post(
+            "/api/v1/login",
+            serde_json::json!({"login": "bob@example.com", "password": password}),
+        );
+        if code == "200" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob cannot sign in: {code}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     kill(&mut child);
     let stopped = Instant::now();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
 
+pub mod auth;
+
 use std::{
     collections::BTreeMap,
     future::Future,

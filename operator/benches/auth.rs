@@ -1,0 +1,446 @@
+//! Auth server benchmark, every figure a ratio to a baseline measured in the same run on the same
+//! cores (these machines are noisy):
+//!
+//! - password logins per second through `POST /api/v1/login`, against raw argon2id
+//!   verifications per second with the same parameters on as many threads as the server's
+//!   hashing pool;
+//! - `GET /api/v1/verify` with a session cookie, and with a Bearer key (1, 100 and 100,000 keys
+//!   indexed), against an empty axum handler in the same process, under `wrk` (throughput ratio
+//!   and p99);
+//! - `/api/v1/verify` p99 during a login flood;
+//! - cache memory per 100,000 API-key Secrets.
+//!
+//! The server runs in this process on a real envtest API server; the extra keys of the large
+//! runs are put straight into the server's watch cache (creating 100,000 Secrets in envtest would
+//! take longer than the rest of the benchmark together).
+//!
+//! `cargo bench -p usher-operator --bench auth` (or `make bench`). Needs `wrk`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark code may panic
+
+use std::{
+    net::SocketAddr,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use argon2::{
+    Argon2,
+    password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
+};
+use axum::routing::get;
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::{Api, api::PostParams};
+use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
+use usher_operator::{
+    account::AccountStore,
+    apikey::ApiKey,
+    apikey_secret,
+    auth::{Settings, State, keys::Keys, routes},
+};
+use usher_testkit::{Envtest, create_namespace};
+
+const PASSWORD: &str = "Tz8#qL2!vR9$wX4m-orbit";
+const LOGIN: &str = "bench@example.com";
+
+/// What wrk measured.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rps: f64,
+    p99_ms: f64,
+}
+
+fn wrk(
+    url: &str,
+    header: Option<&str>,
+    script: Option<&str>,
+    seconds: u32,
+    connections: u32,
+) -> Run {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(h) = header {
+        cmd.args(["-H", h]);
+    }
+    if let Some(s) = script {
+        cmd.args(["-s", s]);
+    }
+    let out = cmd.arg(url).output().unwrap_or_else(|e| {
+        panic!("wrk is missing ({e}): apt-get install wrk (scripts/install-deps.sh)")
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw errors for {url}:\n{text}"
+    );
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| parse_latency(v.trim()))
+        .unwrap_or_else(|| panic!("no 99% in wrk output:\n{text}"));
+    Run { rps, p99_ms: p99 }
+}
+
+fn parse_latency(v: &str) -> f64 {
+    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().unwrap_or(f64::NAN) * scale
+}
+
+/// Raw argon2id verifications per second on `threads` threads for `secs`.
+fn raw_argon2(phc: &str, threads: usize, secs: u64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let counts: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let parsed = PasswordHash::new(phc).unwrap();
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        Argon2::default()
+                            .verify_password(PASSWORD.as_bytes(), &parsed)
+                            .unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    counts.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// A key Secret as the controller writes it, for a User that does not exist (never matches).
+fn filler_secret(i: usize) -> Secret {
+    let key = ApiKey::generate().unwrap();
+    let mut user = User::new(
+        &format!("filler-{i}"),
+        UserSpec {
+            login: format!("filler-{i}@example.com"),
+            full_name: "Filler".into(),
+            profile: "p".into(),
+            ..Default::default()
+        },
+    );
+    user.metadata.namespace = Some("bench-fill".into());
+    user.metadata.uid = Some(format!("uid-{i}"));
+    let mut s = apikey_secret::secret(&user, "bench", &key, Timestamp::now(), None, None);
+    s.metadata.resource_version = Some("1".into());
+    s
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(bench());
+}
+
+async fn bench() {
+    let env = Envtest::shared(usher_crds::crds).await.unwrap();
+    let client = env.client().await.unwrap();
+    create_namespace(&client, "usher-system").await.unwrap();
+    create_namespace(&client, "bench-users").await.unwrap();
+    Api::<Profile>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Profile::new(
+                "bench-profile",
+                ProfileSpec {
+                    description: None,
+                    permissions: vec!["manageCase".into(), "manageAlert".into()],
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    Api::<Organisation>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Organisation::new(
+                "bench",
+                OrganisationSpec {
+                    display_name: "Bench".into(),
+                    namespace: Some("bench-users".into()),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let user = Api::<User>::namespaced(client.clone(), "bench-users")
+        .create(
+            &PostParams::default(),
+            &User::new(
+                "bench",
+                UserSpec {
+                    login: LOGIN.into(),
+                    full_name: "Bench Person".into(),
+                    profile: "bench-profile".into(),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    // The account as an accepted invitation leaves it.
+    let phc = Argon2::default()
+        .hash_password(PASSWORD.as_bytes())
+        .unwrap()
+        .to_string();
+    let store = AccountStore::new(client.clone(), "usher-system");
+    let (mut account, _) = store.get_or_create(LOGIN).await.unwrap();
+    account.password_hash = Some(phc.clone());
+    account.activated_at = Some(Timestamp::now());
+    store.update(&account).await.unwrap().unwrap();
+    let key = ApiKey::generate().unwrap();
+    Api::<Secret>::namespaced(client.clone(), "bench-users")
+        .create(
+            &PostParams::default(),
+            &apikey_secret::secret(&user, "bench", &key, Timestamp::now(), None, None),
+        )
+        .await
+        .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let settings = Settings::new("usher-system", &base);
+    let threads = settings.hash_concurrency;
+    let state = State::new(
+        client.clone(),
+        settings,
+        Keys::load_or_create(client.clone(), "usher-system")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    state.start_caches();
+    // The empty handler goes through the same middleware as the API, so a ratio is what the
+    // authentication itself costs.
+    let app = routes::layers(
+        routes::api().route("/bench/empty", get(|| async { "" })),
+        state.clone(),
+    );
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    while !state.directory.is_ready() || state.directory.api_keys.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = reqwest::Client::new();
+    let login = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({"login": LOGIN, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cookie_header = format!("Cookie: {cookie}");
+    let bearer_header = format!("Authorization: Bearer {}", key.expose());
+
+    // The authentication logic alone, without HTTP: what verify adds per request.
+    for (what, header) in [("session", &cookie_header), ("Bearer", &bearer_header)] {
+        let (name, value) = header.split_once(": ").unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+        let n = 200_000;
+        let started = Instant::now();
+        for _ in 0..n {
+            assert!(state.authenticate(&headers, true).is_ok());
+        }
+        println!(
+            "authenticate() with {what}: {:.2} µs per call (no HTTP)",
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        );
+    }
+
+    let script_dir = tempfile::tempdir().unwrap();
+    let login_lua = script_dir.path().join("login.lua");
+    std::fs::write(
+        &login_lua,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{{\"login\":\"{LOGIN}\",\"password\":\"{PASSWORD}\"}}'\n"
+        ),
+    )
+    .unwrap();
+    let login_lua = login_lua.to_str().unwrap().to_owned();
+
+    // wrk blocks; it runs on a blocking thread while the server serves on the runtime.
+    let run =
+        |url: String, header: Option<String>, script: Option<String>, secs: u32, conns: u32| {
+            tokio::task::spawn_blocking(move || {
+                wrk(&url, header.as_deref(), script.as_deref(), secs, conns)
+            })
+        };
+    let empty = format!("{base}/bench/empty");
+    let verify = format!("{base}/api/v1/verify");
+
+    println!("auth benchmark ({threads} hashing threads, wrk -t2 -c64 unless said)");
+    let raw = raw_argon2(&phc, threads, 5);
+    let logins = run(
+        format!("{base}/api/v1/login"),
+        None,
+        Some(login_lua.clone()),
+        10,
+        8,
+    )
+    .await
+    .unwrap();
+    println!(
+        "password logins: {:.1}/s vs raw argon2id {:.1}/s on {threads} threads: ratio {:.2} (target >= 0.85); login p99 {:.0} ms",
+        logins.rps,
+        raw,
+        logins.rps / raw,
+        logins.p99_ms
+    );
+
+    let session = compare(&empty, &verify, &cookie_header).await;
+    println!(
+        "empty handler: {:.0} req/s, p99 {:.2} ms",
+        session.base.rps, session.base.p99_ms
+    );
+    println!(
+        "verify with session cookie: {:.0} req/s, ratio {:.2}, p99 {:.2} ms",
+        session.target.rps, session.ratio, session.target.p99_ms
+    );
+    let bearer = compare(&empty, &verify, &bearer_header).await;
+    println!(
+        "verify with Bearer key (1 key indexed): {:.0} req/s, ratio {:.2} (target >= 0.7), p99 {:.2} ms (empty handler {:.2} ms)",
+        bearer.target.rps, bearer.ratio, bearer.target.p99_ms, bearer.base.p99_ms
+    );
+    let session = session.target;
+
+    // Login flood: verify latency while logins saturate the hashing pool.
+    let flood = run(
+        format!("{base}/api/v1/login"),
+        None,
+        Some(login_lua.clone()),
+        8,
+        32,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = run(verify.clone(), Some(cookie_header.clone()), None, 5, 64)
+        .await
+        .unwrap();
+    flood.await.unwrap();
+    println!(
+        "verify p99 during a login flood: {:.2} ms ({:.1}x the {:.2} ms without), {:.0} req/s",
+        during.p99_ms,
+        during.p99_ms / session.p99_ms,
+        session.p99_ms,
+        during.rps
+    );
+
+    let ratio_1 = bearer.ratio;
+    let mut filled = 1usize;
+    for target in [100usize, 100_000] {
+        let before = rss_kib();
+        for i in filled..target {
+            state.directory.api_keys.apply_own_write(filler_secret(i));
+        }
+        let per_key = rss_kib().saturating_sub(before) as f64 * 1024.0 / (target - filled) as f64;
+        filled = target;
+        let r = compare(&empty, &verify, &bearer_header).await;
+        println!(
+            "verify with Bearer key ({target} keys indexed): {:.0} req/s, ratio to empty {:.2}, {:.2} of the 1-key ratio (target >= 0.9), p99 {:.2} ms; RSS grew {per_key:.0} bytes per key",
+            r.target.rps,
+            r.ratio,
+            r.ratio / ratio_1,
+            r.target.p99_ms,
+        );
+        if target == 100_000 {
+            println!(
+                "memory for 100,000 keys: {:.1} MiB",
+                per_key * 100_000.0 / (1024.0 * 1024.0)
+            );
+        }
+    }
+}
+
+/// A target against the baseline: medians of interleaved runs, so drift hits both alike.
+struct Comparison {
+    ratio: f64,
+    target: Run,
+    base: Run,
+}
+
+async fn compare(empty: &str, target: &str, header: &str) -> Comparison {
+    let mut ratios = Vec::new();
+    let mut targets = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..3 {
+        let (e, t, h) = (empty.to_owned(), target.to_owned(), header.to_owned());
+        let base = tokio::task::spawn_blocking(move || wrk(&e, Some(&h), None, 3, 64))
+            .await
+            .unwrap();
+        let (t2, h2) = (t.clone(), header.to_owned());
+        let run = tokio::task::spawn_blocking(move || wrk(&t2, Some(&h2), None, 3, 64))
+            .await
+            .unwrap();
+        ratios.push(run.rps / base.rps);
+        targets.push(run);
+        bases.push(base);
+    }
+    let median = |v: &mut Vec<Run>| {
+        v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        v[v.len() / 2]
+    };
+    ratios.sort_by(f64::total_cmp);
+    Comparison {
+        ratio: ratios[ratios.len() / 2],
+        target: median(&mut targets),
+        base: median(&mut bases),
+    }
+}

@@ -1,0 +1,110 @@
+//! Session tokens: the `usher_session` cookie's value, `base64url(claims JSON).base64url(HMAC)`,
+//! signed with the shared session key so any replica can check it without shared memory. What
+//! can end a session early lives in the account Secret (Kill Session's `sessionsRevokedAt`,
+//! logout's ended session ids), which every replica watches.
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{RandomError, random_bytes};
+
+/// Longest token accepted: a real one is about 250 bytes.
+pub const MAX_TOKEN_LEN: usize = 2048;
+
+/// What a session token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Random session id (128 bits, base64url): new on login and on organisation switch.
+    pub sid: String,
+    /// The account id.
+    pub acct: String,
+    /// The active organisation.
+    pub org: String,
+    /// When the session started (Unix milliseconds); the absolute lifetime counts from here and
+    /// survives organisation switches.
+    pub iat: i64,
+    /// Last activity seen (Unix seconds); the idle timeout counts from here.
+    pub seen: i64,
+}
+
+impl Claims {
+    /// A new session of `account` in `organisation` started at `now_ms`.
+    pub fn new(
+        account: &str,
+        organisation: &str,
+        iat: i64,
+        now_ms: i64,
+    ) -> Result<Claims, RandomError> {
+        Ok(Claims {
+            sid: URL_SAFE_NO_PAD.encode(random_bytes::<16>()?),
+            acct: account.to_owned(),
+            org: organisation.to_owned(),
+            iat,
+            seen: now_ms.div_euclid(1000),
+        })
+    }
+}
+
+/// Signs `claims` into a token.
+pub fn seal(key: &ring::hmac::Key, claims: &Claims) -> String {
+    let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let tag = ring::hmac::sign(key, body.as_bytes());
+    format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// The claims of a token signed with `key`, or `None` for anything else: checked in constant
+/// time before the claims are parsed, so only tokens this server made are ever decoded.
+pub fn open(key: &ring::hmac::Key, token: &str) -> Option<Claims> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let (body, tag) = token.split_once('.')?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    ring::hmac::verify(key, body.as_bytes(), &tag).ok()?;
+    let json = URL_SAFE_NO_PAD.decode(body).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> ring::hmac::Key {
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[b; 32])
+    }
+
+    #[test]
+    fn a_token_opens_with_its_key_only_and_any_change_breaks_it() {
+        let claims = Claims::new("acct", "acme", 1_764_000_000_000, 1_764_000_000_500).unwrap();
+        assert_eq!(claims.seen, 1_764_000_000);
+        let token = seal(&key(1), &claims);
+        assert!(token.len() < 400, "{}", token.len());
+        assert_eq!(open(&key(1), &token), Some(claims.clone()));
+        assert_eq!(open(&key(2), &token), None);
+        for i in 0..token.len() {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            if let Ok(t) = String::from_utf8(bytes) {
+                assert_eq!(open(&key(1), &t), None, "changed byte {i}");
+            }
+        }
+        // Two sessions never share an id.
+        let other = Claims::new("acct", "acme", 1, 1).unwrap();
+        assert_ne!(other.sid, claims.sid);
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panicking() {
+        for t in [
+            "",
+            ".",
+            "a.b",
+            "..",
+            "🙂.🙂",
+            &"a".repeat(MAX_TOKEN_LEN + 1),
+            "eyJ9.AAAA",
+        ] {
+            assert_eq!(open(&key(1), t), None, "{t:?}");
+        }
+    }
+}
