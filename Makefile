@@ -6,16 +6,27 @@ SHELL := bash
 # and cached under ~/.cache/usher (the script shows its progress and prints the folder last).
 ASSETS = $${KUBEBUILDER_ASSETS:-$$(scripts/provision-envtest.sh | tail -1)}
 
-.PHONY: test envtest lint crds fmt bench dev
+.PHONY: test envtest lint crds fmt bench dev fuzz
+
+# Seconds each fuzz target runs in `make test` (and `make fuzz`).
+FUZZ_SECONDS ?= 30
 
 ## Everything locally: control plane, webhook, controller, examples; prints invitation links.
 dev:
 	cargo build --workspace --bins --locked
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo run -q --locked --bin usher -- dev
 
-## Run every test (unit and end to end against a real kube-apiserver).
+## Run every test (unit and end to end against a real kube-apiserver), then the fuzz targets.
 test:
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo test --workspace --locked
+	$(MAKE) fuzz
+
+## The cargo-fuzz targets (session cookie decoder, API-key parser), FUZZ_SECONDS each.
+fuzz:
+	@command -v cargo-fuzz >/dev/null && rustup run nightly rustc --version >/dev/null 2>&1 || \
+	  { echo "cargo-fuzz or the nightly toolchain is missing: run scripts/install-fuzz.sh"; exit 1; }
+	cd fuzz && for t in session_token api_key; do \
+	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | tail -1; done
 
 ## Build or find the envtest binaries (etcd, kube-apiserver, kube-controller-manager, kubectl).
 envtest:

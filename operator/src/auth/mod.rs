@@ -6,8 +6,9 @@
 //! - [`cache`]: the indexed watch caches.
 //! - [`directory`]: who is a member of what, read from the caches.
 //! - [`session`], [`keys`], [`throttle`], [`http`]: the pieces requests are made of.
-//! - [`routes`]: the HTTP API of DESIGN.md.
+//! - [`routes`]: the HTTP API of DESIGN.md; [`admin`]: its Organisation > Users part.
 
+pub mod admin;
 pub mod cache;
 pub mod directory;
 pub mod http;

@@ -63,6 +63,7 @@ pub fn api() -> Router<State> {
         .route("/api/v1/me/api-key", get(api_key_view))
         .route("/api/v1/me/api-key/renew", post(api_key_renew))
         .route("/api/v1/verify", get(verify))
+        .merge(super::admin::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -183,7 +184,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn respond(&self, res: impl IntoResponse) -> Response {
+    /// `res` with the renewed session cookie, if any.
+    pub fn respond(&self, res: impl IntoResponse) -> Response {
         let mut res = res.into_response();
         if let Via::Session {
             refresh: Some(cookie),
@@ -206,7 +208,8 @@ impl Principal {
         }
     }
 
-    fn not_restricted(&self) -> Result<(), ApiError> {
+    /// Refuses sessions that must enroll TOTP first.
+    pub fn not_restricted(&self) -> Result<(), ApiError> {
         if self.enrolment_required {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -378,7 +381,10 @@ impl State {
         session_cookie(
             self.settings.secure(),
             &session::seal(&self.keys.session, claims),
-            std::time::Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+            // Whole seconds, rounded up: a fresh session says the full lifetime.
+            std::time::Duration::from_secs(
+                u64::try_from(left_ms.saturating_add(999) / 1000).unwrap_or(0),
+            ),
         )
     }
 
