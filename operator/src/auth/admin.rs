@@ -80,9 +80,7 @@ impl UserRow {
             full_name: u.spec.full_name.clone(),
             profile: u.spec.profile.clone(),
             locked: u.spec.locked,
-            phase: status
-                .and_then(|s| s.phase)
-                .map(|p| format!("{p:?}")),
+            phase: status.and_then(|s| s.phase).map(|p| format!("{p:?}")),
             mfa_enrolled: status.and_then(|s| s.mfa_enrolled).unwrap_or(false),
             api_key: u.spec.api_key.as_ref().is_some_and(|k| k.enabled),
             api_key_fingerprint: status
@@ -282,7 +280,11 @@ async fn add(
     // A free name: the login's local part, then -2, -3, … (two people may share it).
     let mut created = None;
     for n in 1..=20 {
-        let name = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
         let user = User::new(
             &name,
             UserSpec {
@@ -388,7 +390,13 @@ async fn set_locked(
         ("UserUnlocked", "unlocked")
     };
     let u = admin
-        .change(&st, &name, json!({"spec": {"locked": locked}}), reason, what)
+        .change(
+            &st,
+            &name,
+            json!({"spec": {"locked": locked}}),
+            reason,
+            what,
+        )
         .await?;
     Ok(admin.principal.respond(Json(UserRow::of(&u))))
 }
@@ -422,7 +430,13 @@ async fn kill_session(
     let admin = Admin::of(&st, &headers)?;
     let patch = json!({"metadata": {"annotations": {ANNOTATION_KILL_SESSIONS: action_value()}}});
     admin
-        .change(&st, &name, patch, "KillSessionRequested", "Kill Session requested")
+        .change(
+            &st,
+            &name,
+            patch,
+            "KillSessionRequested",
+            "Kill Session requested",
+        )
         .await?;
     Ok(admin.principal.respond(StatusCode::ACCEPTED))
 }
@@ -464,7 +478,13 @@ async fn renew_api_key(
     }
     let patch = json!({"metadata": {"annotations": {ANNOTATION_RENEW_API_KEY: action_value()}}});
     admin
-        .change(&st, &name, patch, "ApiKeyRenewalRequested", "API key renewal requested")
+        .change(
+            &st,
+            &name,
+            patch,
+            "ApiKeyRenewalRequested",
+            "API key renewal requested",
+        )
         .await?;
     Ok(admin.principal.respond((
         StatusCode::ACCEPTED,
@@ -479,7 +499,10 @@ mod tests {
     #[test]
     fn names_come_from_the_login_local_part() {
         assert_eq!(name_from_login("alice.martin@example.com"), "alice-martin");
-        assert_eq!(name_from_login("Bob_Smith+tag@example.com"), "bob-smith-tag");
+        assert_eq!(
+            name_from_login("Bob_Smith+tag@example.com"),
+            "bob-smith-tag"
+        );
         assert_eq!(name_from_login("élodie@example.com"), "lodie");
         assert_eq!(name_from_login("@example.com"), "user");
     }
