@@ -9,6 +9,7 @@ packages=(
   python3-aiosmtpd               # the real SMTP server of the mail tests
   oathtool zbar-tools            # real TOTP client and QR decoder of the MFA tests
   wrk                            # HTTP load generator of the auth benchmark
+  chromium                       # the real browser of the page tests (driven by playwright-core)
   etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
 )
 missing=()

@@ -925,6 +925,39 @@ async fn hostile_requests_get_clear_4xx_answers_never_5xx() {
         let got = send(req).await;
         assert_eq!(got, (status, code.to_owned()), "{what}");
     }
+    // A page without a session goes to /login (303); an API request gets 401 JSON. Pages carry
+    // a strict Content-Security-Policy, and API keys cannot use them.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = no_redirect.get(url("/account")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page.headers()["location"], "/login");
+    let login_page = no_redirect.get(url("/login")).send().await.unwrap();
+    let csp = login_page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(login_page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(login_page.headers()["x-content-type-options"], "nosniff");
+    let html = login_page.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets: {html}"
+    );
+    let keyed = no_redirect
+        .get(url("/account"))
+        .header("authorization", "Bearer usk_x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), StatusCode::FORBIDDEN);
+
     // The session survived all of it, and the server did not log the password.
     assert_eq!(
         h.a.get("/api/v1/me", Some(&session)).await.status,

@@ -6,7 +6,8 @@
 //! - [`cache`]: the indexed watch caches.
 //! - [`directory`]: who is a member of what, read from the caches.
 //! - [`session`], [`keys`], [`throttle`], [`http`]: the pieces requests are made of.
-//! - [`routes`]: the HTTP API of DESIGN.md; [`admin`]: its Organisation > Users part.
+//! - [`routes`]: the HTTP API of DESIGN.md; [`admin`]: its Organisation > Users part;
+//!   [`pages`]: the web pages.
 
 pub mod admin;
 pub mod cache;
@@ -14,6 +15,7 @@ pub mod directory;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod pages;
 pub mod routes;
 pub mod session;
 pub mod throttle;

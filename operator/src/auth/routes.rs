@@ -64,6 +64,7 @@ pub fn api() -> Router<State> {
         .route("/api/v1/me/api-key/renew", post(api_key_renew))
         .route("/api/v1/verify", get(verify))
         .merge(super::admin::routes())
+        .merge(super::pages::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -88,6 +89,15 @@ async fn common_headers(mut res: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // Pages load only their own script, style and (QR code) data images; no framing.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }
 

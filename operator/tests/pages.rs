@@ -1,0 +1,164 @@
+//! The web pages in a real browser: headless Debian chromium driven by playwright-core
+//! (`e2e/pages.mjs`), against a real kube-apiserver, SMTP server, controller and auth server.
+//! Screenshots of the main pages go to `test-output/pages/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+mod common;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use common::{auth::*, *};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use reqwest::StatusCode;
+use usher_crds::{User, UserPhase};
+use usher_testkit::{Envtest, SmtpSink};
+
+#[tokio::test]
+async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let e2e = root.join("e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm ci --prefix e2e`"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
+        "chromium is missing: run scripts/install-deps.sh (Debian package chromium)"
+    );
+
+    let env = Envtest::shared(usher_crds::crds).await.unwrap();
+    let client = setup(env).await;
+    let smtp = SmtpSink::start().await.unwrap();
+    let _controller = start_controller(env, &smtp.url(), "pages-controller");
+    let auth = start_auth(env, "pages-auth", &[]).await;
+
+    let admin_profile = profile(&client, &["manageUser", "manageCase"]).await;
+    let analyst = profile(&client, &["manageCase"]).await;
+    let reader = profile(&client, &["readCase"]).await;
+    let org1 = organisation(&client).await;
+    let ns1 = wait_ns(&client, &org1).await;
+    let org2 = organisation(&client).await;
+    let ns2 = wait_ns(&client, &org2).await;
+    let admin_login = login("admin");
+    let nina_login = login("nina");
+    let new_login = login("added");
+    let users1 = Api::<User>::namespaced(client.clone(), &ns1);
+    users1
+        .create(
+            &PostParams::default(),
+            &user("admin", &admin_login, &admin_profile),
+        )
+        .await
+        .unwrap();
+    let mut nina = user("nina", &nina_login, &analyst);
+    nina.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
+    users1.create(&PostParams::default(), &nina).await.unwrap();
+    Api::<User>::namespaced(client.clone(), &ns2)
+        .create(&PostParams::default(), &user("nina", &nina_login, &reader))
+        .await
+        .unwrap();
+    onboard(&auth, &smtp, &admin_login).await;
+    wait_phase(&client, &ns1, "nina", UserPhase::Invited).await;
+    // The controller's links name its public URL; the browser goes to this auth server.
+    let token = invitation_token(&smtp, &nina_login, 1).await;
+    let link = format!("{}/invite#token={token}", auth.base);
+    // The invitation must be in the server's cache before the browser uses it.
+    eventually(
+        "the invitation in the cache",
+        Duration::from_secs(10),
+        || async {
+            let a = auth.accept(&token, "x").await;
+            (a.code() == "weak_password").then_some(())
+        },
+    )
+    .await;
+
+    let out = root.join("test-output/pages");
+    let run = tokio::task::spawn_blocking({
+        let (e2e, out) = (e2e.clone(), out.clone());
+        let vars = [
+            ("BASE", auth.base.clone()),
+            ("OUT", out.display().to_string()),
+            ("INVITE_LINK", link),
+            ("NINA_LOGIN", nina_login.clone()),
+            ("ADMIN_LOGIN", admin_login.clone()),
+            ("PASSWORD", PASSWORD.to_owned()),
+            ("ORG1_DISPLAY", org1.display.clone()),
+            ("ORG2", org2.name.clone()),
+            ("ORG2_DISPLAY", org2.display.clone()),
+            ("NEW_LOGIN", new_login.clone()),
+            ("PROFILE", analyst.clone()),
+        ];
+        move || {
+            Command::new("node")
+                .arg(e2e.join("pages.mjs"))
+                .envs(vars)
+                .output()
+                .unwrap_or_else(|e| panic!("node is missing ({e}): install Node.js 20+"))
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}\nauth server log:\n{}",
+        auth.process.log_tail(30)
+    );
+    assert!(stdout.contains("OK"), "{stdout}");
+
+    // What the browser did is what the cluster holds.
+    for shot in [
+        "invite-weak-password.png",
+        "login.png",
+        "account.png",
+        "account-totp-enrolment.png",
+        "login-code.png",
+        "account-api-key.png",
+        "organisation-users.png",
+    ] {
+        let meta = std::fs::metadata(out.join(shot)).unwrap_or_else(|_| panic!("no {shot}"));
+        assert!(meta.len() > 1000, "{shot} is empty");
+    }
+    let nina = wait_phase(&client, &ns1, "nina", UserPhase::Active).await;
+    assert_eq!(nina.spec.full_name, "Nina Edited");
+    assert!(!nina.spec.locked);
+    assert_eq!(nina.status.unwrap().mfa_enrolled, Some(true));
+    let added: Vec<User> = users1
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|u| u.spec.login == new_login)
+        .collect();
+    assert_eq!(added.len(), 1, "the added user");
+    assert!(added[0].spec.api_key.as_ref().is_some_and(|k| k.enabled));
+    // The key renewed on the page is the one that works.
+    let key = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let verify = |k: String| {
+        let auth = &auth;
+        async move {
+            auth.call(reqwest::Method::GET, "/api/v1/verify", None, None, Some(&k))
+                .await
+                .status
+        }
+    };
+    assert_eq!(verify(key("RENEWED_KEY")).await, StatusCode::OK);
+    assert_eq!(verify(key("FIRST_KEY")).await, StatusCode::UNAUTHORIZED);
+}
