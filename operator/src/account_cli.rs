@@ -20,7 +20,12 @@ use crate::{
 #[derive(Debug, Args)]
 pub struct AccountArgs {
     /// The operator namespace, holding account Secrets.
-    #[arg(long, env = "USHER_NAMESPACE", default_value = "usher-system")]
+    #[arg(
+        long,
+        env = "USHER_NAMESPACE",
+        default_value = "usher-system",
+        global = true
+    )]
     pub namespace: String,
     /// What to do.
     #[command(subcommand)]

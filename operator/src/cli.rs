@@ -30,6 +30,12 @@ pub enum Command {
     Account(crate::account_cli::AccountArgs),
     /// Everything locally: control plane, webhook, controller, examples, invitation links.
     Dev(crate::dev::DevArgs),
+    /// End every session of a User's account (kubectl plugin: `kubectl usher kill-session`).
+    KillSession(crate::plugin::Target),
+    /// Renew a User's API key (`kubectl usher renew-key`).
+    RenewKey(crate::plugin::Target),
+    /// Send a User a new invitation (`kubectl usher resend-invitation`).
+    ResendInvitation(crate::plugin::Target),
 }
 
 /// Flags of `usher controller`.
@@ -123,6 +129,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = rustls::crypto::ring::default_provider().install_default();
             crate::dev::run(args).await
         }
+        Command::KillSession(t) => plugin(crate::plugin::Action::KillSession, t).await,
+        Command::RenewKey(t) => plugin(crate::plugin::Action::RenewKey, t).await,
+        Command::ResendInvitation(t) => plugin(crate::plugin::Action::ResendInvitation, t).await,
         Command::Account(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let client = kube::Client::try_default().await?;
@@ -171,6 +180,14 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     elector.release().await;
     result
+}
+
+async fn plugin(
+    action: crate::plugin::Action,
+    target: crate::plugin::Target,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::plugin::run(action, target, &mut std::io::stdout().lock()).await
 }
 
 async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {

@@ -18,6 +18,7 @@ pub mod mailer;
 pub mod metrics;
 pub mod organisation_reconciler;
 pub mod password;
+pub mod plugin;
 pub mod profile_reconciler;
 pub mod totp;
 pub mod user_reconciler;

@@ -269,6 +269,14 @@ impl Envtest {
         cmd
     }
 
+    /// A `kubectl` command pointed at this server through `KUBECONFIG` (plugins refuse flags
+    /// placed before their name).
+    pub fn kubectl_env(&self) -> Command {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
     /// Runs kubectl with `args`; returns stdout, or an error with stderr when it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self
