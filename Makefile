@@ -6,7 +6,7 @@ SHELL := bash
 # and cached under ~/.cache/usher (the script shows its progress and prints the folder last).
 ASSETS = $${KUBEBUILDER_ASSETS:-$$(scripts/provision-envtest.sh | tail -1)}
 
-.PHONY: test envtest lint crds fmt bench dev fuzz
+.PHONY: test deps envtest lint crds fmt bench dev fuzz
 
 # Seconds each fuzz target runs in `make test` (and `make fuzz`).
 FUZZ_SECONDS ?= 30
@@ -16,8 +16,15 @@ dev:
 	cargo build --workspace --bins --locked
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo run -q --locked --bin usher -- dev
 
+## What the tests use, each installed only when missing: Debian packages (needs root or sudo),
+## the nightly toolchain with cargo-fuzz, and playwright-core for the browser tests.
+deps:
+	scripts/install-deps.sh
+	scripts/install-fuzz.sh
+	[ -d e2e/node_modules/playwright-core ] || npm ci --prefix e2e --no-audit --no-fund
+
 ## Run every test (unit and end to end against a real kube-apiserver), then the fuzz targets.
-test:
+test: deps
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo test --workspace --locked
 	$(MAKE) fuzz
 

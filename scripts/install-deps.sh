@@ -10,6 +10,9 @@ packages=(
   oathtool zbar-tools            # real TOTP client and QR decoder of the MFA tests
   wrk                            # HTTP load generator of the auth benchmark
   chromium                       # the real browser of the page tests (driven by playwright-core)
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
+                                 # Go text/template + sprig: renders the Helm chart without Helm
+  python3-jsonschema python3-yaml  # checks chart values against values.schema.json
   etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
 )
 missing=()

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use kube::{Api, ResourceExt, api::PostParams};
 use usher_crds::User;
