@@ -72,7 +72,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&outbox)?;
 
     step(1, "local control plane: etcd + kube-apiserver");
-    provision_if_missing()?;
+    provision_if_missing(&dir.join("provision.log"))?;
     let env = Envtest::start().await?;
     env.install_crds(usher_crds::crds()).await?;
     let kubeconfig = dir.join("kubeconfig");
@@ -142,7 +142,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn provision_if_missing() -> anyhow::Result<()> {
+/// Builds the local control plane when it is missing, showing a progress bar with the
+/// script's current step and the time so far; the script's full output goes to `log`.
+fn provision_if_missing(log: &Path) -> anyhow::Result<()> {
     if usher_testkit::assets_dir().is_ok() {
         return Ok(());
     }
@@ -151,17 +153,79 @@ fn provision_if_missing() -> anyhow::Result<()> {
         usher_testkit::assets_dir()?;
     }
     eprintln!(
-        "         first run: building kube-apiserver from Debian's source (about 6 minutes; later runs start in seconds)"
+        "         first run: building kube-apiserver from Debian's source (about 6 minutes; later runs start in seconds; log: {})",
+        log.display()
     );
-    let status = Command::new("bash")
+    let mut child = Command::new("bash")
         .arg(script)
         .stdout(Stdio::null())
-        .status()
+        .stderr(Stdio::piped())
+        .spawn()
         .context("running scripts/provision-envtest.sh")?;
+    let current = std::sync::Arc::new(std::sync::Mutex::new((0usize, String::from("starting"))));
+    let reader = child.stderr.take().map(|stderr| {
+        let (current, log) = (current.clone(), log.to_owned());
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut file = std::fs::File::create(log).ok();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                // The script announces steps as "==> [time] what".
+                if let Some(step) = line.strip_prefix("==> ") {
+                    let what = step.split_once("] ").map_or(step, |(_, w)| w).to_owned();
+                    if let Ok(mut c) = current.lock() {
+                        *c = (c.0 + 1, what);
+                    }
+                }
+            }
+        })
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let (n, what) = current.lock().map(|c| c.clone()).unwrap_or_default();
+        eprint!(
+            "\r{}",
+            progress_line(n, PROVISION_STEPS, started.elapsed(), &what)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+    eprintln!();
     if !status.success() {
-        bail!("scripts/provision-envtest.sh failed ({status}); see its output above");
+        bail!(
+            "scripts/provision-envtest.sh failed ({status}); see {}",
+            log.display()
+        );
     }
     Ok(())
+}
+
+/// Steps scripts/provision-envtest.sh announces.
+const PROVISION_STEPS: usize = 6;
+
+/// `[#####.....] 3/6  123s  what`, cut to 100 columns.
+fn progress_line(step: usize, steps: usize, elapsed: Duration, what: &str) -> String {
+    const WIDTH: usize = 20;
+    let filled = (step.min(steps) * WIDTH) / steps.max(1);
+    let bar: String = "#".repeat(filled) + &".".repeat(WIDTH - filled);
+    let line = format!(
+        "[{bar}] {}/{steps} {:>5}s  {what}",
+        step.min(steps),
+        elapsed.as_secs()
+    );
+    let mut cut: String = line.chars().take(100).collect();
+    cut.push_str(&" ".repeat(100usize.saturating_sub(cut.chars().count())));
+    cut
 }
 
 async fn start_webhook(
@@ -276,5 +340,23 @@ fn print_new_invitations(outbox: &Path, seen: &mut HashSet<PathBuf>) {
             }
             seen.insert(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_the_step_the_bar_and_the_time() {
+        let line = progress_line(3, 6, Duration::from_secs(125), "building kube-apiserver");
+        assert!(
+            line.starts_with("[##########..........] 3/6   125s  building kube-apiserver"),
+            "{line}"
+        );
+        assert_eq!(line.chars().count(), 100);
+        let long = progress_line(9, 6, Duration::ZERO, &"x".repeat(300));
+        assert!(long.starts_with("[####################] 6/6"), "{long}");
+        assert_eq!(long.chars().count(), 100);
     }
 }

@@ -17,7 +17,7 @@ use kube::{
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::sync::OnceCell;
-use usher_crds::{MfaPolicy, Organisation, User, UserPhase};
+use usher_crds::{Organisation, User, UserPhase};
 use usher_testkit::{Envtest, Process, SmtpSink};
 
 struct Harness {
@@ -640,16 +640,34 @@ async fn totp_enrolment_codes_once_across_replicas_and_operator_reset() {
 async fn an_organisation_requiring_mfa_sends_members_to_enrolment() {
     let (h, client) = harness().await;
     let (org, _, login) = active_member(h, &client, &["manageCase"]).await;
-    Api::<Organisation>::all(client.clone())
-        .patch(
-            &org.name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"mfa": MfaPolicy { required: true, grace_period: None }}}),
-            ),
-        )
-        .await
-        .unwrap();
+    let orgs = Api::<Organisation>::all(client.clone());
+    // Within the grace period (counted from activation) an un-enrolled member works normally.
+    orgs.patch(
+        &org.name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"mfa": {"required": true, "gracePeriod": "1h"}}})),
+    )
+    .await
+    .unwrap();
+    let in_grace = eventually("the policy with grace", Duration::from_secs(5), || async {
+        let a = h.a.login(&login, PASSWORD).await;
+        (a.status == StatusCode::OK && a.body["mfaEnrolmentRequired"] == false).then_some(a)
+    })
+    .await;
+    let graced = in_grace.cookie().unwrap();
+    assert_eq!(
+        h.a.get("/api/v1/verify", Some(&graced)).await.status,
+        StatusCode::OK
+    );
+    // Without a grace period, enrolment comes first.
+    orgs.patch(
+        &org.name,
+        &PatchParams::default(),
+        // null removes the grace period (a merge patch keeps absent fields).
+        &Patch::Merge(json!({"spec": {"mfa": {"required": true, "gracePeriod": null}}})),
+    )
+    .await
+    .unwrap();
     let body = eventually("the policy to be seen", Duration::from_secs(5), || async {
         let a = h.a.login(&login, PASSWORD).await;
         (a.body["mfaEnrolmentRequired"] == true).then_some(a)
@@ -1188,4 +1206,67 @@ async fn a_grace_period_keeps_the_previous_key_valid_for_that_long() {
             StatusCode::OK
         );
     }
+}
+
+#[tokio::test]
+async fn on_https_the_cookie_is_host_prefixed_and_secure() {
+    let (h, client) = harness().await;
+    let secure = start_auth(
+        h.env,
+        "auth-https",
+        &[("USHER_PUBLIC_URL", "https://usher.test")],
+    )
+    .await;
+    let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
+    let ok = eventually(
+        "login over the https public URL",
+        Duration::from_secs(10),
+        || async {
+            let a = secure.login(&login, PASSWORD).await;
+            (a.status == StatusCode::OK).then_some(a)
+        },
+    )
+    .await;
+    let set_cookie = ok.header("set-cookie").unwrap();
+    assert!(
+        set_cookie.starts_with("__Host-usher_session="),
+        "{set_cookie}"
+    );
+    assert!(
+        set_cookie.contains("; Secure") && set_cookie.contains("Path=/"),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    let token = ok.cookie().unwrap();
+    let http = reqwest::Client::new();
+    let me = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/me", secure.base);
+        async move {
+            http.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        me(format!("__Host-usher_session={token}")).await,
+        StatusCode::OK
+    );
+    // The unprefixed name is not read when the server is on https.
+    assert_eq!(
+        me(format!("usher_session={token}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The allowed Origin is the public URL's.
+    let from_public = http
+        .post(format!("{}/api/v1/logout", secure.base))
+        .header("cookie", format!("__Host-usher_session={token}"))
+        .header("origin", "https://usher.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_public.status(), StatusCode::NO_CONTENT);
 }
