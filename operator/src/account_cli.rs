@@ -125,10 +125,30 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             }
             // The new account first, with everything the old one had, so no membership is ever
             // without its password and MFA.
+            let new_id = crate::account::account_id(&new);
+            // TOTP secrets are sealed to their account id: seal them again for the new one.
+            let keys = if account.totp_secret.is_some() || account.totp_pending.is_some() {
+                Some(
+                    crate::auth::keys::Keys::load_or_create(client.clone(), &args.namespace)
+                        .await?,
+                )
+            } else {
+                None
+            };
+            let reseal = |sealed: &Option<String>| -> anyhow::Result<Option<String>> {
+                Ok(match sealed {
+                    None => None,
+                    Some(s) => Some(crate::auth::keys::reseal(&keys, &account.id, &new_id, s)?),
+                })
+            };
+            let totp_secret = reseal(&account.totp_secret)?;
+            let totp_pending = reseal(&account.totp_pending)?;
             let renamed = Account {
-                id: crate::account::account_id(&new),
+                id: new_id.clone(),
                 login: new.clone(),
                 resource_version: None,
+                totp_secret,
+                totp_pending,
                 ..account
             };
             Api::<Secret>::namespaced(client.clone(), &args.namespace)

@@ -146,6 +146,30 @@ async fn an_org_admin_manages_the_users_of_their_organisation_only() {
     assert_eq!(me.body["fullName"], "Carol Renamed");
     assert_eq!(me.body["permissions"], json!(["manageUser", "manageCase"]));
 
+    // No escalation: an admin grants only profiles within their own permissions.
+    let platform = profile(&client, &["manageUser", "manageOrganisation"]).await;
+    let escalate = auth
+        .call(
+            Method::PATCH,
+            "/api/v1/users/carol",
+            Some(json!({"profile": platform})),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (escalate.status, escalate.code()),
+        (StatusCode::FORBIDDEN, "permission_denied")
+    );
+    assert!(
+        escalate.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("manageOrganisation"),
+        "{}",
+        escalate.body
+    );
+
     // Lock: carol cannot sign in; unlock: she can. Nobody locks themselves.
     let locked = auth
         .post("/api/v1/users/carol/lock", json!({}), Some(&admin))

@@ -1270,3 +1270,46 @@ async fn on_https_the_cookie_is_host_prefixed_and_secure() {
         .unwrap();
     assert_eq!(from_public.status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn a_renamed_account_keeps_its_password_and_totp() {
+    let (h, client) = harness().await;
+    let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
+    let session = h.b.session(&login, PASSWORD).await;
+    let start =
+        h.b.post("/api/v1/me/mfa/totp", json!({}), Some(&session))
+            .await;
+    let secret = start.body["secret"].as_str().unwrap().to_owned();
+    let confirm =
+        h.b.post(
+            "/api/v1/me/mfa/totp/confirm",
+            json!({"code": oathtool(&secret, -30)}),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::NO_CONTENT);
+
+    let renamed = login.replace("@example.com", "@renamed.example.com");
+    let out = usher_account(h.env, &["rename", &login, &renamed]);
+    assert!(out.contains("renamed"), "{out}");
+    let needs_code = eventually("the renamed login", Duration::from_secs(10), || async {
+        let a = h.b.login(&renamed, PASSWORD).await;
+        (a.code() == "mfa_required").then_some(a)
+    })
+    .await;
+    assert_eq!(needs_code.status, StatusCode::UNAUTHORIZED);
+    let ok =
+        h.b.login_with_code(&renamed, PASSWORD, &oathtool(&secret, 0))
+            .await;
+    assert_eq!(
+        ok.status,
+        StatusCode::OK,
+        "the same authenticator works: {}",
+        ok.body
+    );
+    assert_eq!(ok.body["login"], renamed);
+    assert_eq!(
+        h.b.login(&login, PASSWORD).await.code(),
+        "invalid_credentials"
+    );
+}

@@ -122,6 +122,38 @@ impl Admin {
         })
     }
 
+    /// Refuses granting `profile` when it holds permissions this admin does not: an admin can
+    /// hand out at most what they have (as Kubernetes RBAC prevents escalation).
+    fn may_grant(&self, st: &State, profile: &str) -> Result<(), ApiError> {
+        let target = st.directory.profiles.get("", profile).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_user",
+                format!("profile {profile:?} does not exist"),
+            )
+        })?;
+        let own = self.principal.membership.permissions();
+        let missing: Vec<&str> = target
+            .spec
+            .permissions
+            .iter()
+            .filter(|p| !own.contains(p))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                format!(
+                    "profile {profile:?} has permissions you do not have ({}); ask a platform operator",
+                    missing.join(", ")
+                ),
+            ))
+        }
+    }
+
     fn users(&self, st: &State) -> Api<User> {
         Api::namespaced(st.client.clone(), &self.namespace)
     }
@@ -268,13 +300,7 @@ async fn add(
             format!("login: {e}"),
         )
     })?;
-    if st.directory.profiles.get("", &req.profile).is_none() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_user",
-            format!("profile {:?} does not exist", req.profile),
-        ));
-    }
+    admin.may_grant(&st, &req.profile)?;
     let base = req.name.clone().unwrap_or_else(|| name_from_login(&login));
     let api = admin.users(&st);
     // A free name: the login's local part, then -2, -3, … (two people may share it).
@@ -357,6 +383,7 @@ async fn edit(
         spec.insert("login".into(), json!(login));
     }
     if let Some(p) = req.profile {
+        admin.may_grant(&st, &p)?;
         spec.insert("profile".into(), json!(p));
     }
     if spec.is_empty() {

@@ -137,6 +137,25 @@ impl Sealer {
     }
 }
 
+/// A sealed TOTP secret of account `from`, sealed again for account `to` (an account rename).
+pub fn reseal(
+    keys: &Option<Keys>,
+    from: &str,
+    to: &str,
+    sealed: &str,
+) -> Result<String, ResealError> {
+    let keys = keys.as_ref().ok_or(ResealError)?;
+    let secret = keys.mfa.open(from, sealed).ok_or(ResealError)?;
+    keys.mfa.seal(to, &secret).map_err(|_| ResealError)
+}
+
+/// A TOTP secret that cannot be moved to a renamed account.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the account's TOTP secret does not open with the key in Secret usher-keys; reset MFA first (usher account reset-mfa)"
+)]
+pub struct ResealError;
+
 #[cfg(test)]
 mod tests {
     use super::*;

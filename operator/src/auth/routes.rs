@@ -727,6 +727,9 @@ async fn logout(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Respo
         .into_response())
 }
 
+/// Most ended sessions remembered per account.
+const MAX_ENDED_SESSIONS: usize = 500;
+
 impl State {
     /// Records that a session ended (logout, organisation switch), dropping records of
     /// sessions that have expired anyway.
@@ -737,7 +740,14 @@ impl State {
         );
         self.update_account(&claims.acct, |a| {
             a.sessions_ended.retain(|_, until| *until > now);
-            a.sessions_ended.insert(claims.sid.clone(), expires);
+            if a.sessions_ended.len() >= MAX_ENDED_SESSIONS {
+                // Keeps the account Secret small: past this many sign-outs within one session
+                // lifetime, every session ends instead (the safe way to forget them).
+                a.sessions_ended.clear();
+                a.sessions_revoked_at = Some(crate::conditions::now());
+            } else {
+                a.sessions_ended.insert(claims.sid.clone(), expires);
+            }
             Ok(true)
         })
         .await?;
