@@ -38,19 +38,28 @@ pub enum Command {
     ResendInvitation(crate::plugin::Target),
 }
 
-/// Flags of `usher controller`.
+/// Flags the controller and the auth server share.
 #[derive(Debug, Args)]
-pub struct ControllerArgs {
+pub struct CommonArgs {
     /// The operator namespace, holding account Secrets.
     #[arg(long, env = "USHER_NAMESPACE", default_value = "usher-system")]
     pub namespace: String,
-    /// Base URL of the auth server, used in invitation links.
+    /// Base URL people reach the auth server at: invitation links point there, and https makes
+    /// the session cookie `__Host-` prefixed and Secure.
     #[arg(
         long,
         env = "USHER_PUBLIC_URL",
         default_value = "http://127.0.0.1:8080"
     )]
     pub public_url: String,
+}
+
+/// Flags of `usher controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Namespace and public URL.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Where invitation emails go: smtp://host:port, smtp://host:587?tls=required,
     /// smtps://user:password@host:465, or file:///dir.
     #[arg(long, env = "USHER_SMTP_URL")]
@@ -85,16 +94,9 @@ pub struct AuthArgs {
     /// Address to listen on.
     #[arg(long, env = "USHER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// The operator namespace, holding account Secrets.
-    #[arg(long, env = "USHER_NAMESPACE", default_value = "usher-system")]
-    pub namespace: String,
-    /// Base URL people reach the server at (https makes the cookie `__Host-` and Secure).
-    #[arg(
-        long,
-        env = "USHER_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub public_url: String,
+    /// Namespace and public URL.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// TOTP for the platform: false hides enrolment and never asks for a code.
     #[arg(long, env = "USHER_MFA_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub mfa_enabled: bool,
@@ -159,7 +161,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     tokio::spawn(serve_probes(listener, metrics.clone()));
     let elector = crate::lease::Elector::new(
         client.clone(),
-        &args.namespace,
+        &args.common.namespace,
         crate::lease::identity(),
         args.lease_duration.get().max(Duration::from_secs(3)),
     );
@@ -169,8 +171,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         () = shutdown_signal() => return Ok(()),
     }
     let settings = controller::Settings {
-        namespace: args.namespace,
-        public_url: args.public_url,
+        namespace: args.common.namespace,
+        public_url: args.common.public_url,
         mail_from: args.mail_from,
         invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),
     };
@@ -193,7 +195,7 @@ async fn plugin(
 async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;
-    let mut settings = crate::auth::Settings::new(&args.namespace, &args.public_url);
+    let mut settings = crate::auth::Settings::new(&args.common.namespace, &args.common.public_url);
     settings.mfa_enabled = args.mfa_enabled;
     settings.mfa_issuer = args.mfa_issuer;
     settings.idle_timeout = args.session_idle_timeout.get();

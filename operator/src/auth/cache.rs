@@ -4,7 +4,7 @@
 //! writes are applied at once ([`Cache::apply_own_write`]) so it reads what it just wrote.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     sync::{Arc, RwLock},
 };
 
@@ -16,20 +16,48 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-/// Computes the index keys of an object.
-pub type IndexFn<K> = fn(&K) -> Vec<String>;
+/// Computes the index keys of a stored entry.
+pub type IndexFn<V> = fn(&V) -> Vec<String>;
 
-/// Trims an object before it is stored (drops what requests never read).
-pub type ShrinkFn<K> = fn(&mut K);
-
-fn keep_all<K>(_: &mut K) {}
-
-struct Inner<K> {
-    objects: HashMap<String, Arc<K>>,
-    index: HashMap<String, BTreeSet<String>>,
+/// What a cache stores of each object: the object itself (trimmed, perhaps), or a compact entry
+/// made from it holding only what requests read.
+pub trait Entry: Send + Sync + 'static {
+    /// `namespace/name` of the object it came from.
+    fn key(&self) -> String;
+    /// Its resourceVersion, when numeric (etcd's are); others compare as unknown.
+    fn version(&self) -> Option<u64>;
 }
 
-impl<K> Default for Inner<K> {
+/// `namespace/name` of an object.
+pub fn key_of<K: Resource>(obj: &K) -> String {
+    format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// An object's resourceVersion as a number.
+pub fn version_of<K: Resource>(obj: &K) -> Option<u64> {
+    obj.meta().resource_version.as_deref()?.parse().ok()
+}
+
+impl<K: Resource + Send + Sync + 'static> Entry for K {
+    fn key(&self) -> String {
+        key_of(self)
+    }
+    fn version(&self) -> Option<u64> {
+        version_of(self)
+    }
+}
+
+struct Inner<V> {
+    objects: HashMap<String, Arc<V>>,
+    // Most index keys name one object: a Vec is the smallest set.
+    index: HashMap<String, Vec<String>>,
+}
+
+impl<V> Default for Inner<V> {
     fn default() -> Self {
         Inner {
             objects: HashMap::new(),
@@ -38,56 +66,25 @@ impl<K> Default for Inner<K> {
     }
 }
 
-/// A cache of one kind; cheap to clone.
-pub struct Cache<K> {
-    inner: Arc<RwLock<Inner<K>>>,
-    index_fn: IndexFn<K>,
-    shrink: ShrinkFn<K>,
-    ready: watch::Receiver<bool>,
-    ready_tx: Arc<watch::Sender<bool>>,
-}
-
-impl<K> Clone for Cache<K> {
-    fn clone(&self) -> Self {
-        Cache {
-            inner: self.inner.clone(),
-            index_fn: self.index_fn,
-            shrink: self.shrink,
-            ready: self.ready.clone(),
-            ready_tx: self.ready_tx.clone(),
-        }
-    }
-}
-
-fn key_of<K: Resource>(obj: &K) -> String {
-    format!(
-        "{}/{}",
-        obj.meta().namespace.as_deref().unwrap_or_default(),
-        obj.meta().name.as_deref().unwrap_or_default()
-    )
-}
-
-/// A resourceVersion as a number, when it is one (etcd's are); others compare as unknown.
-fn version(obj: &impl Resource) -> Option<u64> {
-    obj.meta().resource_version.as_deref()?.parse().ok()
-}
-
-impl<K: Resource> Inner<K> {
-    fn insert(&mut self, index_fn: IndexFn<K>, obj: K) {
-        let key = key_of(&obj);
+impl<V: Entry> Inner<V> {
+    fn insert(&mut self, index_fn: IndexFn<V>, entry: V) {
+        let key = entry.key();
         self.remove(index_fn, &key);
-        for ix in index_fn(&obj) {
-            self.index.entry(ix).or_default().insert(key.clone());
+        for ix in index_fn(&entry) {
+            let keys = self.index.entry(ix).or_default();
+            if !keys.contains(&key) {
+                keys.push(key.clone());
+            }
         }
-        self.objects.insert(key, Arc::new(obj));
+        self.objects.insert(key, Arc::new(entry));
     }
 
-    fn remove(&mut self, index_fn: IndexFn<K>, key: &str) {
+    fn remove(&mut self, index_fn: IndexFn<V>, key: &str) {
         if let Some(old) = self.objects.remove(key) {
             for ix in index_fn(&old) {
-                if let Some(set) = self.index.get_mut(&ix) {
-                    set.remove(key);
-                    if set.is_empty() {
+                if let Some(keys) = self.index.get_mut(&ix) {
+                    keys.retain(|k| k != key);
+                    if keys.is_empty() {
                         self.index.remove(&ix);
                     }
                 }
@@ -96,7 +93,32 @@ impl<K: Resource> Inner<K> {
     }
 }
 
-impl<K> Cache<K>
+/// A cache of one kind `K`, storing `V` made from each object; cheap to clone.
+pub struct Cache<K, V = K> {
+    inner: Arc<RwLock<Inner<V>>>,
+    index_fn: IndexFn<V>,
+    convert: fn(K) -> V,
+    ready: watch::Receiver<bool>,
+    ready_tx: Arc<watch::Sender<bool>>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+            index_fn: self.index_fn,
+            convert: self.convert,
+            ready: self.ready.clone(),
+            ready_tx: self.ready_tx.clone(),
+        }
+    }
+}
+
+fn same<K>(obj: K) -> K {
+    obj
+}
+
+impl<K> Cache<K, K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -106,22 +128,38 @@ where
         + Sync
         + 'static,
 {
-    /// An empty cache indexing objects by `index_fn`.
-    pub fn new(index_fn: IndexFn<K>) -> Cache<K> {
+    /// An empty cache storing objects as they are, indexed by `index_fn`.
+    pub fn new(index_fn: IndexFn<K>) -> Cache<K, K> {
+        Cache::mapped(same::<K>, index_fn)
+    }
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    V: Entry,
+{
+    /// An empty cache storing `convert(object)`, indexed by `index_fn`.
+    pub fn mapped(convert: fn(K) -> V, index_fn: IndexFn<V>) -> Cache<K, V> {
         let (tx, rx) = watch::channel(false);
         Cache {
             inner: Arc::default(),
             index_fn,
-            shrink: keep_all::<K>,
+            convert,
             ready: rx,
             ready_tx: Arc::new(tx),
         }
     }
 
-    /// Stores objects trimmed by `shrink`.
-    pub fn with_shrink(mut self, shrink: ShrinkFn<K>) -> Cache<K> {
-        self.shrink = shrink;
-        self
+    fn entry(&self, mut obj: K) -> V {
+        obj.managed_fields_mut().clear();
+        (self.convert)(obj)
     }
 
     /// Keeps the cache filled from a watch of `api` (spawn the future). Watch errors are logged
@@ -135,7 +173,7 @@ where
         async move {
             let stream = watcher(api, config).default_backoff();
             futures::pin_mut!(stream);
-            let mut relist: Option<Inner<K>> = None;
+            let mut relist: Option<Inner<V>> = None;
             while let Some(event) = stream.next().await {
                 let event = match event {
                     Ok(e) => e,
@@ -146,11 +184,10 @@ where
                 };
                 match event {
                     watcher::Event::Init => relist = Some(Inner::default()),
-                    watcher::Event::InitApply(mut obj) => {
-                        obj.managed_fields_mut().clear();
-                        (cache.shrink)(&mut obj);
+                    watcher::Event::InitApply(obj) => {
+                        let entry = cache.entry(obj);
                         if let Some(r) = relist.as_mut() {
-                            r.insert(cache.index_fn, obj);
+                            r.insert(cache.index_fn, entry);
                         }
                     }
                     watcher::Event::InitDone => {
@@ -159,9 +196,7 @@ where
                         }
                         cache.ready_tx.send_replace(true);
                     }
-                    watcher::Event::Apply(obj) => {
-                        cache.apply_own_write(obj);
-                    }
+                    watcher::Event::Apply(obj) => cache.apply_own_write(obj),
                     watcher::Event::Delete(obj) => {
                         cache.write().remove(cache.index_fn, &key_of(&obj));
                     }
@@ -170,11 +205,11 @@ where
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner<K>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner<V>> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner<K>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner<V>> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -189,16 +224,16 @@ where
         let _ = rx.wait_for(|r| *r).await;
     }
 
-    /// The object `name` in `namespace` ("" for cluster-scoped kinds).
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+    /// The entry of object `name` in `namespace` ("" for cluster-scoped kinds).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<V>> {
         self.read()
             .objects
             .get(&format!("{namespace}/{name}"))
             .cloned()
     }
 
-    /// The objects whose index keys include `ix`.
-    pub fn find(&self, ix: &str) -> Vec<Arc<K>> {
+    /// The entries whose index keys include `ix`.
+    pub fn find(&self, ix: &str) -> Vec<Arc<V>> {
         let inner = self.read();
         inner
             .index
@@ -211,12 +246,12 @@ where
             .unwrap_or_default()
     }
 
-    /// Every object.
-    pub fn all(&self) -> Vec<Arc<K>> {
+    /// Every entry.
+    pub fn all(&self) -> Vec<Arc<V>> {
         self.read().objects.values().cloned().collect()
     }
 
-    /// How many objects the cache holds.
+    /// How many entries the cache holds.
     pub fn len(&self) -> usize {
         self.read().objects.len()
     }
@@ -229,18 +264,17 @@ where
     /// Applies an object this replica just wrote (or a watch event), unless the cache already
     /// holds a newer version, so the next request here sees a write even before its watch
     /// event arrives, and a late event never takes the cache back in time.
-    pub fn apply_own_write(&self, mut obj: K) {
-        obj.managed_fields_mut().clear();
-        (self.shrink)(&mut obj);
+    pub fn apply_own_write(&self, obj: K) {
+        let entry = self.entry(obj);
         let mut inner = self.write();
-        let newer_held = inner.objects.get(&key_of(&obj)).is_some_and(|held| {
-            match (version(held.as_ref()), version(&obj)) {
+        let newer_held = inner.objects.get(&entry.key()).is_some_and(|held| {
+            match (held.version(), entry.version()) {
                 (Some(h), Some(o)) => h >= o,
                 _ => false,
             }
         });
         if !newer_held {
-            inner.insert(self.index_fn, obj);
+            inner.insert(self.index_fn, entry);
         }
     }
 }

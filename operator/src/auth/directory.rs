@@ -2,25 +2,21 @@
 //! the organisation of a namespace, a profile's permissions, accounts, and API keys by hash.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, RwLock},
 };
 
-use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::ResourceExt;
 use serde::Serialize;
 use usher_crds::{LABEL_USER, Organisation, Profile, User, login::canonical_login};
 
-use super::cache::{Cache, IndexFn};
+use super::cache::{Cache, Entry, IndexFn, version_of};
 use crate::{
     account::{Account, secret_name},
     apikey_secret::{ANNOTATION_PREVIOUS_VALID_UNTIL, KEY, PREVIOUS_SHA256},
     crypto::{hex, sha256},
 };
-
-/// Data key under which the key cache holds the SHA-256 of the current key (the key itself is
-/// never kept in memory).
-const KEY_SHA256: &str = "api-key-sha256";
 
 /// An account parsed at a resourceVersion.
 type Parsed = (Option<String>, Arc<Account>);
@@ -38,8 +34,9 @@ pub struct Directory {
     pub profiles: Cache<Profile>,
     /// Account Secrets, indexed by invitation token hash.
     pub accounts: Cache<Secret>,
-    /// API-key Secrets, indexed by the SHA-256 of the current key and of the previous one.
-    pub api_keys: Cache<Secret>,
+    /// API-key Secrets as [`KeyEntry`]s, indexed by the SHA-256 of the current key and of the
+    /// previous one.
+    pub api_keys: Cache<Secret, KeyEntry>,
 }
 
 fn user_logins(u: &User) -> Vec<String> {
@@ -48,10 +45,11 @@ fn user_logins(u: &User) -> Vec<String> {
 
 /// Logins are held in canonical form (the webhook insists on it; this covers objects made
 /// while it was away), so requests never canonicalise.
-fn canonical_user(u: &mut User) {
+fn canonical_user(mut u: User) -> User {
     if let Ok(c) = canonical_login(&u.spec.login) {
         u.spec.login = c;
     }
+    u
 }
 
 fn org_namespaces(o: &Organisation) -> Vec<String> {
@@ -80,38 +78,63 @@ fn data_text<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-fn key_hashes(s: &Secret) -> Vec<String> {
-    [KEY_SHA256, PREVIOUS_SHA256]
-        .iter()
-        .filter_map(|k| data_text(s, k))
-        .map(str::to_owned)
-        .collect()
+/// What authentication reads of an API-key Secret: never the key, only its SHA-256, with the
+/// previous key's SHA-256 and deadline, and the User that owns it.
+#[derive(Debug)]
+pub struct KeyEntry {
+    namespace: String,
+    name: String,
+    /// The `usher.dev/user` label: the User the key acts for.
+    user: String,
+    /// UIDs of the Users owning the Secret.
+    owner_uids: Vec<String>,
+    current: Option<String>,
+    previous: Option<String>,
+    previous_until: Option<Timestamp>,
+    version: Option<u64>,
 }
 
-/// Keeps of an API-key Secret only what authentication reads: the key's SHA-256 (not the
-/// key), the previous key's SHA-256 and deadline, the User label and the owner.
-fn shrink_key_secret(s: &mut Secret) {
-    let mut data = BTreeMap::new();
-    if let Some(key) = data_text(s, KEY) {
-        let hash = hex(&sha256(key.as_bytes()));
-        data.insert(KEY_SHA256.to_owned(), ByteString(hash.into_bytes()));
+impl Entry for KeyEntry {
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
     }
-    if let Some(prev) = data_text(s, PREVIOUS_SHA256) {
-        data.insert(
-            PREVIOUS_SHA256.to_owned(),
-            ByteString(prev.as_bytes().to_vec()),
-        );
+    fn version(&self) -> Option<u64> {
+        self.version
     }
-    s.data = Some(data);
-    s.string_data = None;
-    s.metadata
-        .labels
-        .get_or_insert_default()
-        .retain(|k, _| k == LABEL_USER);
-    s.metadata
-        .annotations
-        .get_or_insert_default()
-        .retain(|k, _| k == ANNOTATION_PREVIOUS_VALID_UNTIL);
+}
+
+impl KeyEntry {
+    fn of(s: Secret) -> KeyEntry {
+        KeyEntry {
+            current: data_text(&s, KEY).map(|k| hex(&sha256(k.as_bytes()))),
+            previous: data_text(&s, PREVIOUS_SHA256).map(str::to_owned),
+            previous_until: s
+                .annotations()
+                .get(ANNOTATION_PREVIOUS_VALID_UNTIL)
+                .and_then(|t| t.parse().ok()),
+            user: s.labels().get(LABEL_USER).cloned().unwrap_or_default(),
+            owner_uids: s
+                .owner_references()
+                .iter()
+                .filter(|o| o.kind == "User")
+                .map(|o| o.uid.clone())
+                .collect(),
+            version: version_of(&s),
+            namespace: s.metadata.namespace.unwrap_or_default(),
+            name: s.metadata.name.unwrap_or_default(),
+        }
+    }
+
+    fn hashes(&self) -> Vec<String> {
+        self.current.iter().chain(&self.previous).cloned().collect()
+    }
+
+    /// True when `hash` is the current key's, or the previous key's within its grace period.
+    fn accepts(&self, hash: &str, now: Timestamp) -> bool {
+        self.current.as_deref() == Some(hash)
+            || (self.previous.as_deref() == Some(hash)
+                && self.previous_until.is_some_and(|until| now < until))
+    }
 }
 
 /// One membership of an account: the User, its organisation and its profile.
@@ -192,11 +215,11 @@ impl Directory {
         Directory {
             namespace: namespace.to_owned(),
             parsed: RwLock::default(),
-            users: Cache::new(user_logins as IndexFn<User>).with_shrink(canonical_user),
+            users: Cache::mapped(canonical_user, user_logins as IndexFn<User>),
             organisations: Cache::new(org_namespaces as IndexFn<Organisation>),
             profiles: Cache::new(no_index::<Profile> as IndexFn<Profile>),
             accounts: Cache::new(invitation_hashes as IndexFn<Secret>),
-            api_keys: Cache::new(key_hashes as IndexFn<Secret>).with_shrink(shrink_key_secret),
+            api_keys: Cache::mapped(KeyEntry::of, KeyEntry::hashes as IndexFn<KeyEntry>),
         }
     }
 
@@ -299,32 +322,19 @@ impl Directory {
     /// The membership an API key with this SHA-256 acts for, if the key is current (or the
     /// previous one within its grace period) and its Secret belongs to the User it names.
     pub fn key_owner(&self, key_hash: &str, now: Timestamp) -> Option<KeyOwner> {
-        for secret in self.api_keys.find(key_hash) {
-            let valid = if data_text(&secret, KEY_SHA256) == Some(key_hash) {
-                true
-            } else {
-                secret
-                    .annotations()
-                    .get(ANNOTATION_PREVIOUS_VALID_UNTIL)
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .is_some_and(|until| now < until)
-            };
-            if !valid {
+        for entry in self.api_keys.find(key_hash) {
+            if !entry.accepts(key_hash, now) {
                 continue;
             }
-            let Some(user_name) = secret.labels().get(LABEL_USER) else {
-                continue;
-            };
-            let ns = secret.namespace().unwrap_or_default();
-            let Some(user) = self.users.get(&ns, user_name) else {
+            let Some(user) = self.users.get(&entry.namespace, &entry.user) else {
                 continue;
             };
             // Only a Secret the User owns counts: a look-alike Secret made by hand does not.
-            let owned = secret
-                .owner_references()
+            if !entry
+                .owner_uids
                 .iter()
-                .any(|o| o.kind == "User" && o.uid == user.uid().unwrap_or_default());
-            if !owned {
+                .any(|uid| Some(uid.as_str()) == user.metadata.uid.as_deref())
+            {
                 continue;
             }
             if let Some(membership) = self.membership_of(user) {

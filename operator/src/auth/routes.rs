@@ -583,6 +583,14 @@ struct LoginRequest {
     organisation: Option<String>,
 }
 
+fn not_a_member(org: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "not_a_member",
+        format!("you are not an active member of organisation {org:?}"),
+    )
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -661,13 +669,7 @@ async fn login(
             .iter()
             .find(|m| m.org_name() == *org)
             .cloned()
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "not_a_member",
-                    format!("you are not an active member of organisation {org:?}"),
-                )
-            })?,
+            .ok_or_else(|| not_a_member(org))?,
         None => active.first().cloned().ok_or_else(invalid_credentials)?,
     };
     if st.settings.mfa_enabled && account.totp_secret.is_some() {
@@ -780,16 +782,7 @@ async fn switch_organisation(
         .directory
         .membership(&p.account.login, &req.organisation)
         .filter(Membership::is_active)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "not_a_member",
-                format!(
-                    "you are not an active member of organisation {:?}",
-                    req.organisation
-                ),
-            )
-        })?;
+        .ok_or_else(|| not_a_member(&req.organisation))?;
     // A new session id; the lifetime still counts from the login.
     let fresh = Claims::new(&p.account.id, &target.org_name(), claims.iat, now_ms())
         .map_err(|e| ApiError::internal(&e))?;
@@ -799,20 +792,24 @@ async fn switch_organisation(
     Ok(([(header::SET_COOKIE, st.cookie(&fresh))], Json(body)).into_response())
 }
 
-fn mfa_disabled() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "mfa_disabled",
-        "two-factor authentication is turned off on this platform",
-    )
+impl State {
+    /// The session of a TOTP route: no API keys, and 404 when MFA is off for the platform.
+    fn mfa_session(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let p = self.authenticate(headers, false)?;
+        p.session()?;
+        if !self.settings.mfa_enabled {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "mfa_disabled",
+                "two-factor authentication is turned off on this platform",
+            ));
+        }
+        Ok(p)
+    }
 }
 
 async fn totp_start(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
-    p.session()?;
-    if !st.settings.mfa_enabled {
-        return Err(mfa_disabled());
-    }
+    let p = st.mfa_session(&headers)?;
     if p.account.totp_secret.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -850,11 +847,7 @@ async fn totp_confirm(
     headers: HeaderMap,
     JsonBody(req): JsonBody<CodeRequest>,
 ) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
-    p.session()?;
-    if !st.settings.mfa_enabled {
-        return Err(mfa_disabled());
-    }
+    let p = st.mfa_session(&headers)?;
     st.accept_code(&p.account.id, &req.code, true)
         .await
         .map_err(|e| match e.code {
@@ -870,11 +863,7 @@ async fn totp_disable(
     headers: HeaderMap,
     JsonBody(req): JsonBody<CodeRequest>,
 ) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
-    p.session()?;
-    if !st.settings.mfa_enabled {
-        return Err(mfa_disabled());
-    }
+    let p = st.mfa_session(&headers)?;
     if p.account.totp_secret.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
