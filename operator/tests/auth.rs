@@ -976,6 +976,20 @@ async fn hostile_requests_get_clear_4xx_answers_never_5xx() {
         .unwrap();
     assert_eq!(keyed.status(), StatusCode::FORBIDDEN);
 
+    // The browser's own origin (the host it addressed) is not foreign.
+    let same = http
+        .post(url("/api/v1/me/organisation"))
+        .header("cookie", format!("usher_session={session}"))
+        .header("origin", h.a.base.replace("127.0.0.1", "localhost"))
+        .header("host", h.a.base.replace("http://127.0.0.1", "localhost"))
+        .json(&json!({"organisation": "no-such-org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = same.json().await.unwrap();
+    assert_eq!(body["error"], "not_a_member", "passed the cross-site rule");
+
     // The session survived all of it, and the server did not log the password.
     assert_eq!(
         h.a.get("/api/v1/me", Some(&session)).await.status,

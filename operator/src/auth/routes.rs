@@ -136,9 +136,21 @@ async fn cross_site(Extract(st): Extract<State>, req: Request, next: Next) -> Re
         let cross = h
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-        let foreign = h
-            .get(header::ORIGIN)
-            .is_some_and(|o| o.to_str().map_or(true, |o| o != st.origin));
+        // Same origin: the public URL's, or the host the browser addressed (127.0.0.1 and
+        // localhost are both this server during `usher dev`).
+        let scheme = if st.settings.secure() {
+            "https"
+        } else {
+            "http"
+        };
+        let addressed = h
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|host| format!("{scheme}://{host}"));
+        let foreign = h.get(header::ORIGIN).is_some_and(|o| {
+            o.to_str()
+                .map_or(true, |o| o != st.origin && Some(o) != addressed.as_deref())
+        });
         if guarded && (cross || foreign) {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
