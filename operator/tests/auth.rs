@@ -396,6 +396,28 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
         StatusCode::OK
     );
 
+    // "Sign out everywhere" is the person's own Kill Session.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let first = h.a.session(&login, PASSWORD).await;
+    let second = h.b.session(&login, PASSWORD).await;
+    let everywhere =
+        h.a.post("/api/v1/logout?everywhere=true", json!({}), Some(&first))
+            .await;
+    assert_eq!(everywhere.status, StatusCode::NO_CONTENT);
+    for server in [&h.a, &h.b] {
+        eventually(
+            "sign-out everywhere on every replica",
+            Duration::from_secs(5),
+            || async {
+                (server.get("/api/v1/me", Some(&second)).await.code() == "session_ended")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let on_b = h.b.session(&login, PASSWORD).await;
+
     // Kill Session (the annotation) ends every session of the account at the next request.
     Api::<User>::namespaced(client.clone(), &org1.ns)
         .patch(
@@ -413,7 +435,9 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
                 .get(&name1)
                 .await
                 .ok()?;
-            u.status?.sessions_revoked_at.map(|_| ())
+            // Recorded once the account's sessionsRevokedAt was written.
+            let observed = u.status?.observed_actions?.kill_sessions;
+            (observed.as_deref() == Some("k1")).then_some(())
         },
     )
     .await;

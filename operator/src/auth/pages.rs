@@ -240,6 +240,14 @@ async fn account(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
                 }
             }
         }
+        section {
+            h2 { "Sessions" }
+            p { "Signed in somewhere you no longer use? End every session of your account, this one included." }
+            form data-api="/api/v1/logout?everywhere=true" data-then="/login" {
+                p.error data-error role="alert" hidden {}
+                button.danger type="submit" { "Sign out everywhere" }
+            }
+        }
         @if has_key && !me.mfa_enrolment_required {
             section {
                 h2 { "API key" }

@@ -728,11 +728,30 @@ async fn login(
     Ok(([(header::SET_COOKIE, st.cookie(&claims))], Json(body)).into_response())
 }
 
-async fn logout(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
+#[derive(Deserialize)]
+struct LogoutQuery {
+    /// Ends every session of the account (the person's own Kill Session).
+    #[serde(default)]
+    everywhere: bool,
+}
+
+async fn logout(
+    Extract(st): Extract<State>,
+    Query(q): Query<LogoutQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Ok(p) = st.authenticate_session(&headers)
         && let Via::Session { claims, .. } = &p.via
     {
-        st.end_session(claims).await?;
+        if q.everywhere {
+            st.update_account(&claims.acct, |a| {
+                a.sessions_revoked_at = Some(crate::conditions::now());
+                Ok(true)
+            })
+            .await?;
+        } else {
+            st.end_session(claims).await?;
+        }
     }
     Ok((
         StatusCode::NO_CONTENT,
@@ -989,6 +1008,8 @@ impl State {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         let mut current = self.api_key_secret(user).await?;
         let grace = spec.grace_period.map(|d| d.get()).unwrap_or_default();
+        // The key this request set out to replace.
+        let mut replacing: Option<ApiKey> = None;
         for _ in 0..8 {
             let Some(existing) = current.take() else {
                 return Err(no_api_key());
@@ -996,6 +1017,13 @@ impl State {
             let issued = apikey_secret::Issued::read(&existing, user);
             if !issued.ours {
                 return Err(no_api_key());
+            }
+            match (&replacing, &issued.key) {
+                // Another renewal (or a rotation) replaced it while this one was under way: that
+                // key is the one in the Secret, so it is this request's answer too.
+                (Some(old), Some(now_there)) if old != now_there => return Ok(now_there.clone()),
+                (None, _) => replacing = issued.key.clone(),
+                _ => {}
             }
             let now = crate::conditions::now();
             let key = ApiKey::generate().map_err(|e| ApiError::internal(&e))?;
