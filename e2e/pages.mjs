@@ -97,7 +97,7 @@ try {
   await page.getByText("TOTP is on").waitFor();
 
   step = "sign in again with a code";
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await page.waitForURL(`${BASE}/login`);
   await signIn(page, NINA, PASSWORD);
   await page.getByLabel("Code from your authenticator app").waitFor();
