@@ -231,6 +231,11 @@ impl Admin {
 /// message: it names the field and the fix.
 fn refused(e: kube::Error) -> ApiError {
     match e {
+        // A 403 that is not the webhook's is RBAC refusing this server: a deployment problem,
+        // logged, not shown (it names the service account).
+        kube::Error::Api(s) if s.code == 403 && !s.message.contains("admission webhook") => {
+            ApiError::internal(&s.message)
+        }
         kube::Error::Api(s) if matches!(s.code, 400 | 403 | 409 | 422) => {
             let (status, code) = match s.code {
                 409 => (StatusCode::CONFLICT, "conflict"),
