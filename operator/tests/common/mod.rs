@@ -194,7 +194,8 @@ pub async fn wait_ns(client: &Client, org: &Org) -> String {
     .await
 }
 
-/// What the auth server does when the invitation is accepted (issue 4 writes it for real).
+/// The account fields an accepted invitation and a TOTP enrolment leave, written directly (for
+/// controller tests that run without the auth server).
 pub async fn activate(client: &Client, login: &str) {
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(client.clone(), OPERATOR_NS);
