@@ -1351,3 +1351,94 @@ async fn a_renamed_account_keeps_its_password_and_totp() {
         "invalid_credentials"
     );
 }
+
+#[tokio::test]
+async fn with_mfa_off_for_the_platform_no_code_is_asked_and_enrolment_is_hidden() {
+    let (h, client) = harness().await;
+    let off = start_auth(h.env, "auth-mfa-off", &[("USHER_MFA_ENABLED", "false")]).await;
+    let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
+    // Enrolled through a replica with MFA on…
+    let session = h.a.session(&login, PASSWORD).await;
+    let start =
+        h.a.post("/api/v1/me/mfa/totp", json!({}), Some(&session))
+            .await;
+    let secret = start.body["secret"].as_str().unwrap().to_owned();
+    let confirm =
+        h.a.post(
+            "/api/v1/me/mfa/totp/confirm",
+            json!({"code": oathtool(&secret, 0)}),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::NO_CONTENT);
+    // …a server with MFA off signs the person in with the password alone and offers no enrolment.
+    let ok = eventually("login without a code", Duration::from_secs(10), || async {
+        let a = off.login(&login, PASSWORD).await;
+        (a.status == StatusCode::OK).then_some(a)
+    })
+    .await;
+    let cookie = ok.cookie().unwrap();
+    let hidden = off
+        .post("/api/v1/me/mfa/totp", json!({}), Some(&cookie))
+        .await;
+    assert_eq!(
+        (hidden.status, hidden.code()),
+        (StatusCode::NOT_FOUND, "mfa_disabled")
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_user_stops_its_key() {
+    let (h, client) = harness().await;
+    let (org, name, _, key) = key_holder(h, &client, None).await;
+    eventually("the key to work", Duration::from_secs(10), || async {
+        (with_key(&h.a, "/api/v1/verify", &key).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    Api::<User>::namespaced(client.clone(), &org.ns)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    for server in [&h.a, &h.b] {
+        eventually(
+            "the deleted membership's key to stop",
+            Duration::from_secs(20),
+            || async {
+                (with_key(server, "/api/v1/verify", &key).await.status == StatusCode::UNAUTHORIZED)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn one_address_failing_with_many_logins_is_throttled() {
+    let (h, _) = harness().await;
+    // Its own server: the harness replicas serve the other tests from the same address.
+    let server = start_auth(h.env, "auth-address", &[]).await;
+    for i in 0..50 {
+        let a = server
+            .login(&format!("spray-{i}@example.com"), "Wrong-password-47!")
+            .await;
+        assert_eq!(a.code(), "invalid_credentials", "attempt {i}");
+    }
+    let throttled = server
+        .login("spray-next@example.com", "Wrong-password-47!")
+        .await;
+    assert_eq!(
+        (throttled.status, throttled.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+    );
+    assert!(throttled.header("retry-after").is_some());
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("usher_auth_throttled_requests_total{scope=\"address\"} 1"),
+        "{metrics}"
+    );
+}
