@@ -13,19 +13,27 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-/// A cache of every `K` the API serves to `api`, without managedFields (large, never read):
-/// the store, and the future that keeps it filled (spawn it). Watch errors are logged and
-/// retried with backoff.
-pub fn reflector<K>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
-where
+/// A kind that can be watched and cached: what every Usher watch cache requires of it.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
     K: Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
         + DeserializeOwned
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// A cache of every `K` the API serves to `api`, without managedFields (large, never read):
+/// the store, and the future that keeps it filled (spawn it). Watch errors are logged and
+/// retried with backoff.
+pub fn reflector<K: Watched>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static) {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -41,4 +49,11 @@ where
         }
     };
     (reader, drive)
+}
+
+/// A [`reflector`] whose future runs on the current Tokio runtime; the store.
+pub fn spawn_reflector<K: Watched>(api: Api<K>) -> Store<K> {
+    let (store, drive) = reflector(api);
+    tokio::spawn(drive);
+    store
 }

@@ -182,9 +182,9 @@ pub async fn run(
     // and kube's Store::wait_until_ready wakes only one waiter: a second waiter on it stalls
     // either the controller or the waiter. These stores have exactly one waiter, below.
     let (user_store, org_store, profile_store) = (
-        spawn_reflector::<User>(Api::all(client.clone())),
-        spawn_reflector::<Organisation>(Api::all(client.clone())),
-        spawn_reflector::<Profile>(Api::all(client.clone())),
+        usher_crds::watch::spawn_reflector::<User>(Api::all(client.clone())),
+        usher_crds::watch::spawn_reflector::<Organisation>(Api::all(client.clone())),
+        usher_crds::watch::spawn_reflector::<Profile>(Api::all(client.clone())),
     );
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     let counts_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -303,21 +303,6 @@ pub async fn run(
     futures::join!(users, orgs, profiles);
     tracing::info!("usher controller stopped");
     Ok(())
-}
-
-fn spawn_reflector<K>(api: Api<K>) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, drive) = usher_crds::watch::reflector(api);
-    tokio::spawn(drive);
-    store
 }
 
 fn users_where(store: &Store<User>, pred: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {

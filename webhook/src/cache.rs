@@ -7,8 +7,8 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use kube::{Api, Client, Resource, api::ListParams, runtime::reflector::Store};
-use serde::de::DeserializeOwned;
+use kube::{Api, Client, api::ListParams, runtime::reflector::Store};
+use usher_crds::watch::spawn_reflector;
 use usher_crds::{Organisation, Profile, User};
 
 use crate::rules::{Lookup, Snapshot};
@@ -26,9 +26,9 @@ pub struct Caches {
 impl Caches {
     /// Starts the three reflectors on the current Tokio runtime.
     pub fn start(client: Client) -> Caches {
-        let organisations = reflect::<Organisation>(Api::all(client.clone()));
-        let profiles = reflect::<Profile>(Api::all(client.clone()));
-        let users = reflect::<User>(Api::all(client.clone()));
+        let organisations = spawn_reflector::<Organisation>(Api::all(client.clone()));
+        let profiles = spawn_reflector::<Profile>(Api::all(client.clone()));
+        let users = spawn_reflector::<User>(Api::all(client.clone()));
         let synced = Arc::new(AtomicBool::new(false));
         let caches = Caches {
             client,
@@ -96,19 +96,4 @@ impl Lookup for Caches {
     fn users_where(&self, predicate: &dyn Fn(&User) -> bool) -> Vec<Arc<User>> {
         self.users.state_filter(|u| predicate(u))
     }
-}
-
-fn reflect<K>(api: Api<K>) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, drive) = usher_crds::watch::reflector(api);
-    tokio::spawn(drive);
-    store
 }

@@ -13,8 +13,8 @@ use kube::{
     Api, Resource, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use usher_crds::watch::Watched;
 
 /// Computes the index keys of a stored entry.
 pub type IndexFn<V> = fn(&V) -> Vec<String>;
@@ -118,33 +118,14 @@ fn same<K>(obj: K) -> K {
     obj
 }
 
-impl<K> Cache<K, K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+impl<K: Watched> Cache<K, K> {
     /// An empty cache storing objects as they are, indexed by `index_fn`.
     pub fn new(index_fn: IndexFn<K>) -> Cache<K, K> {
         Cache::mapped(same::<K>, index_fn)
     }
 }
 
-impl<K, V> Cache<K, V>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    V: Entry,
-{
+impl<K: Watched, V: Entry> Cache<K, V> {
     /// An empty cache storing `convert(object)`, indexed by `index_fn`.
     pub fn mapped(convert: fn(K) -> V, index_fn: IndexFn<V>) -> Cache<K, V> {
         let (tx, rx) = watch::channel(false);
