@@ -141,6 +141,14 @@ impl Account {
         self.password_hash.is_some() && self.activated_at.is_some()
     }
 
+    /// Removes the TOTP enrolment (confirmed or pending) and its replay state.
+    pub fn forget_totp(&mut self) {
+        self.totp_secret = None;
+        self.totp_pending = None;
+        self.totp_last_step = None;
+        self.mfa_enrolled_at = None;
+    }
+
     /// Reads an account Secret.
     pub fn from_secret(secret: &Secret) -> Result<Account, DamagedAccount> {
         let name = secret.metadata.name.clone().unwrap_or_default();

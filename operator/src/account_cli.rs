@@ -70,10 +70,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             let mut current = account;
             loop {
                 let mut changed = current.clone();
-                changed.mfa_enrolled_at = None;
-                changed.totp_secret = None;
-                changed.totp_pending = None;
-                changed.totp_last_step = None;
+                changed.forget_totp();
                 changed.sessions_revoked_at = Some(now());
                 if store.update(&changed).await?.is_some() {
                     break;

@@ -458,27 +458,13 @@ impl State {
     /// Checks a TOTP code of `account` against its confirmed secret (or the pending one) and
     /// records its step; a replay, here or on another replica, is refused.
     async fn accept_code(&self, id: &str, code: &str, pending: bool) -> Result<Account, ApiError> {
-        let now = u64::try_from(Timestamp::now().as_second()).unwrap_or(0);
         self.update_account(id, |a| {
-            let sealed = if pending {
-                &a.totp_pending
+            let (sealed, missing) = if pending {
+                (&a.totp_pending, no_pending_enrolment as fn() -> ApiError)
             } else {
-                &a.totp_secret
+                (&a.totp_secret, mfa_not_enrolled as fn() -> ApiError)
             };
-            let secret = sealed
-                .as_deref()
-                .and_then(|s| self.keys.mfa.open(&a.id, s))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "no_pending_enrolment",
-                        "start TOTP enrolment first",
-                    )
-                })?;
-            let step = totp::verify(secret, code, now, a.totp_last_step).map_err(|e| {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", e.to_string())
-            })?;
-            a.totp_last_step = Some(step);
+            a.totp_last_step = Some(self.check_code(a, sealed.as_deref(), code, missing)?);
             if pending {
                 a.totp_secret = a.totp_pending.take();
                 a.mfa_enrolled_at = Some(crate::conditions::now());
@@ -486,6 +472,23 @@ impl State {
             Ok(true)
         })
         .await
+    }
+
+    /// The step of `code` for the sealed secret of `a`, if it is valid now and later than the
+    /// last accepted step: `missing()` when there is no secret, 401 `invalid_code` otherwise.
+    fn check_code(
+        &self,
+        a: &Account,
+        sealed: Option<&str>,
+        code: &str,
+        missing: fn() -> ApiError,
+    ) -> Result<u64, ApiError> {
+        let secret = sealed
+            .and_then(|s| self.keys.mfa.open(&a.id, s))
+            .ok_or_else(missing)?;
+        let now = u64::try_from(Timestamp::now().as_second()).unwrap_or(0);
+        totp::verify(secret, code, now, a.totp_last_step)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", e.to_string()))
     }
 
     /// Counts a failed login of `login_key` from `address`; past the limit, the account gets a
@@ -867,6 +870,30 @@ async fn totp_start(Extract(st): Extract<State>, headers: HeaderMap) -> Result<R
     }))))
 }
 
+fn no_pending_enrolment() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "no_pending_enrolment",
+        "start TOTP enrolment first",
+    )
+}
+
+fn mfa_not_enrolled() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "mfa_not_enrolled",
+        "TOTP is not set up",
+    )
+}
+
+/// On the settings routes a wrong code is a typo, not a sign-in failure: 400, the session stays.
+fn typo(e: ApiError) -> ApiError {
+    match e.code {
+        "invalid_code" => ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message),
+        _ => e,
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CodeRequest {
@@ -881,11 +908,7 @@ async fn totp_confirm(
     let p = st.mfa_session(&headers)?;
     st.accept_code(&p.account.id, &req.code, true)
         .await
-        .map_err(|e| match e.code {
-            // A wrong code here is a typo, not a sign-in failure: 400 keeps the session.
-            "invalid_code" => ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message),
-            _ => e,
-        })?;
+        .map_err(typo)?;
     Ok(p.respond(StatusCode::NO_CONTENT))
 }
 
@@ -896,11 +919,7 @@ async fn totp_disable(
 ) -> Result<Response, ApiError> {
     let p = st.mfa_session(&headers)?;
     if p.account.totp_secret.is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "mfa_not_enrolled",
-            "TOTP is not set up",
-        ));
+        return Err(mfa_not_enrolled());
     }
     if let Some(m) = st
         .directory
@@ -917,25 +936,10 @@ async fn totp_disable(
             ),
         ));
     }
-    let now = u64::try_from(Timestamp::now().as_second()).unwrap_or(0);
     st.update_account(&p.account.id, |a| {
-        let secret = a
-            .totp_secret
-            .as_deref()
-            .and_then(|s| st.keys.mfa.open(&a.id, s))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "mfa_not_enrolled",
-                    "TOTP is not set up",
-                )
-            })?;
-        totp::verify(secret, &req.code, now, a.totp_last_step)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_code", e.to_string()))?;
-        a.totp_secret = None;
-        a.totp_pending = None;
-        a.totp_last_step = None;
-        a.mfa_enrolled_at = None;
+        st.check_code(a, a.totp_secret.as_deref(), &req.code, mfa_not_enrolled)
+            .map_err(typo)?;
+        a.forget_totp();
         Ok(true)
     })
     .await?;
