@@ -10,10 +10,7 @@ use k8s_openapi::{
     ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
     jiff::Timestamp,
 };
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-};
+use kube::{Api, api::PostParams};
 use usher_crds::LABEL_ACCOUNT;
 
 use crate::crypto::{hex, sha256};
@@ -346,15 +343,7 @@ impl AccountStore {
 
     /// Deletes the account with id `id` (gone already is fine).
     pub async fn delete_id(&self, id: &str) -> Result<(), crate::Error> {
-        match self
-            .api
-            .delete(&secret_name(id), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(crate::api::delete_if_present(&self.api, &secret_name(id)).await?)
     }
 }
 

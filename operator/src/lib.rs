@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod account_cli;
+pub mod api;
 pub mod apikey;
 pub mod apikey_secret;
 pub mod auth;

@@ -13,7 +13,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, PostParams},
+    api::PostParams,
     runtime::{
         controller::Action,
         finalizer::{Event as FinalizerEvent, finalizer},
@@ -567,11 +567,7 @@ async fn api_key(
     let issued = existing.as_ref().map(|s| Issued::read(s, user));
     let Some(spec) = user.spec.api_key.as_ref().filter(|k| k.enabled) else {
         if issued.as_ref().is_some_and(|i| i.ours) {
-            match secrets.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            crate::api::delete_if_present(&secrets, &name).await?;
             ctx.event(
                 user,
                 "ApiKeyRevoked",
