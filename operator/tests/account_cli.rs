@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::{collections::BTreeMap, process::Command, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
 use k8s_openapi::{ByteString, api::core::v1::Secret};
@@ -15,22 +15,6 @@ use kube::{
 };
 use usher_crds::{User, UserPhase};
 use usher_testkit::{Envtest, SmtpSink};
-
-fn usher_account(env: &Envtest, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_usher"))
-        .arg("account")
-        .args(args)
-        .env("KUBECONFIG", env.kubeconfig())
-        .env("USHER_NAMESPACE", OPERATOR_NS)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 #[tokio::test]
 async fn list_reset_mfa_and_rename_work_on_real_accounts() {
@@ -49,7 +33,7 @@ async fn list_reset_mfa_and_rename_work_on_real_accounts() {
         wait_phase(&client, &org.ns, "ops", UserPhase::Invited).await;
     }
 
-    let (ok, out) = usher_account(env, &["list"]);
+    let (ok, out) = run_usher_account(env, &["list"]);
     assert!(ok, "{out}");
     let row = out
         .lines()
@@ -74,7 +58,7 @@ async fn list_reset_mfa_and_rename_work_on_real_accounts() {
         .await
         .unwrap();
     wait_phase(&client, &a.ns, "ops", UserPhase::Active).await;
-    let (ok, out) = usher_account(env, &["reset-mfa", &login.to_uppercase()]);
+    let (ok, out) = run_usher_account(env, &["reset-mfa", &login.to_uppercase()]);
     assert!(ok && out.contains("MFA reset for"), "{out}");
     let secret = account_secret(&client, &login).await.unwrap();
     assert!(secret_text(&secret, "mfaEnrolledAt").is_none());
@@ -102,7 +86,7 @@ async fn list_reset_mfa_and_rename_work_on_real_accounts() {
 
     // Rename: both memberships move, the password comes along, no invitation is sent.
     let renamed = login.replace("ops", "renamed");
-    let (ok, out) = usher_account(env, &["rename", &login, &renamed]);
+    let (ok, out) = run_usher_account(env, &["rename", &login, &renamed]);
     assert!(ok && out.contains("2 membership(s) updated"), "{out}");
     for org in [&a, &b] {
         let u = Api::<User>::namespaced(client.clone(), &org.ns)
@@ -122,11 +106,11 @@ async fn list_reset_mfa_and_rename_work_on_real_accounts() {
     );
 
     // Clear errors, no stack traces.
-    let (ok, out) = usher_account(env, &["reset-mfa", "nobody@example.com"]);
+    let (ok, out) = run_usher_account(env, &["reset-mfa", "nobody@example.com"]);
     assert!(
         !ok && out.contains("no account for nobody@example.com"),
         "{out}"
     );
-    let (ok, out) = usher_account(env, &["rename", &renamed, "not a login"]);
+    let (ok, out) = run_usher_account(env, &["rename", &renamed, "not a login"]);
     assert!(!ok && out.contains("is not a usable login"), "{out}");
 }

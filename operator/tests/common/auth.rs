@@ -240,19 +240,9 @@ pub fn zbarimg(png: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// Runs `usher account …` against `env`.
+/// Runs `usher account …` against `env`, which must succeed; its output.
 pub fn usher_account(env: &Envtest, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_usher"))
-        .arg("account")
-        .args(args)
-        .env("KUBECONFIG", env.kubeconfig())
-        .env("USHER_NAMESPACE", OPERATOR_NS)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "usher account {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let (ok, out) = super::run_usher_account(env, args);
+    assert!(ok, "usher account {args:?}: {out}");
+    out
 }

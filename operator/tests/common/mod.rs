@@ -221,3 +221,20 @@ pub async fn activate(client: &Client, login: &str) {
         .await
         .unwrap();
 }
+
+/// Runs `usher account …` against `env`: whether it succeeded, and its stdout and stderr.
+pub fn run_usher_account(env: &Envtest, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .arg("account")
+        .args(args)
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("USHER_NAMESPACE", OPERATOR_NS)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
