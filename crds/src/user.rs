@@ -200,6 +200,11 @@ pub struct UserStatus {
 }
 
 impl User {
+    /// True when `spec.apiKey.enabled`.
+    pub fn api_key_enabled(&self) -> bool {
+        self.spec.api_key.as_ref().is_some_and(|k| k.enabled)
+    }
+
     /// The Secret name of this User's API key: `spec.apiKey.secretName`, else `<name>-api-key`.
     pub fn api_key_secret_name(&self) -> String {
         self.spec

@@ -554,7 +554,7 @@ async fn api_key(
     renew: bool,
     now: Timestamp,
 ) -> Result<(Option<ApiKeyStatus>, Option<Duration>), Error> {
-    let enabled = user.spec.api_key.as_ref().is_some_and(|k| k.enabled);
+    let enabled = user.api_key_enabled();
     let recorded = user.status.as_ref().is_some_and(|s| s.api_key.is_some());
     if !enabled && !recorded {
         // No key wanted and none issued: nothing to read or delete.

@@ -82,7 +82,7 @@ impl UserRow {
             locked: u.spec.locked,
             phase: status.and_then(|s| s.phase).map(|p| format!("{p:?}")),
             mfa_enrolled: status.and_then(|s| s.mfa_enrolled).unwrap_or(false),
-            api_key: u.spec.api_key.as_ref().is_some_and(|k| k.enabled),
+            api_key: u.api_key_enabled(),
             api_key_fingerprint: status
                 .and_then(|s| s.api_key.as_ref())
                 .and_then(|k| k.fingerprint.clone()),
@@ -501,7 +501,7 @@ async fn renew_api_key(
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
     let user = admin.user(&st, &name)?;
-    if !user.spec.api_key.as_ref().is_some_and(|k| k.enabled) {
+    if !user.api_key_enabled() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_api_key",

@@ -186,13 +186,7 @@ async fn account(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let has_key = p
-        .membership
-        .user
-        .spec
-        .api_key
-        .as_ref()
-        .is_some_and(|k| k.enabled);
+    let has_key = p.membership.user.api_key_enabled();
     let org_display = p.membership.organisation.spec.display_name.clone();
     let body = html! {
         h1 { "Your account" }
@@ -340,7 +334,7 @@ async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
                     @for u in &list {
                         @let name = u.metadata.name.clone().unwrap_or_default();
                         @let fingerprint = u.status.as_ref().and_then(|s| s.api_key.as_ref()).and_then(|k| k.fingerprint.clone());
-                        @let key_on = u.spec.api_key.as_ref().is_some_and(|k| k.enabled);
+                        @let key_on = u.api_key_enabled();
                         tr data-user=(name) {
                             td data-label="Login" { (u.spec.login) }
                             td data-label="Name" { (u.spec.full_name) }

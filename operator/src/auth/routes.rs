@@ -962,7 +962,7 @@ async fn api_key_view(
     p.session()?;
     p.not_restricted()?;
     let user = &p.membership.user;
-    if !user.spec.api_key.as_ref().is_some_and(|k| k.enabled) {
+    if !user.api_key_enabled() {
         return Err(no_api_key());
     }
     // The cache keeps only hashes: the key is read from its Secret.
