@@ -5,7 +5,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use futures::StreamExt;
@@ -13,7 +16,6 @@ use kube::{
     Api, Resource, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
-use tokio::sync::watch;
 use usher_crds::watch::Watched;
 
 /// Computes the index keys of a stored entry.
@@ -98,8 +100,8 @@ pub struct Cache<K, V = K> {
     inner: Arc<RwLock<Inner<V>>>,
     index_fn: IndexFn<V>,
     convert: fn(K) -> V,
-    ready: watch::Receiver<bool>,
-    ready_tx: Arc<watch::Sender<bool>>,
+    /// Set once the first list arrived.
+    ready: Arc<AtomicBool>,
 }
 
 impl<K, V> Clone for Cache<K, V> {
@@ -109,7 +111,6 @@ impl<K, V> Clone for Cache<K, V> {
             index_fn: self.index_fn,
             convert: self.convert,
             ready: self.ready.clone(),
-            ready_tx: self.ready_tx.clone(),
         }
     }
 }
@@ -128,13 +129,11 @@ impl<K: Watched> Cache<K, K> {
 impl<K: Watched, V: Entry> Cache<K, V> {
     /// An empty cache storing `convert(object)`, indexed by `index_fn`.
     pub fn mapped(convert: fn(K) -> V, index_fn: IndexFn<V>) -> Cache<K, V> {
-        let (tx, rx) = watch::channel(false);
         Cache {
             inner: Arc::default(),
             index_fn,
             convert,
-            ready: rx,
-            ready_tx: Arc::new(tx),
+            ready: Arc::default(),
         }
     }
 
@@ -175,7 +174,7 @@ impl<K: Watched, V: Entry> Cache<K, V> {
                         if let Some(r) = relist.take() {
                             *cache.write() = r;
                         }
-                        cache.ready_tx.send_replace(true);
+                        cache.ready.store(true, Ordering::Release);
                     }
                     watcher::Event::Apply(obj) => cache.apply_own_write(obj),
                     watcher::Event::Delete(obj) => {
@@ -196,13 +195,7 @@ impl<K: Watched, V: Entry> Cache<K, V> {
 
     /// True once the first list arrived.
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow()
-    }
-
-    /// Waits until the first list arrived.
-    pub async fn wait_ready(&self) {
-        let mut rx = self.ready.clone();
-        let _ = rx.wait_for(|r| *r).await;
+        self.ready.load(Ordering::Acquire)
     }
 
     /// The entry of object `name` in `namespace` ("" for cluster-scoped kinds).

@@ -203,12 +203,6 @@ pub struct OrgEntry {
     pub profile: String,
 }
 
-/// An API key's owner, found by the key's hash.
-pub struct KeyOwner {
-    /// The membership the key acts for.
-    pub membership: Membership,
-}
-
 impl Directory {
     /// Empty caches; the account caches cover `namespace`.
     pub fn new(namespace: &str) -> Directory {
@@ -321,7 +315,7 @@ impl Directory {
 
     /// The membership an API key with this SHA-256 acts for, if the key is current (or the
     /// previous one within its grace period) and its Secret belongs to the User it names.
-    pub fn key_owner(&self, key_hash: &str, now: Timestamp) -> Option<KeyOwner> {
+    pub fn key_owner(&self, key_hash: &str, now: Timestamp) -> Option<Membership> {
         for entry in self.api_keys.find(key_hash) {
             if !entry.accepts(key_hash, now) {
                 continue;
@@ -338,7 +332,7 @@ impl Directory {
                 continue;
             }
             if let Some(membership) = self.membership_of(user) {
-                return Some(KeyOwner { membership });
+                return Some(membership);
             }
         }
         None
@@ -417,10 +411,10 @@ mod tests {
     fn a_key_is_found_by_its_hash_and_the_cache_never_holds_the_key() {
         let (d, key, _) = fixture();
         let owner = d.key_owner(&key.hash(), Timestamp::now()).unwrap();
-        assert_eq!(owner.membership.org_name(), "acme");
-        assert_eq!(owner.membership.permissions(), vec!["manageCase"]);
+        assert_eq!(owner.org_name(), "acme");
+        assert_eq!(owner.permissions(), vec!["manageCase"]);
         // Logins are held canonical.
-        assert_eq!(owner.membership.user.spec.login, "alice@example.com");
+        assert_eq!(owner.user.spec.login, "alice@example.com");
         let held = format!("{:?}", d.api_keys.all());
         assert!(!held.contains(key.expose()), "{held}");
         let other = ApiKey::generate().unwrap();

@@ -307,13 +307,12 @@ impl State {
         let invalid =
             |message: &str| unauthenticated("invalid_token", message, Some("invalid_token"));
         let key = ApiKey::parse(token).map_err(|e| invalid(&e.to_string()))?;
-        let owner = self
+        let m = self
             .directory
             .key_owner(&key.hash(), Timestamp::now())
             .ok_or_else(|| {
                 invalid("the API key is not valid: it was renewed, revoked or never issued")
             })?;
-        let m = owner.membership;
         if !m.is_active() {
             return Err(invalid("the API key's membership is locked"));
         }
