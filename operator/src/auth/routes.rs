@@ -829,7 +829,6 @@ impl State {
     /// The session of a TOTP route: no API keys, and 404 when MFA is off for the platform.
     fn mfa_session(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let p = self.authenticate(headers, false)?;
-        p.session()?;
         if !self.settings.mfa_enabled {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -957,8 +956,8 @@ async fn api_key_view(
     Extract(st): Extract<State>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Sessions only: authenticate(.., false) refuses API keys.
     let p = st.authenticate(&headers, false)?;
-    p.session()?;
     p.not_restricted()?;
     let user = &p.membership.user;
     if !user.api_key_enabled() {
@@ -980,8 +979,8 @@ async fn api_key_renew(
     Extract(st): Extract<State>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Sessions only: authenticate(.., false) refuses API keys.
     let p = st.authenticate(&headers, false)?;
-    p.session()?;
     p.not_restricted()?;
     let key = st.renew_api_key(&p.membership).await?;
     Ok(p.respond(Json(serde_json::json!({ "key": key.expose() }))))
