@@ -175,6 +175,14 @@ fn www_authenticate(error: Option<&str>) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
+fn session_required() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "session_required",
+        "API keys cannot be used here; sign in",
+    )
+}
+
 fn unauthenticated(code: &'static str, message: &str, bearer_error: Option<&str>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
         .with_header(header::WWW_AUTHENTICATE, www_authenticate(bearer_error))
@@ -222,11 +230,7 @@ impl Principal {
     fn session(&self) -> Result<&Claims, ApiError> {
         match &self.via {
             Via::Session { claims, .. } => Ok(claims),
-            Via::Bearer => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "session_required",
-                "API keys cannot be used here; sign in",
-            )),
+            Via::Bearer => Err(session_required()),
         }
     }
 
@@ -275,11 +279,7 @@ impl State {
     ) -> Result<Principal, ApiError> {
         if let Some(auth) = headers.get(header::AUTHORIZATION) {
             if !bearer_ok {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "session_required",
-                    "API keys cannot be used here; sign in",
-                ));
+                return Err(session_required());
             }
             return self.authenticate_key(auth);
         }
