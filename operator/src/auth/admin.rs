@@ -252,16 +252,12 @@ fn refused(e: kube::Error) -> ApiError {
 
 async fn list(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
-    let mut rows: Vec<UserRow> = st
+    let rows: Vec<UserRow> = st
         .directory
-        .users
-        .all()
+        .users_in(&admin.namespace)
         .iter()
-        .filter(|u| u.namespace().as_deref() == Some(admin.namespace.as_str()))
-        .filter(|u| u.metadata.deletion_timestamp.is_none())
         .map(|u| UserRow::of(u))
         .collect();
-    rows.sort_by(|a, b| a.login.cmp(&b.login).then(a.name.cmp(&b.name)));
     Ok(admin.principal.respond(Json(json!({ "users": rows }))))
 }
 

@@ -306,6 +306,20 @@ impl Directory {
         out
     }
 
+    /// The Users of namespace `namespace` not being deleted, by login then name: the
+    /// Organisation > Users table.
+    pub fn users_in(&self, namespace: &str) -> Vec<Arc<User>> {
+        let mut users: Vec<Arc<User>> = self
+            .users
+            .all()
+            .into_iter()
+            .filter(|u| u.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|u| u.metadata.deletion_timestamp.is_none())
+            .collect();
+        users.sort_by(|a, b| (&a.spec.login, a.name_any()).cmp(&(&b.spec.login, b.name_any())));
+        users
+    }
+
     /// The membership of `login` in organisation `org`.
     pub fn membership(&self, login: &str, org: &str) -> Option<Membership> {
         self.memberships(login)

@@ -292,15 +292,7 @@ async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
         );
     }
     let ns = p.membership.organisation.namespace_name();
-    let mut list: Vec<_> = st
-        .directory
-        .users
-        .all()
-        .into_iter()
-        .filter(|u| u.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|u| u.metadata.deletion_timestamp.is_none())
-        .collect();
-    list.sort_by(|a, b| a.spec.login.cmp(&b.spec.login));
+    let list = st.directory.users_in(&ns);
     let mut profiles: Vec<String> = st
         .directory
         .profiles
