@@ -271,6 +271,17 @@ struct AddRequest {
     name: Option<String>,
 }
 
+/// The canonical form of a login typed by an admin, or 422 saying what is wrong with it.
+fn login_of(input: &str) -> Result<String, ApiError> {
+    canonical_login(input).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_user",
+            format!("login: {e}"),
+        )
+    })
+}
+
 /// A resource name from a login's local part: lowercase letters, digits and '-'.
 fn name_from_login(login: &str) -> String {
     let local = login.split('@').next().unwrap_or_default();
@@ -294,13 +305,7 @@ async fn add(
     JsonBody(req): JsonBody<AddRequest>,
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
-    let login = canonical_login(&req.login).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_user",
-            format!("login: {e}"),
-        )
-    })?;
+    let login = login_of(&req.login)?;
     admin.may_grant(&st, &req.profile)?;
     let base = req.name.clone().unwrap_or_else(|| name_from_login(&login));
     let api = admin.users(&st);
@@ -374,13 +379,7 @@ async fn edit(
         spec.insert("fullName".into(), json!(f));
     }
     if let Some(l) = req.login {
-        let login = canonical_login(&l).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_user",
-                format!("login: {e}"),
-            )
-        })?;
+        let login = login_of(&l)?;
         spec.insert("login".into(), json!(login));
     }
     if let Some(p) = req.profile {
