@@ -631,16 +631,7 @@ async fn totp_enrolment_codes_once_across_replicas_and_operator_reset() {
 
     // The platform operator's reset: enrolment gone and every session ended.
     let s2 = no_code.cookie().unwrap();
-    let start = h.b.post("/api/v1/me/mfa/totp", json!({}), Some(&s2)).await;
-    let secret = start.body["secret"].as_str().unwrap().to_owned();
-    let ok =
-        h.b.post(
-            "/api/v1/me/mfa/totp/confirm",
-            json!({"code": oathtool(&secret, 0)}),
-            Some(&s2),
-        )
-        .await;
-    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+    h.b.enroll_totp(&s2, 0).await;
     usher_account(h.env, &["reset-mfa", &login]);
     eventually(
         "the reset to end the session",
@@ -703,18 +694,7 @@ async fn an_organisation_requiring_mfa_sends_members_to_enrolment() {
         (verify.status, verify.code()),
         (StatusCode::FORBIDDEN, "mfa_enrolment_required")
     );
-    let start =
-        h.a.post("/api/v1/me/mfa/totp", json!({}), Some(&session))
-            .await;
-    let secret = start.body["secret"].as_str().unwrap().to_owned();
-    let confirm =
-        h.a.post(
-            "/api/v1/me/mfa/totp/confirm",
-            json!({"code": oathtool(&secret, 0)}),
-            Some(&session),
-        )
-        .await;
-    assert_eq!(confirm.status, StatusCode::NO_CONTENT);
+    let secret = h.a.enroll_totp(&session, 0).await;
     assert_eq!(
         h.a.get("/api/v1/verify", Some(&session)).await.status,
         StatusCode::OK
@@ -1314,18 +1294,7 @@ async fn a_renamed_account_keeps_its_password_and_totp() {
     let (h, client) = harness().await;
     let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
     let session = h.b.session(&login, PASSWORD).await;
-    let start =
-        h.b.post("/api/v1/me/mfa/totp", json!({}), Some(&session))
-            .await;
-    let secret = start.body["secret"].as_str().unwrap().to_owned();
-    let confirm =
-        h.b.post(
-            "/api/v1/me/mfa/totp/confirm",
-            json!({"code": oathtool(&secret, -30)}),
-            Some(&session),
-        )
-        .await;
-    assert_eq!(confirm.status, StatusCode::NO_CONTENT);
+    let secret = h.b.enroll_totp(&session, -30).await;
 
     let renamed = login.replace("@example.com", "@renamed.example.com");
     let out = usher_account(h.env, &["rename", &login, &renamed]);
@@ -1359,18 +1328,7 @@ async fn with_mfa_off_for_the_platform_no_code_is_asked_and_enrolment_is_hidden(
     let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
     // Enrolled through a replica with MFA on…
     let session = h.a.session(&login, PASSWORD).await;
-    let start =
-        h.a.post("/api/v1/me/mfa/totp", json!({}), Some(&session))
-            .await;
-    let secret = start.body["secret"].as_str().unwrap().to_owned();
-    let confirm =
-        h.a.post(
-            "/api/v1/me/mfa/totp/confirm",
-            json!({"code": oathtool(&secret, 0)}),
-            Some(&session),
-        )
-        .await;
-    assert_eq!(confirm.status, StatusCode::NO_CONTENT);
+    h.a.enroll_totp(&session, 0).await;
     // …a server with MFA off signs the person in with the password alone and offers no enrolment.
     let ok = eventually("login without a code", Duration::from_secs(10), || async {
         let a = off.login(&login, PASSWORD).await;

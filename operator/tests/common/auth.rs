@@ -166,6 +166,25 @@ impl AuthServer {
             .await
     }
 
+    /// Enrolls TOTP in the session `cookie`, confirming with `oathtool`'s code for
+    /// `now + offset` seconds; the secret.
+    pub async fn enroll_totp(&self, cookie: &str, offset: i64) -> String {
+        let start = self
+            .post("/api/v1/me/mfa/totp", json!({}), Some(cookie))
+            .await;
+        assert_eq!(start.status, StatusCode::OK, "{}", start.body);
+        let secret = start.body["secret"].as_str().unwrap().to_owned();
+        let confirm = self
+            .post(
+                "/api/v1/me/mfa/totp/confirm",
+                json!({"code": oathtool(&secret, offset)}),
+                Some(cookie),
+            )
+            .await;
+        assert_eq!(confirm.status, StatusCode::NO_CONTENT, "{}", confirm.body);
+        secret
+    }
+
     pub async fn accept(&self, token: &str, password: &str) -> Answer {
         self.post(
             "/api/v1/invitations/accept",
