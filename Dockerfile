@@ -7,8 +7,9 @@ RUN apt-get update \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
-      --bin usher --bin usher-webhook \
+# --no-default-features leaves out `usher dev` and the local control plane it starts.
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl --no-default-features \
+      -p usher-operator -p usher-webhook --bin usher --bin usher-webhook \
  && mkdir /out \
  && cp target/x86_64-unknown-linux-musl/release/usher target/x86_64-unknown-linux-musl/release/usher-webhook /out/ \
  && ln -s usher /out/kubectl-usher

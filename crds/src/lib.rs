@@ -3,7 +3,9 @@
 //!
 //! - [`Organisation`], [`Profile`] (cluster-scoped) and [`User`] (namespaced): one file each.
 //! - [`login::canonical_login`]: the one login canonicalisation function.
-//! - [`permission::validate_permission`]: permission name syntax.
+//! - [`rules`]: the User, Organisation and Profile rules (canonical login, duplicate logins,
+//!   live memberships, the organisation of a namespace) that all three apply.
+//! - [`permission::validate_permission`]: permission name syntax; [`permission::MANAGE_USER`].
 //! - [`duration::Duration`]: the `30s` / `1h30m` / `7d` strings used in specs.
 //! - [`watch::reflector`]: the watch cache the controller and the webhook read.
 
@@ -12,6 +14,7 @@ pub mod login;
 pub mod organisation;
 pub mod permission;
 pub mod profile;
+pub mod rules;
 pub mod user;
 pub mod watch;
 

@@ -8,5 +8,5 @@ pub mod crypto;
 #[path = "../../operator/src/auth/session.rs"]
 pub mod session;
 
-#[path = "../../operator/src/apikey.rs"]
+#[path = "../../operator/src/apikey/format.rs"]
 pub mod apikey;

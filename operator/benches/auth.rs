@@ -33,10 +33,8 @@ use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Api, api::PostParams};
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
 use usher_operator::{
-    account::AccountStore,
-    apikey::ApiKey,
-    apikey_secret,
-    auth::{Settings, State, keys::Keys, routes},
+    AccountStore, ApiKey, AuthSettings as Settings, AuthState as State, Keys, StoreError,
+    apikey_secret, auth_layers, auth_routes,
 };
 use usher_testkit::{Envtest, create_namespace};
 
@@ -222,10 +220,15 @@ async fn bench() {
         .unwrap()
         .to_string();
     let store = AccountStore::new(client.clone(), "usher-system");
-    let (mut account, _) = store.get_or_create(LOGIN).await.unwrap();
-    account.password_hash = Some(phc.clone());
-    account.activated_at = Some(Timestamp::now());
-    store.update(&account).await.unwrap().unwrap();
+    let (account, _) = store.get_or_create(LOGIN).await.unwrap();
+    store
+        .modify(account, |a| {
+            a.password_hash = Some(phc.clone());
+            a.activated_at = Some(Timestamp::now());
+            Ok::<_, StoreError>(true)
+        })
+        .await
+        .unwrap();
     let key = ApiKey::generate().unwrap();
     Api::<Secret>::namespaced(client.clone(), "bench-users")
         .create(
@@ -251,8 +254,8 @@ async fn bench() {
     state.start_caches();
     // The empty handler goes through the same middleware as the API, so a ratio is what the
     // authentication itself costs.
-    let app = routes::layers(
-        routes::api().route("/bench/empty", get(|| async { "" })),
+    let app = auth_layers(
+        auth_routes().route("/bench/empty", get(|| async { "" })),
         state.clone(),
     );
     tokio::spawn(async move {

@@ -7,9 +7,6 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::crypto::{RandomError, constant_time_eq, hex, random_bytes, sha256};
 
-/// Default lifetime of an invitation (`USHER_INVITATION_TTL`).
-pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
 /// Length of an encoded token: 32 bytes in unpadded base64url.
 const TOKEN_LEN: usize = 43;
 

@@ -1,27 +1,26 @@
-//! Usher's operator crate: the `usher` binary's commands. Each concern lives in a file named for
-//! it; `main.rs` only parses flags and wires.
+//! Usher's operator crate: the `usher` binary's commands (controller, auth server, operator CLI,
+//! `usher dev`). Modules are private; what other crates and the tests use is re-exported below.
+//! `ARCHITECTURE.md` at the repository root is the map.
 
-pub mod account;
-pub mod account_cli;
-pub mod api;
-pub mod apikey;
-pub mod apikey_secret;
-pub mod auth;
-pub mod cli;
-pub mod conditions;
-pub mod controller;
-pub mod crypto;
-pub mod dev;
-mod error;
-pub mod invitation;
-pub mod lease;
-pub mod mailer;
-pub mod metrics;
-pub mod organisation_reconciler;
-pub mod password;
-pub mod plugin;
-pub mod profile_reconciler;
-pub mod totp;
-pub mod user_reconciler;
+mod account;
+mod apikey;
+mod auth;
+mod cli;
+mod controller;
+mod crypto;
+mod invitation;
+mod mail;
+mod password;
+mod runtime;
+mod totp;
 
-pub use error::Error;
+pub use account::{Account, AccountStore, StoreError, account_id, secret_name};
+pub use apikey::{ApiKey, secret as apikey_secret};
+pub use auth::{
+    Keys, Settings as AuthSettings, State as AuthState, api as auth_routes, layers as auth_layers,
+    router as auth_router,
+};
+pub use cli::{Cli, Command, run};
+pub use invitation::hash_token;
+pub use mail::{Invitation, Mailer, SmtpOptions, invitation_email};
+pub use totp::{CodeError, Enrolment, enrol as enrol_totp, verify as verify_totp};

@@ -1,11 +1,11 @@
 use clap::Parser;
-use usher_operator::cli::{Cli, run};
+use usher_operator::{Cli, run};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `usher dev` polls the starting API server, whose not-ready answers kube logs as errors.
-    let quiet_dev = matches!(cli.command, usher_operator::cli::Command::Dev(_));
+    let quiet_dev = cli.command.is_dev();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

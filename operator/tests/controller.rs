@@ -16,7 +16,7 @@ use kube::{
 };
 use tokio::sync::OnceCell;
 use usher_crds::{Organisation, Profile, User, UserPhase};
-use usher_operator::invitation::hash_token;
+use usher_operator::hash_token;
 use usher_testkit::{Envtest, Process, SmtpSink};
 
 struct Harness {
@@ -467,7 +467,7 @@ async fn a_settled_user_reconciled_again_makes_zero_writes() {
 mod api_keys {
     use super::*;
     use k8s_openapi::api::core::v1::Secret;
-    use usher_operator::apikey::ApiKey;
+    use usher_operator::ApiKey;
 
     fn key_of(secret: &Secret) -> ApiKey {
         let raw = secret_text(secret, "api-key").unwrap();
@@ -744,7 +744,7 @@ async fn changing_the_login_moves_the_membership_and_the_old_account_goes() {
         .patch("mover", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let new_id = usher_operator::account::account_id(&new);
+    let new_id = usher_operator::account_id(&new);
     eventually(
         "the membership on the new account",
         Duration::from_secs(20),

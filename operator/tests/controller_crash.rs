@@ -15,7 +15,7 @@ use common::*;
 use futures::StreamExt;
 use kube::{Api, api::PostParams};
 use usher_crds::{User, UserPhase};
-use usher_operator::invitation::hash_token;
+use usher_operator::hash_token;
 use usher_testkit::{Envtest, SmtpSink};
 
 const USERS: usize = 200;

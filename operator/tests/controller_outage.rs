@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use kube::{Api, api::PostParams};
 use usher_crds::{User, UserPhase};
-use usher_operator::invitation::hash_token;
+use usher_operator::hash_token;
 use usher_testkit::{Envtest, SmtpSink};
 
 #[tokio::test]

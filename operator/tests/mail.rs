@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use usher_operator::mailer::{Invitation, Mailer, invitation_email};
+use usher_operator::{Invitation, Mailer, invitation_email};
 use usher_testkit::SmtpSink;
 
 fn invitation() -> Invitation<'static> {
@@ -70,7 +70,7 @@ async fn the_file_transport_writes_eml_files() {
 /// through `SmtpOptions::ca_pem` (USHER_SMTP_CA_FILE); without the CA the server is refused.
 #[tokio::test]
 async fn starttls_and_smtps_reach_a_real_server_trusting_only_the_given_ca() {
-    use usher_operator::mailer::SmtpOptions;
+    use usher_operator::SmtpOptions;
     use usher_testkit::{SmtpTls, TestCa};
     let ca = TestCa::new().unwrap();
     let cert = ca.issue(7).unwrap();

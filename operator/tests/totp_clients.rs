@@ -8,7 +8,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use usher_operator::totp::{CodeError, enrol, verify};
+use usher_operator::{CodeError, enrol_totp as enrol, verify_totp as verify};
 
 fn tool(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {

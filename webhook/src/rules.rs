@@ -7,11 +7,7 @@ use kube::core::{
     DynamicObject,
     admission::{AdmissionRequest, Operation},
 };
-use usher_crds::{
-    Organisation, Profile, User,
-    login::{LoginError, canonical_login},
-    permission::validate_permission,
-};
+use usher_crds::{Organisation, Profile, User, permission::validate_permission, rules};
 
 /// Namespaces an Organisation may never hold (besides the operator's own).
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -64,9 +60,9 @@ impl Lookup for Snapshot {
     }
 }
 
-/// True when `user` lives in `namespace` and is not being deleted.
+/// True when `user` is a live membership of `namespace`'s organisation.
 fn live_in(user: &User, namespace: &str) -> bool {
-    user.metadata.namespace.as_deref() == Some(namespace) && !being_deleted(&user.metadata)
+    user.metadata.namespace.as_deref() == Some(namespace) && rules::is_live(user)
 }
 
 /// Settings the rules depend on.
@@ -220,7 +216,7 @@ fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) 
     let profile_changed = old.is_none_or(|o| o.spec.profile != new.spec.profile);
 
     if login_changed {
-        check_login(&new.spec.login)?;
+        rules::check_login(&new.spec.login).map_err(|e| e.to_string())?;
     }
     if old.is_none() {
         let orgs = cluster.organisations();
@@ -241,10 +237,7 @@ fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) 
     }
     if profile_changed {
         let profiles = cluster.profiles();
-        if !profiles
-            .iter()
-            .any(|p| p.metadata.name.as_deref() == Some(&new.spec.profile))
-        {
+        if !rules::profile_exists(&new.spec.profile, &profiles) {
             let names: Vec<String> = profiles
                 .iter()
                 .filter_map(|p| p.metadata.name.clone())
@@ -265,11 +258,9 @@ fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) 
     }
     if login_changed {
         let name = new.metadata.name.as_deref().unwrap_or_default();
-        if let Some(other) = cluster.find_user(&|u| {
-            live_in(u, namespace)
-                && u.spec.login == new.spec.login
-                && u.metadata.name.as_deref() != Some(name)
-        }) {
+        if let Some(other) = cluster
+            .find_user(&|u| rules::login_holder(&new.spec.login, namespace, name, [u]).is_some())
+        {
             return Err(format!(
                 "spec.login: {:?} is already used by User {:?} in this organisation; edit that User instead (a login has one membership per organisation)",
                 new.spec.login,
@@ -278,20 +269,6 @@ fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) 
         }
     }
     Ok(())
-}
-
-fn check_login(login: &str) -> Verdict {
-    match canonical_login(login) {
-        Ok(canonical) if canonical == login => Ok(()),
-        Ok(canonical) => Err(format!(
-            "spec.login {login:?} is not in canonical form; use {canonical:?}"
-        )),
-        Err(e @ (LoginError::Invisible(_) | LoginError::TooLong(_))) => {
-            // Do not echo invisible characters or a huge value back.
-            Err(format!("spec.login: {e}"))
-        }
-        Err(e) => Err(format!("spec.login {login:?}: {e}")),
-    }
 }
 
 fn organisation(
@@ -354,7 +331,7 @@ fn profile(p: &Profile) -> Verdict {
 
 fn profile_delete(name: &str, cluster: &impl Lookup) -> Verdict {
     let users: Vec<String> = cluster
-        .users_where(&|u| u.spec.profile == name && !being_deleted(&u.metadata))
+        .users_where(&|u| u.spec.profile == name && rules::is_live(u))
         .iter()
         .map(|u| {
             format!(

@@ -9,12 +9,12 @@ use std::{
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::ResourceExt;
 use serde::Serialize;
-use usher_crds::{LABEL_USER, Organisation, Profile, User, login::canonical_login};
+use usher_crds::{LABEL_USER, Organisation, Profile, User, login::canonical_login, rules};
 
 use super::cache::{Cache, Entry, IndexFn, version_of};
 use crate::{
     account::{Account, secret_name},
-    apikey_secret::{ANNOTATION_PREVIOUS_VALID_UNTIL, KEY, PREVIOUS_SHA256},
+    apikey::secret::{ANNOTATION_PREVIOUS_VALID_UNTIL, KEY, PREVIOUS_SHA256},
     crypto::{hex, sha256},
 };
 
@@ -267,15 +267,16 @@ impl Directory {
 
     /// The organisation holding `namespace`.
     fn organisation_of(&self, namespace: &str) -> Option<Arc<Organisation>> {
-        let mut orgs = self.organisations.find(namespace);
-        orgs.retain(|o| o.metadata.deletion_timestamp.is_none());
-        // Two claiming one namespace is refused by the webhook; the older wins otherwise.
-        orgs.sort_by_key(|o| o.creation_timestamp());
-        orgs.into_iter().next()
+        rules::organisation_of(namespace, &self.organisations.find(namespace)).cloned()
     }
 
+    /// The membership `user` is: none while it is being deleted, or while it duplicates an
+    /// older User of its organisation with the same login.
     fn membership_of(&self, user: Arc<User>) -> Option<Membership> {
-        if user.metadata.deletion_timestamp.is_some() {
+        if !rules::is_live(&user) {
+            return None;
+        }
+        if rules::duplicate_of(&user, &self.users.find(&user.spec.login)).is_some() {
             return None;
         }
         let organisation = self.organisation_of(&user.namespace()?)?;
@@ -287,21 +288,15 @@ impl Directory {
         })
     }
 
-    /// Every membership of `login` (locked ones too), one per organisation (the oldest User
-    /// when two share a login there), ordered by organisation name.
+    /// Every membership of `login` (locked ones too), one per organisation (a newer User that
+    /// duplicates an older one's login there does not count), ordered by organisation name.
     pub fn memberships(&self, login: &str) -> Vec<Membership> {
-        let mut users = self.users.find(login);
-        users.sort_by(|a, b| {
-            (a.creation_timestamp(), a.name_any()).cmp(&(b.creation_timestamp(), b.name_any()))
-        });
-        let mut out: Vec<Membership> = Vec::new();
-        for u in users {
-            if let Some(m) = self.membership_of(u)
-                && !out.iter().any(|o| o.org_name() == m.org_name())
-            {
-                out.push(m);
-            }
-        }
+        let mut out: Vec<Membership> = self
+            .users
+            .find(login)
+            .into_iter()
+            .filter_map(|u| self.membership_of(u))
+            .collect();
         out.sort_by_key(Membership::org_name);
         out
     }
@@ -314,7 +309,7 @@ impl Directory {
             .all()
             .into_iter()
             .filter(|u| u.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|u| u.metadata.deletion_timestamp.is_none())
+            .filter(|u| rules::is_live(u))
             .collect();
         users.sort_by(|a, b| (&a.spec.login, a.name_any()).cmp(&(&b.spec.login, b.name_any())));
         users
@@ -416,7 +411,7 @@ mod tests {
         d.users.apply_own_write(user.clone());
         let key = ApiKey::generate().unwrap();
         let secret =
-            crate::apikey_secret::secret(&user, "acme", &key, Timestamp::now(), None, None);
+            crate::apikey::secret::secret(&user, "acme", &key, Timestamp::now(), None, None);
         d.api_keys.apply_own_write(secret);
         (d, key, user)
     }
@@ -440,7 +435,7 @@ mod tests {
         let (d, _, user) = fixture();
         let key = ApiKey::generate().unwrap();
         let mut forged =
-            crate::apikey_secret::secret(&user, "acme", &key, Timestamp::now(), None, None);
+            crate::apikey::secret::secret(&user, "acme", &key, Timestamp::now(), None, None);
         forged.metadata.name = Some("forged".into());
         forged.metadata.owner_references = None;
         d.api_keys.apply_own_write(forged);

@@ -158,9 +158,9 @@ pub async fn wait_phase_within(
 }
 
 pub async fn account_secret(client: &Client, login: &str) -> Option<Secret> {
-    let id = usher_operator::account::account_id(login);
+    let id = usher_operator::account_id(login);
     Api::<Secret>::namespaced(client.clone(), OPERATOR_NS)
-        .get_opt(&usher_operator::account::secret_name(&id))
+        .get_opt(&usher_operator::secret_name(&id))
         .await
         .unwrap()
 }

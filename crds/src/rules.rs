@@ -1,0 +1,255 @@
+//! The rules about Users, Organisations and Profiles, decided once here and called by the
+//! admission webhook, the controller and the auth server, so the three never disagree:
+//!
+//! - [`check_login`]: a login must be in canonical form (the message shows that form);
+//! - [`is_live`]: a User being deleted is no longer a membership;
+//! - [`duplicate_of`]: of two live Users of one organisation sharing a login, the older counts
+//!   and the newer is a duplicate (the webhook refuses the second; where one exists anyway, made
+//!   while the webhook was away, the controller marks it not Ready and the auth server ignores
+//!   it);
+//! - [`login_holder`]: the User that already holds a login in a namespace (admission and the
+//!   admin API refuse a second one);
+//! - [`organisation_of`]: the Organisation holding a namespace;
+//! - [`profile_exists`].
+
+use std::borrow::Borrow;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::{
+    Organisation, Profile, User,
+    login::{LoginError, canonical_login},
+};
+
+/// A login that is not usable as it stands, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginRuleError {
+    /// Usable, but not in canonical form.
+    #[error("spec.login {given:?} is not in canonical form; use {canonical:?}")]
+    NotCanonical {
+        /// The login as given.
+        given: String,
+        /// The form to use.
+        canonical: String,
+    },
+    /// Not usable at all. The value is not echoed when it has invisible characters or is huge.
+    #[error("spec.login{}: {reason}", shown.as_ref().map(|s| format!(" {s:?}")).unwrap_or_default())]
+    Unusable {
+        /// The login as given, when it is safe to show.
+        shown: Option<String>,
+        /// Why.
+        reason: LoginError,
+    },
+}
+
+/// The canonical login, when `login` is already in that form; else what to fix.
+pub fn check_login(login: &str) -> Result<String, LoginRuleError> {
+    match canonical_login(login) {
+        Ok(canonical) if canonical == login => Ok(canonical),
+        Ok(canonical) => Err(LoginRuleError::NotCanonical {
+            given: login.to_owned(),
+            canonical,
+        }),
+        Err(reason) => Err(LoginRuleError::Unusable {
+            shown: (!matches!(reason, LoginError::Invisible(_) | LoginError::TooLong(_)))
+                .then(|| login.to_owned()),
+            reason,
+        }),
+    }
+}
+
+/// True while `user` is a membership: it is not being deleted.
+pub fn is_live(user: &User) -> bool {
+    user.metadata.deletion_timestamp.is_none()
+}
+
+/// Memberships sharing a login in one organisation are ranked by age, then name: the first counts.
+fn rank(user: &User) -> (Option<Timestamp>, String) {
+    (user.creation_timestamp().map(|t| t.0), user.name_any())
+}
+
+/// The live User of `user`'s namespace that shares its login and ranks before it, if any: then
+/// `user` is a duplicate of that one and does not count. `users` may hold any Users (others are
+/// skipped) and `user` itself.
+pub fn duplicate_of<'a, U: Borrow<User> + 'a>(
+    user: &User,
+    users: impl IntoIterator<Item = &'a U>,
+) -> Option<&'a U> {
+    users
+        .into_iter()
+        .filter(|u| {
+            let u: &User = (*u).borrow();
+            u.metadata.namespace == user.metadata.namespace
+                && u.spec.login == user.spec.login
+                && u.uid() != user.uid()
+                && is_live(u)
+                && rank(u) < rank(user)
+        })
+        .min_by_key(|u| rank((*u).borrow()))
+}
+
+/// The live User of `namespace`, other than the one named `name`, that holds `login`: a login has
+/// one membership per organisation, so a second one is refused.
+pub fn login_holder<'a, U: Borrow<User> + 'a>(
+    login: &str,
+    namespace: &str,
+    name: &str,
+    users: impl IntoIterator<Item = &'a U>,
+) -> Option<&'a U> {
+    users.into_iter().find(|u| {
+        let u: &User = (*u).borrow();
+        u.metadata.namespace.as_deref() == Some(namespace)
+            && u.spec.login == login
+            && u.metadata.name.as_deref() != Some(name)
+            && is_live(u)
+    })
+}
+
+/// The Organisation holding `namespace`: one not being deleted that claims it, the oldest when
+/// several do (the webhook refuses that; this covers objects made while it was away).
+pub fn organisation_of<'a, O: Borrow<Organisation> + 'a>(
+    namespace: &str,
+    organisations: impl IntoIterator<Item = &'a O>,
+) -> Option<&'a O> {
+    organisations
+        .into_iter()
+        .filter(|o| {
+            let o: &Organisation = (*o).borrow();
+            o.metadata.deletion_timestamp.is_none() && o.namespace_name() == namespace
+        })
+        .min_by_key(|o| {
+            let o: &Organisation = (*o).borrow();
+            (o.creation_timestamp().map(|t| t.0), o.name_any())
+        })
+}
+
+/// True when a Profile named `name` is among `profiles`.
+pub fn profile_exists<'a, P: Borrow<Profile> + 'a>(
+    name: &str,
+    profiles: impl IntoIterator<Item = &'a P>,
+) -> bool {
+    profiles
+        .into_iter()
+        .any(|p| p.borrow().metadata.name.as_deref() == Some(name))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::{OrganisationSpec, UserSpec};
+
+    fn user(ns: &str, name: &str, login: &str, created: &str) -> User {
+        let mut u = User::new(
+            name,
+            UserSpec {
+                login: login.into(),
+                full_name: "P".into(),
+                profile: "analyst".into(),
+                ..Default::default()
+            },
+        );
+        u.metadata.namespace = Some(ns.into());
+        u.metadata.uid = Some(format!("uid-{ns}-{name}"));
+        u.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+        u
+    }
+
+    #[test]
+    fn a_login_must_be_canonical_and_the_message_shows_the_form_to_use() {
+        assert_eq!(
+            check_login("alice@example.com").unwrap(),
+            "alice@example.com"
+        );
+        let e = check_login("Alice@Example.COM").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            r#"spec.login "Alice@Example.COM" is not in canonical form; use "alice@example.com""#
+        );
+        let e = check_login("b\u{202E}ob@example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("U+202E") && !e.contains('\u{202E}'), "{e}");
+        let e = check_login("bob＠example.com").unwrap_err().to_string();
+        assert!(
+            e.contains("ASCII @") && e.contains("bob＠example.com"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn of_two_users_sharing_a_login_in_one_organisation_the_older_counts() {
+        let old = user("acme", "zed", "bob@example.com", "2026-11-27T10:00:00Z");
+        let new = user("acme", "amy", "bob@example.com", "2026-11-27T11:00:00Z");
+        let elsewhere = user("globex", "bob", "bob@example.com", "2026-11-27T09:00:00Z");
+        let all = [old.clone(), new.clone(), elsewhere.clone()];
+        assert!(duplicate_of(&old, &all).is_none());
+        assert_eq!(duplicate_of(&new, &all).unwrap().name_any(), "zed");
+        assert!(duplicate_of(&elsewhere, &all).is_none());
+        // Created in the same second: the name decides, the same way everywhere.
+        let twin = user("acme", "aaa", "bob@example.com", "2026-11-27T10:00:00Z");
+        assert_eq!(
+            duplicate_of(&old, &[old.clone(), twin.clone()])
+                .unwrap()
+                .name_any(),
+            "aaa"
+        );
+        // An older one being deleted no longer counts.
+        let mut going = old.clone();
+        going.metadata.deletion_timestamp = Some(Time("2026-11-27T12:00:00Z".parse().unwrap()));
+        assert!(duplicate_of(&new, &[going.clone(), new.clone()]).is_none());
+        assert!(!is_live(&going));
+    }
+
+    #[test]
+    fn a_login_is_held_once_per_namespace_and_never_by_the_user_itself() {
+        let alice = user("acme", "alice", "alice@example.com", "2026-11-27T10:00:00Z");
+        let all = [alice.clone()];
+        assert!(login_holder("alice@example.com", "acme", "alice", &all).is_none());
+        assert_eq!(
+            login_holder("alice@example.com", "acme", "alice2", &all)
+                .unwrap()
+                .name_any(),
+            "alice"
+        );
+        assert!(login_holder("alice@example.com", "globex", "alice2", &all).is_none());
+    }
+
+    #[test]
+    fn a_namespace_belongs_to_its_oldest_live_claimant() {
+        let org = |name: &str, ns: &str, created: &str| {
+            let mut o = Organisation::new(
+                name,
+                OrganisationSpec {
+                    display_name: name.into(),
+                    namespace: Some(ns.into()),
+                    ..Default::default()
+                },
+            );
+            o.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+            o
+        };
+        let a = org("a", "shared", "2026-11-27T10:00:00Z");
+        let b = org("b", "shared", "2026-11-27T09:00:00Z");
+        assert_eq!(
+            organisation_of("shared", &[a.clone(), b.clone()])
+                .unwrap()
+                .name_any(),
+            "b"
+        );
+        assert!(organisation_of("other", &[a, b]).is_none());
+        let profiles = [Profile::new(
+            "analyst",
+            crate::ProfileSpec {
+                description: None,
+                permissions: vec![],
+            },
+        )];
+        assert!(profile_exists("analyst", &profiles));
+        assert!(!profile_exists("admin", &profiles));
+    }
+}

@@ -1,0 +1,344 @@
+//! The account record: one per canonical login, stored as the Secret `account-<id>` in the
+//! operator namespace (labelled `usher.dev/account=<id>`), and its mapping to and from that
+//! Secret (pure). The controller writes the invitation and session-revocation fields; the auth
+//! server writes the password and TOTP fields; data keys it does not know are kept as they are.
+
+use std::{collections::BTreeMap, fmt};
+
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    jiff::Timestamp,
+};
+use usher_crds::LABEL_ACCOUNT;
+
+use crate::crypto::{hex, sha256};
+
+const LOGIN: &str = "login";
+const PASSWORD_HASH: &str = "passwordHash";
+const ACTIVATED_AT: &str = "activatedAt";
+const SESSIONS_REVOKED_AT: &str = "sessionsRevokedAt";
+const MFA_ENROLLED_AT: &str = "mfaEnrolledAt";
+const INVITATION_TOKEN_HASH: &str = "invitation.tokenHash";
+const INVITATION_EXPIRES_AT: &str = "invitation.expiresAt";
+const INVITATION_SENT_AT: &str = "invitation.sentAt";
+const INVITATION_ISSUED_BY: &str = "invitation.issuedBy";
+const TOTP_SECRET: &str = "totp.secret";
+const TOTP_PENDING: &str = "totp.pendingSecret";
+const TOTP_LAST_STEP: &str = "totp.lastStep";
+const LOCKED_UNTIL: &str = "throttle.lockedUntil";
+const SESSIONS_ENDED: &str = "sessions.ended";
+const KNOWN: &[&str] = &[
+    TOTP_SECRET,
+    TOTP_PENDING,
+    TOTP_LAST_STEP,
+    LOCKED_UNTIL,
+    SESSIONS_ENDED,
+    LOGIN,
+    PASSWORD_HASH,
+    ACTIVATED_AT,
+    SESSIONS_REVOKED_AT,
+    MFA_ENROLLED_AT,
+    INVITATION_TOKEN_HASH,
+    INVITATION_EXPIRES_AT,
+    INVITATION_SENT_AT,
+    INVITATION_ISSUED_BY,
+];
+
+/// The account id of a canonical login: 20 hex digits of its SHA-256.
+pub fn account_id(login: &str) -> String {
+    hex(&sha256(login.as_bytes()))[..20].to_owned()
+}
+
+/// The Secret name of an account.
+pub fn secret_name(id: &str) -> String {
+    format!("account-{id}")
+}
+
+/// The invitation currently valid for an account (at most one: issuing replaces it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingInvitation {
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// When the link stops working.
+    pub expires_at: Timestamp,
+    /// When the email was accepted by the mail server; `None` means issued but not (known to
+    /// be) sent, which after a crash means the token is lost and a new one must be issued.
+    pub sent_at: Option<Timestamp>,
+    /// The membership (`namespace/name`) whose organisation the email named.
+    pub issued_by: String,
+}
+
+/// A platform account.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    /// [`account_id`] of the login.
+    pub id: String,
+    /// The canonical login.
+    pub login: String,
+    /// Argon2id PHC string, set when the invitation is accepted.
+    pub password_hash: Option<String>,
+    /// The invitation in force, while the account is not activated.
+    pub invitation: Option<PendingInvitation>,
+    /// When the password was first set.
+    pub activated_at: Option<Timestamp>,
+    /// Sessions started before this are invalid (Kill Session, MFA reset).
+    pub sessions_revoked_at: Option<Timestamp>,
+    /// When TOTP enrolment was confirmed.
+    pub mfa_enrolled_at: Option<Timestamp>,
+    /// The confirmed TOTP secret, sealed with the MFA key (see `auth::keys`).
+    pub totp_secret: Option<String>,
+    /// A TOTP secret shown for enrolment and not yet confirmed, sealed likewise.
+    pub totp_pending: Option<String>,
+    /// The last TOTP step accepted: a code for this step or an earlier one is a replay.
+    pub totp_last_step: Option<u64>,
+    /// Too many failed logins: refused until then (a soft lock; `usher account unlock` ends it).
+    pub locked_until: Option<Timestamp>,
+    /// Sessions ended by logout or organisation switch: session id → when it would have
+    /// expired anyway (entries past that are dropped on the next write).
+    pub sessions_ended: BTreeMap<String, i64>,
+    /// Fields of other writers, kept untouched.
+    pub other: BTreeMap<String, ByteString>,
+    /// The resourceVersion read; updates are preconditioned on it.
+    pub resource_version: Option<String>,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("login", &self.login)
+            .field("activated", &self.activated_at.is_some())
+            .field("invitation_pending", &self.invitation.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An account Secret that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("account Secret {name} is damaged: field {field} is not valid")]
+pub struct DamagedAccount {
+    name: String,
+    field: &'static str,
+}
+
+impl Account {
+    /// A new account for a canonical login.
+    pub fn new(login: &str) -> Account {
+        Account {
+            id: account_id(login),
+            login: login.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// True once a password was set through the invitation.
+    pub fn is_activated(&self) -> bool {
+        self.password_hash.is_some() && self.activated_at.is_some()
+    }
+
+    /// Removes the TOTP enrolment (confirmed or pending) and its replay state.
+    pub fn forget_totp(&mut self) {
+        self.totp_secret = None;
+        self.totp_pending = None;
+        self.totp_last_step = None;
+        self.mfa_enrolled_at = None;
+    }
+
+    /// Reads an account Secret.
+    pub fn from_secret(secret: &Secret) -> Result<Account, DamagedAccount> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let data = secret.data.clone().unwrap_or_default();
+        let text = |key: &'static str| -> Result<Option<String>, DamagedAccount> {
+            data.get(key)
+                .map(|v| {
+                    String::from_utf8(v.0.clone()).map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: key,
+                    })
+                })
+                .transpose()
+        };
+        let time = |key: &'static str| -> Result<Option<Timestamp>, DamagedAccount> {
+            text(key)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: key,
+                    })
+                })
+                .transpose()
+        };
+        let login = text(LOGIN)?.ok_or(DamagedAccount {
+            name: name.clone(),
+            field: LOGIN,
+        })?;
+        let invitation = match (text(INVITATION_TOKEN_HASH)?, time(INVITATION_EXPIRES_AT)?) {
+            (Some(token_hash), Some(expires_at)) if !token_hash.is_empty() => {
+                Some(PendingInvitation {
+                    token_hash,
+                    expires_at,
+                    sent_at: time(INVITATION_SENT_AT)?,
+                    issued_by: text(INVITATION_ISSUED_BY)?.unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
+        Ok(Account {
+            id: account_id(&login),
+            password_hash: text(PASSWORD_HASH)?.filter(|s| !s.is_empty()),
+            activated_at: time(ACTIVATED_AT)?,
+            sessions_revoked_at: time(SESSIONS_REVOKED_AT)?,
+            mfa_enrolled_at: time(MFA_ENROLLED_AT)?,
+            totp_secret: text(TOTP_SECRET)?.filter(|s| !s.is_empty()),
+            totp_pending: text(TOTP_PENDING)?.filter(|s| !s.is_empty()),
+            totp_last_step: text(TOTP_LAST_STEP)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: TOTP_LAST_STEP,
+                    })
+                })
+                .transpose()?,
+            locked_until: time(LOCKED_UNTIL)?,
+            sessions_ended: text(SESSIONS_ENDED)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: SESSIONS_ENDED,
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            invitation,
+            other: data
+                .into_iter()
+                .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+                .collect(),
+            resource_version: secret.metadata.resource_version.clone(),
+            login,
+        })
+    }
+
+    /// The Secret for this account, with the resourceVersion precondition when known.
+    pub fn to_secret(&self, namespace: &str) -> Secret {
+        let mut data = self.other.clone();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                data.insert(k.to_owned(), ByteString(v.into_bytes()));
+            }
+        };
+        put(LOGIN, Some(self.login.clone()));
+        put(PASSWORD_HASH, self.password_hash.clone());
+        put(ACTIVATED_AT, self.activated_at.map(|t| t.to_string()));
+        put(
+            SESSIONS_REVOKED_AT,
+            self.sessions_revoked_at.map(|t| t.to_string()),
+        );
+        put(MFA_ENROLLED_AT, self.mfa_enrolled_at.map(|t| t.to_string()));
+        put(TOTP_SECRET, self.totp_secret.clone());
+        put(TOTP_PENDING, self.totp_pending.clone());
+        put(TOTP_LAST_STEP, self.totp_last_step.map(|s| s.to_string()));
+        put(LOCKED_UNTIL, self.locked_until.map(|t| t.to_string()));
+        if !self.sessions_ended.is_empty() {
+            put(
+                SESSIONS_ENDED,
+                serde_json::to_string(&self.sessions_ended).ok(),
+            );
+        }
+        if let Some(inv) = &self.invitation {
+            put(INVITATION_TOKEN_HASH, Some(inv.token_hash.clone()));
+            put(INVITATION_EXPIRES_AT, Some(inv.expires_at.to_string()));
+            put(INVITATION_SENT_AT, inv.sent_at.map(|t| t.to_string()));
+            put(INVITATION_ISSUED_BY, Some(inv.issued_by.clone()));
+        }
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(secret_name(&self.id)),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(BTreeMap::from([(
+                    LABEL_ACCOUNT.to_owned(),
+                    self.id.clone(),
+                )])),
+                resource_version: self.resource_version.clone(),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn round_trips_through_a_secret_keeping_other_writers_fields() {
+        let mut a = Account::new("alice@example.com");
+        a.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+        a.activated_at = Some(ts("2026-11-27T10:00:00Z"));
+        a.invitation = Some(PendingInvitation {
+            token_hash: "ab".repeat(32),
+            expires_at: ts("2026-11-28T10:00:00Z"),
+            sent_at: None,
+            issued_by: "acme/alice".into(),
+        });
+        a.totp_secret = Some("sealed".into());
+        a.totp_last_step = Some(58_800_000);
+        a.locked_until = Some(ts("2026-11-27T10:15:00Z"));
+        a.sessions_ended.insert("c2lk".into(), 1_764_000_000_000);
+        a.other
+            .insert("someone.else".into(), ByteString(b"kept".to_vec()));
+        a.resource_version = Some("42".into());
+        let secret = a.to_secret("usher-system");
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some(secret_name(&a.id).as_str())
+        );
+        assert_eq!(
+            secret.metadata.labels.as_ref().unwrap()[LABEL_ACCOUNT],
+            a.id
+        );
+        assert_eq!(Account::from_secret(&secret).unwrap(), a);
+    }
+
+    #[test]
+    fn the_id_is_stable_and_differs_per_login() {
+        assert_eq!(
+            account_id("alice@example.com"),
+            account_id("alice@example.com")
+        );
+        assert_ne!(
+            account_id("alice@example.com"),
+            account_id("bob@example.com")
+        );
+        assert_eq!(account_id("alice@example.com").len(), 20);
+    }
+
+    #[test]
+    fn debug_never_shows_hashes() {
+        let mut a = Account::new("alice@example.com");
+        a.password_hash = Some("$argon2id$secret-hash".into());
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+    }
+
+    #[test]
+    fn a_damaged_secret_is_an_error_naming_the_field_not_its_value() {
+        let mut s = Account::new("alice@example.com").to_secret("usher-system");
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert(ACTIVATED_AT.into(), ByteString(b"yesterday".to_vec()));
+        let e = Account::from_secret(&s).unwrap_err().to_string();
+        assert!(e.contains("activatedAt") && !e.contains("yesterday"), "{e}");
+    }
+}

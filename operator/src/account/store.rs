@@ -1,0 +1,125 @@
+//! Reads and writes account Secrets. The Secret's name derives from the login, so creating it
+//! twice is harmless; every update carries the resourceVersion it read, and a 409 means read
+//! again and redo the change ([`AccountStore::modify`]).
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, api::PostParams};
+
+use super::{
+    error::StoreError,
+    record::{Account, account_id, secret_name},
+};
+use crate::runtime::api::delete_if_present;
+
+/// Tries of [`AccountStore::modify`] before it gives up with [`StoreError::Contention`].
+const MODIFY_TRIES: usize = 8;
+
+/// Reads and writes account Secrets in the operator namespace.
+#[derive(Clone)]
+pub struct AccountStore {
+    api: Api<Secret>,
+    namespace: String,
+}
+
+impl AccountStore {
+    /// A store over `namespace`.
+    pub fn new(client: kube::Client, namespace: &str) -> AccountStore {
+        AccountStore {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// The operator namespace the accounts live in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The account with id `id`, if it exists.
+    pub async fn get_id(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        match self.api.get_opt(&secret_name(id)).await? {
+            Some(s) => Ok(Some(Account::from_secret(&s)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The account of `login`, if it exists.
+    pub async fn get(&self, login: &str) -> Result<Option<Account>, StoreError> {
+        self.get_id(&account_id(login)).await
+    }
+
+    /// The account of `login`, created if missing (creating it twice is harmless); true when
+    /// this call created it.
+    pub async fn get_or_create(&self, login: &str) -> Result<(Account, bool), StoreError> {
+        if let Some(a) = self.get(login).await? {
+            return Ok((a, false));
+        }
+        let fresh = Account::new(login);
+        match self
+            .api
+            .create(&PostParams::default(), &fresh.to_secret(&self.namespace))
+            .await
+        {
+            Ok(s) => Ok((Account::from_secret(&s)?, true)),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Ok((self.get(login).await?.ok_or(StoreError::Gone)?, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates the Secret of an account that must not exist yet (a rename's new account).
+    pub async fn create(&self, account: &Account) -> Result<Account, StoreError> {
+        let written = self
+            .api
+            .create(&PostParams::default(), &account.to_secret(&self.namespace))
+            .await?;
+        Ok(Account::from_secret(&written)?)
+    }
+
+    /// Writes `account` if nobody wrote since it was read: the stored account with its new
+    /// resourceVersion, or `None` when someone else wrote first.
+    async fn update(&self, account: &Account) -> Result<Option<Account>, StoreError> {
+        let secret = account.to_secret(&self.namespace);
+        match self
+            .api
+            .replace(&secret_name(&account.id), &PostParams::default(), &secret)
+            .await
+        {
+            Ok(s) => Ok(Some(Account::from_secret(&s)?)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(StoreError::Gone),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The one optimistic update every writer uses: applies `change` to `account` (as last read
+    /// or written) and writes it with the resourceVersion it was read at; on a conflict reads
+    /// the account again and applies `change` again, so checks made inside `change` (a TOTP step
+    /// not used yet, an invitation still pending) hold at the moment of the write. `change`
+    /// returns `Ok(false)` to write nothing (the account is returned as it is) or an error to
+    /// stop.
+    pub async fn modify<E, F>(&self, account: Account, mut change: F) -> Result<Account, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&mut Account) -> Result<bool, E>,
+    {
+        let mut current = account;
+        for _ in 0..MODIFY_TRIES {
+            let mut changed = current.clone();
+            if !change(&mut changed)? {
+                return Ok(current);
+            }
+            if let Some(stored) = self.update(&changed).await? {
+                return Ok(stored);
+            }
+            current = self.get_id(&current.id).await?.ok_or(StoreError::Gone)?;
+        }
+        Err(StoreError::Contention.into())
+    }
+
+    /// Deletes the account with id `id` (gone already is fine).
+    pub async fn delete_id(&self, id: &str) -> Result<(), StoreError> {
+        Ok(delete_if_present(&self.api, &secret_name(id)).await?)
+    }
+}

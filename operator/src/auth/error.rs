@@ -1,0 +1,287 @@
+//! The auth server's errors: the body `{"error": code, "message": …}` with a stable [`ErrorCode`] and
+//! no internals, and a JSON extractor whose refusals use it.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::{FromRequest, Request, rejection::JsonRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::account::StoreError;
+
+/// Request bodies on auth routes are capped at this.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The stable, machine-readable error codes of the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed.
+    InvalidRequest,
+    /// The body is over [`BODY_LIMIT`].
+    PayloadTooLarge,
+    /// The body is not JSON.
+    UnsupportedMediaType,
+    /// Throttled: too many failed attempts.
+    TooManyAttempts,
+    /// The server failed; the cause is in its log.
+    InternalError,
+    /// The Kubernetes API could not be reached.
+    Unavailable,
+    /// No such route.
+    NotFound,
+    /// The route does not take that method.
+    MethodNotAllowed,
+    /// A state-changing request from another site.
+    CrossSiteRequest,
+    /// No session and no key.
+    Unauthenticated,
+    /// An API key where only a session is accepted.
+    SessionRequired,
+    /// The session was ended (killed, signed out, membership gone).
+    SessionEnded,
+    /// The session was idle too long or reached its lifetime.
+    SessionExpired,
+    /// An invitation token or API key that is not valid.
+    InvalidToken,
+    /// Wrong login or password (or an account that cannot sign in).
+    InvalidCredentials,
+    /// The password was right; a TOTP code is needed.
+    MfaRequired,
+    /// A TOTP code that is not valid.
+    InvalidCode,
+    /// Not an active member of that organisation.
+    NotAMember,
+    /// The organisation requires TOTP enrolment first.
+    MfaEnrolmentRequired,
+    /// TOTP is already set up.
+    MfaAlreadyEnrolled,
+    /// No TOTP enrolment was started.
+    NoPendingEnrolment,
+    /// TOTP is not set up.
+    MfaNotEnrolled,
+    /// An organisation requires TOTP, so it cannot be turned off.
+    MfaRequiredByOrganisation,
+    /// TOTP is off for the platform.
+    MfaDisabled,
+    /// The membership has no API key.
+    NoApiKey,
+    /// A permission is missing.
+    PermissionDenied,
+    /// The account no longer exists.
+    AccountGone,
+    /// The password policy refused the password.
+    WeakPassword,
+    /// The API server or the webhook refused a User.
+    InvalidUser,
+    /// A conflicting write.
+    Conflict,
+    /// No such User in the organisation.
+    UserNotFound,
+    /// An admin cannot lock themselves.
+    CannotLockSelf,
+    /// The login already has a membership in this organisation.
+    LoginTaken,
+    /// The caches are still loading.
+    NotReady,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::InternalError => "internal_error",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::CrossSiteRequest => "cross_site_request",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::SessionRequired => "session_required",
+            ErrorCode::SessionEnded => "session_ended",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::MfaRequired => "mfa_required",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
+            ErrorCode::MfaAlreadyEnrolled => "mfa_already_enrolled",
+            ErrorCode::NoPendingEnrolment => "no_pending_enrolment",
+            ErrorCode::MfaNotEnrolled => "mfa_not_enrolled",
+            ErrorCode::MfaRequiredByOrganisation => "mfa_required_by_organisation",
+            ErrorCode::MfaDisabled => "mfa_disabled",
+            ErrorCode::NoApiKey => "no_api_key",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::AccountGone => "account_gone",
+            ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::InvalidUser => "invalid_user",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::UserNotFound => "user_not_found",
+            ErrorCode::CannotLockSelf => "cannot_lock_self",
+            ErrorCode::LoginTaken => "login_taken",
+            ErrorCode::NotReady => "not_ready",
+        }
+    }
+}
+
+/// An error answer: status, stable code, a message for people, and extra headers.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// What happened and what to do.
+    pub message: String,
+    /// Headers such as Retry-After or WWW-Authenticate.
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// 400 `invalid_request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
+        )
+    }
+
+    /// 429 `too_many_attempts` with Retry-After.
+    pub fn throttled(retry_after: Duration) -> ApiError {
+        let secs = retry_after.as_secs().max(1);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyAttempts,
+            format!("too many failed attempts; try again in {secs} seconds"),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+    }
+
+    /// 500 `internal_error`; the cause goes to the log, never to the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            "the server could not complete the request; try again",
+        )
+    }
+
+    /// 503 `unavailable` (the Kubernetes API could not be reached), logged.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %cause, "request could not reach the Kubernetes API");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the server is busy or cannot reach its storage; try again shortly",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.status,
+            Json(Body {
+                error: self.code.as_str(),
+                message: &self.message,
+            }),
+        )
+            .into_response();
+        for (k, v) in self.headers {
+            res.headers_mut().append(k, v);
+        }
+        res
+    }
+}
+
+impl From<kube::Error> for ApiError {
+    fn from(e: kube::Error) -> Self {
+        ApiError::unavailable(&e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Kube(k) => ApiError::unavailable(&k),
+            StoreError::Gone => ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::AccountGone,
+                "the account no longer exists",
+            ),
+            StoreError::Contention => ApiError::unavailable(&"the account kept changing"),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// A JSON body whose refusals are [`ApiError`]s: 413 over [`BODY_LIMIT`], 415 when not
+/// `application/json`, 400 when it does not parse. The parser's own text is not echoed (it can
+/// quote the input, which may be a password).
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: &JsonRejection) -> ApiError {
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        _ => ApiError::bad_request(
+            "the body is not the JSON object this endpoint takes; see the API reference for its fields",
+        ),
+    }
+}

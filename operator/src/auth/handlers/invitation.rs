@@ -1,0 +1,87 @@
+//! Invitation acceptance: the link's token (single use, not expired) sets the first password,
+//! which the policy checks with the person's own words as context.
+
+use axum::{
+    extract::State as Extract,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use k8s_openapi::jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::{
+    account::Account,
+    auth::{
+        error::{ApiError, ErrorCode, JsonBody},
+        state::State,
+    },
+    invitation::{hash_token, token_matches},
+    password,
+    runtime::clock::now,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    token: String,
+    password: String,
+}
+
+pub async fn accept(
+    Extract(st): Extract<State>,
+    JsonBody(req): JsonBody<AcceptRequest>,
+) -> Result<Response, ApiError> {
+    let invalid = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidToken, m);
+    let not_valid = "this invitation link is not valid: it was used already, replaced by a newer one, or copied incompletely. Ask your administrator to send a new invitation";
+    let token_hash = hash_token(req.token.trim());
+    let account = st
+        .directory
+        .account_by_invitation(&token_hash)
+        .ok_or_else(|| invalid(not_valid))?;
+    let check = |a: &Account| -> Result<(), ApiError> {
+        let inv = a
+            .invitation
+            .as_ref()
+            .filter(|i| token_matches(req.token.trim(), &i.token_hash))
+            .ok_or_else(|| invalid(not_valid))?;
+        if inv.expires_at <= Timestamp::now() {
+            return Err(invalid(&format!(
+                "this invitation expired at {}. Ask your administrator to send a new one",
+                inv.expires_at
+            )));
+        }
+        Ok(())
+    };
+    check(&account)?;
+    // Words a guesser tries first: the login, the person's names, the organisations.
+    let memberships = st.directory.memberships(&account.login);
+    let mut context: Vec<&str> = vec![account.login.as_str()];
+    for m in &memberships {
+        context.push(&m.user.spec.full_name);
+        context.push(&m.organisation.spec.display_name);
+    }
+    let nfc = password::check_policy(&req.password, &context).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::WeakPassword,
+            e.to_string(),
+        )
+    })?;
+    let hash = st
+        .hasher
+        .hash(nfc)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    st.update_account(&account.id, |a| {
+        // Single use: on a conflict the account is read again and the token checked again.
+        check(a)?;
+        a.password_hash = Some(hash.clone());
+        a.activated_at = Some(now());
+        a.invitation = None;
+        a.locked_until = None;
+        Ok(true)
+    })
+    .await?;
+    tracing::info!(account = %account.id, "invitation accepted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

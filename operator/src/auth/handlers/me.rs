@@ -1,0 +1,57 @@
+//! Who am I (`GET /api/v1/me`) and organisation switching.
+
+use axum::{
+    Json,
+    extract::State as Extract,
+    http::{HeaderMap, header},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use super::login::not_a_member;
+use crate::{
+    auth::{
+        directory::Membership,
+        error::{ApiError, JsonBody},
+        session::Claims,
+        state::State,
+    },
+    runtime::clock::now_ms,
+};
+
+/// `GET /api/v1/me`.
+pub async fn me(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let p = st.authenticate(&headers, true)?;
+    let body = st
+        .directory
+        .me(&p.account, &p.membership, p.enrolment_required);
+    Ok(p.respond(Json(body)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    organisation: String,
+}
+
+/// `POST /api/v1/me/organisation`: a new session in another organisation of the same login.
+pub async fn switch_organisation(
+    Extract(st): Extract<State>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<SwitchRequest>,
+) -> Result<Response, ApiError> {
+    let p = st.authenticate(&headers, false)?;
+    let claims = p.session()?;
+    let target = st
+        .directory
+        .membership(&p.account.login, &req.organisation)
+        .filter(Membership::is_active)
+        .ok_or_else(|| not_a_member(&req.organisation))?;
+    // A new session id; the lifetime still counts from the login.
+    let fresh = Claims::new(&p.account.id, &target.org_name(), claims.iat, now_ms())
+        .map_err(|e| ApiError::internal(&e))?;
+    st.end_session(claims).await?;
+    let restricted = st.enrolment_required(&p.account, &target);
+    let body = st.directory.me(&p.account, &target, restricted);
+    Ok(([(header::SET_COOKIE, st.cookie(&fresh))], Json(body)).into_response())
+}

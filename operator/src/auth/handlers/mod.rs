@@ -1,0 +1,10 @@
+//! The handlers of the HTTP API, one file per concern.
+
+pub mod admin;
+pub mod api_key;
+pub mod invitation;
+pub mod login;
+pub mod me;
+pub mod mfa;
+pub mod probes;
+pub mod verify;

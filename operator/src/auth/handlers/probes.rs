@@ -1,0 +1,38 @@
+//! Probes of the auth server.
+
+use axum::{
+    extract::State as Extract,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use crate::auth::{
+    error::{ApiError, ErrorCode},
+    state::State,
+};
+
+/// 200 once every watch cache holds its first list.
+pub async fn readyz(Extract(st): Extract<State>) -> Response {
+    if st.directory.is_ready() {
+        "ok".into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NotReady,
+            "the watch caches are still loading",
+        )
+        .into_response()
+    }
+}
+
+/// Prometheus metrics.
+pub async fn metrics(Extract(st): Extract<State>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}

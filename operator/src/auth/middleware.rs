@@ -1,0 +1,100 @@
+//! What every request goes through: the body cap (413 before any handler), the cross-site rule
+//! for state-changing requests, and the security headers of every answer.
+
+use axum::{
+    extract::{Request, State as Extract},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    error::{ApiError, BODY_LIMIT, ErrorCode},
+    state::State,
+};
+
+/// Adds the headers every answer carries: no caching, no sniffing, no referrer, a strict CSP.
+pub async fn common_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // Pages load only their own script, style and (QR code) data images; no framing.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+/// Bodies announced larger than the cap are refused with 413 before any handler runs. Up to
+/// 4 MiB of such a body is read and dropped first: closing a connection with unread data makes
+/// the kernel reset it, and the client would see a reset instead of the 413.
+pub async fn body_cap(req: Request, next: Next) -> Response {
+    const DRAIN_LIMIT: usize = 4 << 20;
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(len) = announced
+        && len > BODY_LIMIT
+    {
+        if len <= DRAIN_LIMIT {
+            let drain = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+        }
+        return ApiError::too_large().into_response();
+    }
+    next.run(req).await
+}
+
+/// State-changing requests that carry a cookie (and every login) are refused when the browser
+/// says they come from another site: `Sec-Fetch-Site: cross-site` or a foreign `Origin`.
+/// Requests without those headers (curl, scripts) pass.
+pub async fn cross_site(Extract(st): Extract<State>, req: Request, next: Next) -> Response {
+    let changes = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if changes {
+        let h = req.headers();
+        let guarded = h.contains_key(header::COOKIE) || req.uri().path() == "/api/v1/login";
+        let cross = h
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        // Same origin: the public URL's, or the host the browser addressed (127.0.0.1 and
+        // localhost are both this server during `usher dev`).
+        let scheme = if st.settings.secure() {
+            "https"
+        } else {
+            "http"
+        };
+        let addressed = h
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|host| format!("{scheme}://{host}"));
+        let foreign = h.get(header::ORIGIN).is_some_and(|o| {
+            o.to_str()
+                .map_or(true, |o| o != st.origin && Some(o) != addressed.as_deref())
+        });
+        if guarded && (cross || foreign) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::CrossSiteRequest,
+                "requests from other sites cannot change anything here",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}

@@ -1,0 +1,94 @@
+//! `/account`: profile, two-factor authentication, sessions and the membership's API key.
+
+use axum::{
+    extract::State as Extract,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use maud::html;
+
+use super::layout::{layout, page, signed_in};
+use crate::auth::state::State;
+
+/// `/account`.
+pub async fn account(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
+    let (p, me) = match signed_in(&st, &headers) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let has_key = p.membership.user.api_key_enabled();
+    let org_display = p.membership.organisation.spec.display_name.clone();
+    let body = html! {
+        h1 { "Your account" }
+        @if me.mfa_enrolment_required {
+            section role="alert" {
+                h2 { "Set up two-factor authentication to continue" }
+                p { (org_display) " requires two-factor authentication. Set it up below; the rest of Usher opens once it is confirmed." }
+            }
+        }
+        section {
+            h2 { "Profile" }
+            p { "Signed in as " strong { (me.login) } " (" (me.full_name) ")" }
+            p { "Organisation: " strong { (org_display) } " · profile " strong { (me.profile) } }
+            p.muted { "Permissions: " (me.permissions.join(", ")) }
+        }
+        @if st.settings.mfa_enabled {
+            section {
+                h2 { "Two-factor authentication" }
+                @if me.mfa_enrolled {
+                    p { "TOTP is on: signing in asks for a code from your authenticator app." }
+                    form data-api="/api/v1/me/mfa/totp" data-method="DELETE" data-then="reload" {
+                        label for="disable-code" { "Code, to turn it off" }
+                        input #disable-code name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
+                        p.error data-error role="alert" hidden {}
+                        button.danger type="submit" { "Turn off" }
+                    }
+                    p.muted { "Lost your device? Ask your platform operator to reset it." }
+                } @else {
+                    form data-api="/api/v1/me/mfa/totp" data-then="totp" {
+                        p { "Protect your account with a code from an authenticator app." }
+                        p.error data-error role="alert" hidden {}
+                        button type="submit" { "Set up two-factor authentication" }
+                    }
+                    div #totp-confirm hidden {
+                        p { "Scan this QR code with your authenticator app:" }
+                        img #totp-qr .qr alt="QR code for your authenticator app";
+                        p { "Or type this secret: " code #totp-secret .secret {} }
+                        form data-api="/api/v1/me/mfa/totp/confirm" data-then="reload" {
+                            label for="confirm-code" { "Code shown by the app" }
+                            input #confirm-code name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
+                            p.error data-error role="alert" hidden {}
+                            button type="submit" { "Confirm" }
+                        }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Sessions" }
+            p { "Signed in somewhere you no longer use? End every session of your account, this one included." }
+            form data-api="/api/v1/logout?everywhere=true" data-then="/login" {
+                p.error data-error role="alert" hidden {}
+                button.danger type="submit" { "Sign out everywhere" }
+            }
+        }
+        @if has_key && !me.mfa_enrolment_required {
+            section {
+                h2 { "API key" }
+                p { "The API key of your membership in " (org_display) ". Apps send it as " code { "Authorization: Bearer …" } "." }
+                form data-api="/api/v1/me/api-key" data-method="GET" data-then="key" {
+                    p.error data-error role="alert" hidden {}
+                    button.secondary type="submit" { "Show key" }
+                }
+                pre #api-key .secret hidden {}
+                button #api-key-copy .secondary type="button" hidden { "Copy" }
+                form data-api="/api/v1/me/api-key/renew" data-then="key" {
+                    p.muted { "Renewing stops the current key at once (unless your admin set a grace period)." }
+                    p.error data-error role="alert" hidden {}
+                    button.danger type="submit" { "Renew key" }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, layout("Account", Some(&me), body))
+}

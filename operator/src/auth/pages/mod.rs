@@ -1,0 +1,12 @@
+//! The web pages, rendered on the server with maud: `/login`, `/invite`, `/account` and
+//! `/organisation/users`. One small script (`/assets/usher.js`) sends their forms as JSON to the
+//! API and shows the answers. A page request without a session goes to `/login` (303); API keys
+//! cannot use the pages.
+
+mod account;
+mod layout;
+mod routes;
+mod sign_in;
+mod users;
+
+pub use routes::routes;

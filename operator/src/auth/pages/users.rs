@@ -1,0 +1,122 @@
+//! `/organisation/users`: the Organisation > Users table for `manageUser` holders.
+
+use axum::{
+    extract::State as Extract,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use maud::html;
+use usher_crds::{User, permission::MANAGE_USER};
+
+use super::layout::{layout, page, signed_in};
+use crate::auth::state::State;
+
+fn phase_text(u: &User) -> String {
+    if u.spec.locked {
+        return "Locked".into();
+    }
+    u.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .map_or_else(|| "Pending".into(), |p| format!("{p:?}"))
+}
+
+/// `/organisation/users`.
+pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
+    let (p, me) = match signed_in(&st, &headers) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if me.mfa_enrolment_required {
+        return Redirect::to("/account").into_response();
+    }
+    if !me.permissions.iter().any(|x| x == MANAGE_USER) {
+        return page(
+            StatusCode::FORBIDDEN,
+            layout(
+                "Not allowed",
+                Some(&me),
+                html! { section { h1 { "Not allowed" } p { "Managing users needs the " code { (MANAGE_USER) } " permission in this organisation." } } },
+            ),
+        );
+    }
+    let ns = p.membership.organisation.namespace_name();
+    let list = st.directory.users_in(&ns);
+    let mut profiles: Vec<String> = st
+        .directory
+        .profiles
+        .all()
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    profiles.sort();
+    let org_display = p.membership.organisation.spec.display_name.clone();
+    let body = html! {
+        h1 { "Users of " (org_display) }
+        section {
+            h2 { "Add User" }
+            form data-api="/api/v1/users" data-then="reload" {
+                label for="add-login" { "Login (email address)" }
+                input #add-login name="login" type="email" required;
+                label for="add-name" { "Full name" }
+                input #add-name name="fullName" required;
+                label for="add-profile" { "Profile" }
+                select #add-profile name="profile" required {
+                    @for prof in &profiles { option value=(prof) { (prof) } }
+                }
+                p.error data-error role="alert" hidden {}
+                button type="submit" { "Add User" }
+            }
+        }
+        section {
+            table {
+                thead { tr { th { "Login" } th { "Name" } th { "Profile" } th { "Status" } th { "MFA" } th { "API key" } th { "Actions" } } }
+                tbody {
+                    @for u in &list {
+                        @let name = u.metadata.name.clone().unwrap_or_default();
+                        @let fingerprint = u.status.as_ref().and_then(|s| s.api_key.as_ref()).and_then(|k| k.fingerprint.clone());
+                        @let key_on = u.api_key_enabled();
+                        tr data-user=(name) {
+                            td data-label="Login" { (u.spec.login) }
+                            td data-label="Name" { (u.spec.full_name) }
+                            td data-label="Profile" { (u.spec.profile) }
+                            td data-label="Status" { (phase_text(u)) }
+                            td data-label="MFA" { @if u.status.as_ref().and_then(|s| s.mfa_enrolled).unwrap_or(false) { "on" } @else { "off" } }
+                            td data-label="API key" {
+                                @if let Some(f) = &fingerprint { code { (f) } } @else if key_on { "issuing…" } @else { "none" }
+                            }
+                            td data-label="Actions" {
+                                button.secondary type="button" data-toggle=(format!("edit-{name}")) aria-label=(format!("Edit {}", u.spec.login)) { "✎ Edit" }
+                                @if u.spec.locked {
+                                    form data-api=(format!("/api/v1/users/{name}/unlock")) { button.secondary type="submit" { "Unlock" } p.error data-error role="alert" hidden {} }
+                                } @else {
+                                    form data-api=(format!("/api/v1/users/{name}/lock")) { button.danger type="submit" { "Lock" } p.error data-error role="alert" hidden {} }
+                                }
+                                form data-api=(format!("/api/v1/users/{name}/kill-session")) data-then="done" { button.secondary type="submit" { "Kill Session" } p.error data-error role="alert" hidden {} }
+                                @if key_on {
+                                    form data-api=(format!("/api/v1/users/{name}/api-key/renew")) { button.secondary type="submit" { "Renew" } p.error data-error role="alert" hidden {} }
+                                } @else {
+                                    form data-api=(format!("/api/v1/users/{name}/api-key")) { button.secondary type="submit" { "Create API Key" } p.error data-error role="alert" hidden {} }
+                                }
+                                form #(format!("edit-{name}")) data-api=(format!("/api/v1/users/{name}")) data-method="PATCH" hidden {
+                                    label for=(format!("edit-{name}-fullName")) { "Full name" }
+                                    input #(format!("edit-{name}-fullName")) name="fullName" value=(u.spec.full_name);
+                                    label for=(format!("edit-{name}-login")) { "Login" }
+                                    input #(format!("edit-{name}-login")) name="login" type="email" value=(u.spec.login);
+                                    label for=(format!("edit-{name}-profile")) { "Profile" }
+                                    select #(format!("edit-{name}-profile")) name="profile" {
+                                        @for prof in &profiles { option value=(prof) selected[*prof == u.spec.profile] { (prof) } }
+                                    }
+                                    p.error data-error role="alert" hidden {}
+                                    button type="submit" { "Save" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p data-done hidden role="status" { "Kill Session requested: that person's sessions end at their next request." }
+        }
+    };
+    page(StatusCode::OK, layout("Users", Some(&me), body))
+}

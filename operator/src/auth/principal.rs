@@ -1,0 +1,272 @@
+//! Who is asking: a request authenticated by its API key or its session cookie, as a
+//! [`Principal`] (the account, the membership acted in, and how).
+
+use std::sync::Arc;
+
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::{
+    cookie::{session_cookie, session_token},
+    directory::Membership,
+    error::{ApiError, ErrorCode},
+    session::{self, Claims},
+    state::State,
+};
+use crate::{
+    account::{Account, account_id},
+    apikey::ApiKey,
+    runtime::clock::now_ms,
+};
+
+/// The `WWW-Authenticate` challenge, with RFC 6750's `error=` when a token was sent.
+pub fn www_authenticate(error: Option<&str>) -> HeaderValue {
+    let v = match error {
+        Some(e) => format!("Bearer realm=\"usher\", error=\"{e}\""),
+        None => "Bearer realm=\"usher\"".to_owned(),
+    };
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+}
+
+/// 403 `session_required`: an API key where only a session is accepted.
+pub fn session_required() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::SessionRequired,
+        "API keys cannot be used here; sign in",
+    )
+}
+
+/// 401 with the Bearer challenge.
+pub fn unauthenticated(code: ErrorCode, message: &str, bearer_error: Option<&str>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+        .with_header(header::WWW_AUTHENTICATE, www_authenticate(bearer_error))
+}
+
+/// How a request authenticated.
+pub enum Via {
+    /// A session cookie; `refresh` renews its idle clock.
+    Session {
+        /// The session.
+        claims: Claims,
+        /// A Set-Cookie to send back.
+        refresh: Option<HeaderValue>,
+    },
+    /// An API key (no MFA, no idle timeout, its own organisation only).
+    Bearer,
+}
+
+/// Who is asking, and in which organisation.
+pub struct Principal {
+    /// The account.
+    pub account: Arc<Account>,
+    /// The membership acted in.
+    pub membership: Membership,
+    /// Session or key.
+    pub via: Via,
+    /// Only TOTP enrolment is open (sessions of organisations requiring MFA, past the grace).
+    pub enrolment_required: bool,
+}
+
+impl Principal {
+    /// `res` with the renewed session cookie, if any.
+    pub fn respond(&self, res: impl IntoResponse) -> Response {
+        let mut res = res.into_response();
+        if let Via::Session {
+            refresh: Some(cookie),
+            ..
+        } = &self.via
+        {
+            res.headers_mut().append(header::SET_COOKIE, cookie.clone());
+        }
+        res
+    }
+
+    /// The session's claims; API keys are refused with 403 `session_required`.
+    pub fn session(&self) -> Result<&Claims, ApiError> {
+        match &self.via {
+            Via::Session { claims, .. } => Ok(claims),
+            Via::Bearer => Err(session_required()),
+        }
+    }
+
+    /// Refuses sessions that must enroll TOTP first.
+    pub fn not_restricted(&self) -> Result<(), ApiError> {
+        if self.enrolment_required {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::MfaEnrolmentRequired,
+                "your organisation requires two-factor authentication: enroll TOTP in your account settings first",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// True when `account` acting in `m` must enroll TOTP before anything else.
+    pub fn enrolment_required(&self, account: &Account, m: &Membership) -> bool {
+        if !self.settings.mfa_enabled
+            || !m.organisation.requires_mfa()
+            || account.totp_secret.is_some()
+        {
+            return false;
+        }
+        let grace = m
+            .organisation
+            .spec
+            .mfa
+            .as_ref()
+            .and_then(|p| p.grace_period)
+            .map(|d| d.get())
+            .unwrap_or_default();
+        let start = account.activated_at.unwrap_or_else(Timestamp::now);
+        let ends = start
+            .checked_add(SignedDuration::try_from(grace).unwrap_or_default())
+            .unwrap_or(start);
+        Timestamp::now() >= ends
+    }
+
+    /// Authenticates a request by its API key (when `bearer_ok`) or its session cookie.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        bearer_ok: bool,
+    ) -> Result<Principal, ApiError> {
+        if let Some(auth) = headers.get(header::AUTHORIZATION) {
+            if !bearer_ok {
+                return Err(session_required());
+            }
+            return self.authenticate_key(auth);
+        }
+        self.authenticate_session(headers)
+    }
+
+    fn authenticate_key(&self, auth: &HeaderValue) -> Result<Principal, ApiError> {
+        let token = auth
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("send the API key as: Authorization: Bearer usk_…")
+                    .with_header(
+                        header::WWW_AUTHENTICATE,
+                        www_authenticate(Some("invalid_request")),
+                    )
+            })?;
+        let invalid = |message: &str| {
+            unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
+        };
+        let key = ApiKey::parse(token).map_err(|e| invalid(&e.to_string()))?;
+        let m = self
+            .directory
+            .key_owner(&key.hash(), Timestamp::now())
+            .ok_or_else(|| {
+                invalid("the API key is not valid: it was renewed, revoked or never issued")
+            })?;
+        if !m.is_active() {
+            return Err(invalid("the API key's membership is locked"));
+        }
+        // The cache holds logins in canonical form.
+        let account = self
+            .directory
+            .account(&account_id(&m.user.spec.login))
+            .ok_or_else(|| invalid("the API key's account does not exist yet"))?;
+        Ok(Principal {
+            account,
+            membership: m,
+            via: Via::Bearer,
+            enrolment_required: false,
+        })
+    }
+
+    pub fn authenticate_session(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let secure = self.settings.secure();
+        let token = session_token(headers, secure)
+            .ok_or_else(|| unauthenticated(ErrorCode::Unauthenticated, "sign in first", None))?;
+        let ended = |message: &str| unauthenticated(ErrorCode::SessionEnded, message, None);
+        let claims = session::open(&self.keys.session, token)
+            .ok_or_else(|| ended("the session is not valid; sign in again"))?;
+        let now = now_ms();
+        let max_ms = i64::try_from(self.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX);
+        let idle_s = i64::try_from(self.settings.idle_timeout.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(claims.iat) >= max_ms {
+            return Err(unauthenticated(
+                ErrorCode::SessionExpired,
+                "the session reached its maximum lifetime; sign in again",
+                None,
+            ));
+        }
+        if now.div_euclid(1000).saturating_sub(claims.seen) >= idle_s {
+            return Err(unauthenticated(
+                ErrorCode::SessionExpired,
+                "the session was idle too long; sign in again",
+                None,
+            ));
+        }
+        let account = self
+            .directory
+            .account(&claims.acct)
+            .ok_or_else(|| ended("the account no longer exists"))?;
+        // Kill Session and MFA reset: sessions begun before (or in the same second as) the
+        // revocation end.
+        if let Some(revoked) = account.sessions_revoked_at
+            && claims.iat < revoked.as_second().saturating_add(1).saturating_mul(1000)
+        {
+            return Err(ended(
+                "the session was ended by an administrator; sign in again",
+            ));
+        }
+        if account.sessions_ended.contains_key(&claims.sid) {
+            return Err(ended("the session was signed out; sign in again"));
+        }
+        let membership = self
+            .directory
+            .membership(&account.login, &claims.org)
+            .ok_or_else(|| {
+                ended("you are no longer a member of this organisation; sign in again")
+            })?;
+        // The idle clock is renewed by a new cookie once a quarter of it (at most a minute)
+        // has passed, rather than on every request.
+        let refresh_after = (idle_s / 4).clamp(1, 60);
+        let refresh = (now.div_euclid(1000) - claims.seen >= refresh_after).then(|| {
+            let renewed = Claims {
+                seen: now.div_euclid(1000),
+                ..claims.clone()
+            };
+            self.cookie(&renewed)
+        });
+        let enrolment_required = self.enrolment_required(&account, &membership);
+        Ok(Principal {
+            account,
+            membership,
+            via: Via::Session { claims, refresh },
+            enrolment_required,
+        })
+    }
+
+    /// The Set-Cookie carrying `claims`, for the rest of the session's lifetime.
+    pub fn cookie(&self, claims: &Claims) -> HeaderValue {
+        let left_ms = i64::try_from(self.settings.max_lifetime.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_sub(now_ms().saturating_sub(claims.iat))
+            .max(0);
+        session_cookie(
+            self.settings.secure(),
+            &session::seal(&self.keys.session, claims),
+            // Whole seconds, rounded up: a fresh session says the full lifetime.
+            std::time::Duration::from_secs(
+                u64::try_from(left_ms.saturating_add(999) / 1000).unwrap_or(0),
+            ),
+        )
+    }
+}

@@ -1,0 +1,67 @@
+//! The auth server's routes (DESIGN.md, "Auth server HTTP API") and what every request goes
+//! through (see `middleware`).
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    middleware,
+    routing::{get, post},
+};
+
+use super::{
+    error::{ApiError, BODY_LIMIT, ErrorCode},
+    handlers::{admin, api_key, invitation, login, me, mfa, probes, verify},
+    middleware::{body_cap, common_headers, cross_site},
+    pages,
+    state::State,
+};
+
+/// The server: every route of [`api`] behind [`layers`].
+pub fn router(state: State) -> Router {
+    layers(api(), state)
+}
+
+/// Wraps routes in what every request goes through: the body cap, the cross-site rule and the
+/// common headers.
+pub fn layers(routes: Router<State>, state: State) -> Router {
+    routes
+        .layer(middleware::from_fn_with_state(state.clone(), cross_site))
+        .layer(middleware::from_fn(body_cap))
+        .layer(middleware::map_response(common_headers))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The routes of DESIGN.md's HTTP API, the pages and the probes.
+pub fn api() -> Router<State> {
+    Router::new()
+        .route("/api/v1/invitations/accept", post(invitation::accept))
+        .route("/api/v1/login", post(login::login))
+        .route("/api/v1/logout", post(login::logout))
+        .route("/api/v1/me", get(me::me))
+        .route("/api/v1/me/organisation", post(me::switch_organisation))
+        .route(
+            "/api/v1/me/mfa/totp",
+            post(mfa::totp_start).delete(mfa::totp_disable),
+        )
+        .route("/api/v1/me/mfa/totp/confirm", post(mfa::totp_confirm))
+        .route("/api/v1/me/api-key", get(api_key::view))
+        .route("/api/v1/me/api-key/renew", post(api_key::renew))
+        .route("/api/v1/verify", get(verify::verify))
+        .merge(admin::routes())
+        .merge(pages::routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
+}

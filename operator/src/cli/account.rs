@@ -1,0 +1,232 @@
+//! `usher account …`: the platform operator's commands on accounts (they live in the operator
+//! namespace, which only platform operators can reach).
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
+use usher_crds::{LABEL_ACCOUNT, User, login::canonical_login};
+
+use crate::{
+    account::{Account, AccountStore, StoreError, account_id},
+    auth::{Keys, reseal},
+    runtime::clock::now,
+};
+
+/// Flags of `usher account`.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// The operator namespace, holding account Secrets.
+    #[arg(
+        long,
+        env = "USHER_NAMESPACE",
+        default_value = "usher-system",
+        global = true
+    )]
+    pub namespace: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AccountCommand,
+}
+
+/// `usher account` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// List accounts: login, state, MFA, memberships.
+    List,
+    /// Remove a login's TOTP enrolment (they enroll again at next login) and end their sessions.
+    ResetMfa {
+        /// The login (email address).
+        login: String,
+    },
+    /// End a soft lock (too many failed logins) before it expires by itself.
+    Unlock {
+        /// The login (email address).
+        login: String,
+    },
+    /// Rename an account and every membership of it, keeping password and MFA.
+    Rename {
+        /// The current login.
+        old: String,
+        /// The new login.
+        new: String,
+    },
+}
+
+/// Runs an `usher account` command, writing its report to `out`.
+pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = AccountStore::new(client.clone(), &args.namespace);
+    match args.command {
+        AccountCommand::List => list(&client, &args.namespace, out).await,
+        AccountCommand::ResetMfa { login } => {
+            let login = canonical(&login)?;
+            let account = existing(&store, &login).await?;
+            store
+                .modify(account, |a| {
+                    a.forget_totp();
+                    a.sessions_revoked_at = Some(now());
+                    Ok::<_, StoreError>(true)
+                })
+                .await?;
+            writeln!(
+                out,
+                "MFA reset for {login}: they enroll again at their next login; their sessions end at the next request"
+            )?;
+            Ok(())
+        }
+        AccountCommand::Unlock { login } => {
+            let login = canonical(&login)?;
+            let account = existing(&store, &login).await?;
+            let was_locked = account.locked_until.is_some();
+            store
+                .modify(account, |a| {
+                    Ok::<_, StoreError>(a.locked_until.take().is_some())
+                })
+                .await?;
+            if was_locked {
+                writeln!(out, "{login} is unlocked: they can sign in again")?;
+            } else {
+                writeln!(out, "{login} was not locked")?;
+            }
+            Ok(())
+        }
+        AccountCommand::Rename { old, new } => {
+            let (old, new) = (canonical(&old)?, canonical(&new)?);
+            let account = existing(&store, &old).await?;
+            if store.get(&new).await?.is_some() {
+                anyhow::bail!(
+                    "an account for {new} exists already; delete its Users first or choose another login"
+                );
+            }
+            // The new account first, with everything the old one had, so no membership is ever
+            // without its password and MFA.
+            let new_id = account_id(&new);
+            // TOTP secrets are sealed to their account id: seal them again for the new one.
+            let keys = if account.totp_secret.is_some() || account.totp_pending.is_some() {
+                Some(Keys::load_or_create(client.clone(), &args.namespace).await?)
+            } else {
+                None
+            };
+            let reseal = |sealed: &Option<String>| -> anyhow::Result<Option<String>> {
+                Ok(match sealed {
+                    None => None,
+                    Some(s) => Some(reseal(&keys, &account.id, &new_id, s)?),
+                })
+            };
+            let totp_secret = reseal(&account.totp_secret)?;
+            let totp_pending = reseal(&account.totp_pending)?;
+            let renamed = Account {
+                id: new_id.clone(),
+                login: new.clone(),
+                resource_version: None,
+                totp_secret,
+                totp_pending,
+                ..account
+            };
+            store.create(&renamed).await?;
+            let users: Vec<User> = Api::<User>::all(client.clone())
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|u| canonical_login(&u.spec.login).ok().as_deref() == Some(old.as_str()))
+                .collect();
+            let patch = serde_json::json!({"spec": {"login": new}});
+            for u in &users {
+                Api::<User>::namespaced(client.clone(), &u.namespace().unwrap_or_default())
+                    .patch(
+                        &u.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+            }
+            store.delete_id(&account_id(&old)).await?;
+            writeln!(
+                out,
+                "renamed {old} to {new}: {} membership(s) updated",
+                users.len()
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// The account of `login`, or an error saying there is none.
+async fn existing(store: &AccountStore, login: &str) -> anyhow::Result<Account> {
+    store
+        .get(login)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account for {login}"))
+}
+
+fn canonical(login: &str) -> anyhow::Result<String> {
+    canonical_login(login).map_err(|e| anyhow::anyhow!("{login:?} is not a usable login: {e}"))
+}
+
+async fn list(client: &Client, namespace: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(LABEL_ACCOUNT))
+        .await?;
+    let users = Api::<User>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut rows = Vec::new();
+    for s in &secrets.items {
+        let Ok(a) = Account::from_secret(s) else {
+            rows.push([s.name_any(), "damaged".into(), "-".into(), "-".into()]);
+            continue;
+        };
+        let memberships: Vec<String> = users
+            .items
+            .iter()
+            .filter(|u| canonical_login(&u.spec.login).ok().as_deref() == Some(a.login.as_str()))
+            .map(|u| format!("{}/{}", u.namespace().unwrap_or_default(), u.name_any()))
+            .collect();
+        let state = if a.is_activated() {
+            "active"
+        } else {
+            "invited"
+        };
+        let mfa = if a.mfa_enrolled_at.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        rows.push([a.login, state.into(), mfa.into(), memberships.join(",")]);
+    }
+    rows.sort();
+    let header = [
+        "LOGIN".to_string(),
+        "STATE".into(),
+        "MFA".into(),
+        "MEMBERSHIPS".into(),
+    ];
+    let widths: Vec<usize> = (0..3)
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        writeln!(
+            out,
+            "{:w0$}   {:w1$}   {:w2$}   {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )?;
+    }
+    Ok(())
+}

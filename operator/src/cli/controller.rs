@@ -1,0 +1,93 @@
+//! `usher controller`: flags, leader election, then the reconcilers until a shutdown signal.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Args;
+
+use super::common::CommonArgs;
+use crate::{
+    controller::{self, Metrics},
+    mail::{Mailer, SmtpOptions},
+    runtime::{
+        lease::{Elector, identity},
+        probes::serve_probes,
+        shutdown::shutdown_signal,
+    },
+};
+
+/// Flags of `usher controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Namespace and public URL.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where invitation emails go: smtp://host:port, smtp://host:587?tls=required,
+    /// smtps://user:password@host:465, or file:///dir.
+    #[arg(long, env = "USHER_SMTP_URL")]
+    pub smtp_url: String,
+    /// A PEM CA certificate to trust for STARTTLS / SMTPS (an internal mail relay's CA).
+    #[arg(long, env = "USHER_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+    /// A file holding the SMTP password (a mounted Secret), instead of the URL.
+    #[arg(long, env = "USHER_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<std::path::PathBuf>,
+    /// Sender of invitation emails.
+    #[arg(
+        long,
+        env = "USHER_MAIL_FROM",
+        default_value = "Usher <usher@usher.invalid>"
+    )]
+    pub mail_from: String,
+    /// Lifetime of an invitation link, such as 24h or 3d.
+    #[arg(long, env = "USHER_INVITATION_TTL", default_value = "24h")]
+    pub invitation_ttl: usher_crds::Duration,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "USHER_PROBE_LISTEN", default_value = "0.0.0.0:8081")]
+    pub probe_listen: SocketAddr,
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, env = "USHER_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: usher_crds::Duration,
+}
+
+/// Runs the controller: probes at once, reconcilers once this replica leads.
+pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    // Built inside the runtime: the SMTP pool starts a task.
+    let options = SmtpOptions {
+        ca_pem: args.smtp_ca_file.as_ref().map(std::fs::read).transpose()?,
+        password: args
+            .smtp_password_file
+            .as_ref()
+            .map(std::fs::read_to_string)
+            .transpose()?
+            .map(|p| p.trim_end_matches(['\r', '\n']).to_owned()),
+    };
+    let mailer = Mailer::from_url_with(&args.smtp_url, &options)?;
+    let metrics = Metrics::default();
+    let listener = tokio::net::TcpListener::bind(args.probe_listen).await?;
+    let scrape = metrics.clone();
+    tokio::spawn(serve_probes(listener, move || scrape.encode()));
+    let elector = Elector::new(
+        client.clone(),
+        &args.common.namespace,
+        identity(),
+        args.lease_duration.get().max(Duration::from_secs(3)),
+    );
+    // Standby until this replica leads; a shutdown signal meanwhile simply exits.
+    tokio::select! {
+        acquired = elector.acquire() => acquired?,
+        () = shutdown_signal() => return Ok(()),
+    }
+    let settings = controller::Settings {
+        namespace: args.common.namespace,
+        public_url: args.common.public_url,
+        mail_from: args.mail_from,
+        invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),
+    };
+    let result = tokio::select! {
+        r = controller::run(client, settings, mailer, metrics) => r,
+        () = elector.hold() => Err(anyhow::anyhow!("lost the leader Lease")),
+    };
+    elector.release().await;
+    result
+}

@@ -1,0 +1,47 @@
+//! The controller's error: why a reconcile failed (it is retried with backoff). Never carries a
+//! secret.
+
+use crate::{account::StoreError, apikey::RenewError, crypto::RandomError, mail::MailError};
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API refused or could not be reached.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[source] kube::Error),
+    /// An account Secret could not be read or written.
+    #[error(transparent)]
+    Account(#[from] StoreError),
+    /// The API key could not be issued or renewed.
+    #[error("API key: {0}")]
+    ApiKey(#[from] RenewError),
+    /// The invitation email could not be sent.
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    /// The OS random number generator failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(e)
+    }
+}
+
+impl Error {
+    /// A short label for metrics and Event reasons.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Account(e) => e.metric_label(),
+            Error::ApiKey(_) => "api_key",
+            Error::Mail(e) => e.metric_label(),
+            Error::Random(_) => "random",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! `usher controller`: the Organisation, Profile and User reconcilers.
+//!
+//! - [`run`](run::run) wires the three controllers and what they watch; every reconcile goes
+//!   through its cache sync, timing and backoff.
+//! - `context`: what reconciles share; `status`: conditions and the one status write;
+//!   `backoff`; `error`; `metrics`.
+//! - `organisation`, `profile`: one reconciler each; `user/`: observe → plan (pure) → apply.
+
+mod backoff;
+mod context;
+mod error;
+mod metrics;
+mod organisation;
+mod profile;
+mod run;
+mod status;
+mod user;
+
+pub use context::Settings;
+pub use metrics::Metrics;
+pub use run::run;

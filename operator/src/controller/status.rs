@@ -1,0 +1,103 @@
+//! Status: standard conditions, and the one status write every reconciler makes (server-side
+//! apply through the status subresource, skipped when nothing changed).
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::{Api, Resource, ResourceExt};
+
+use super::{context::MANAGER, error::Error};
+
+/// Writes `status` of `obj` through the status subresource of `api` by server-side apply
+/// (field manager [`MANAGER`]), only when it differs from `current`: an unchanged object costs
+/// no write.
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    S: serde::Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &kube::api::PatchParams::apply(MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets condition `type_`, keeping `lastTransitionTime` when its status does not change.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if status { "True" } else { "False" };
+    let previous = conditions.iter().find(|c| c.type_ == type_);
+    let last_transition_time = match previous {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    let condition = Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => *c = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// The condition `type_`, if present.
+#[cfg(test)]
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let t0: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-11-27T11:00:00Z".parse().unwrap();
+        let mut c = Vec::new();
+        set_condition(&mut c, "Ready", false, "Invited", "waiting", Some(1), t0);
+        set_condition(
+            &mut c,
+            "Ready",
+            false,
+            "Invited",
+            "still waiting",
+            Some(2),
+            t1,
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].last_transition_time, Time(t0));
+        assert_eq!(c[0].message, "still waiting");
+        set_condition(&mut c, "Ready", true, "Active", "ok", Some(2), t1);
+        assert_eq!(c[0].last_transition_time, Time(t1));
+    }
+}

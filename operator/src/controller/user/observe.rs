@@ -1,0 +1,103 @@
+//! The reads a User reconcile decides on: the User itself (live when an action is pending), the
+//! Organisations, Profiles and Users it is judged against (from the caches, fresh from the API
+//! when the caches may be behind), and, once it is valid, its account's neighbours and its
+//! API-key Secret.
+
+use std::sync::Arc;
+
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::{Api, ResourceExt};
+use usher_crds::{Organisation, Profile, User};
+
+use super::plan::{self, Failure, Valid};
+use crate::{
+    account::Account,
+    controller::{context::Context, error::Error},
+};
+
+/// `user` as the API server has it now, when a one-shot action is pending: a reconcile
+/// triggered by another object (the account Secret) may see a User older than the status that
+/// recorded an action as done. `None` when it is gone.
+pub async fn current(user: Arc<User>, ctx: &Context) -> Result<Option<Arc<User>>, Error> {
+    if !plan::has_pending_action(&user) {
+        return Ok(Some(user));
+    }
+    live(&user, ctx).await
+}
+
+/// `user` read live. `None` when it is gone.
+pub async fn live(user: &User, ctx: &Context) -> Result<Option<Arc<User>>, Error> {
+    Ok(
+        Api::<User>::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default())
+            .get_opt(&user.name_any())
+            .await?
+            .map(Arc::new),
+    )
+}
+
+/// Validates `user` against the caches; a missing Organisation or Profile is checked again on a
+/// fresh List before it counts.
+pub async fn validated(user: &User, ctx: &Context) -> Result<Result<Valid, Failure>, Error> {
+    let ns = user.namespace().unwrap_or_default();
+    let same_namespace = ctx
+        .users
+        .state_filter(|u| u.namespace().as_deref() == Some(ns.as_str()));
+    let profile_exists = ctx
+        .profiles
+        .find(|p| p.name_any() == user.spec.profile)
+        .is_some();
+    let verdict = plan::validate(
+        user,
+        &ctx.organisations.state(),
+        profile_exists,
+        &same_namespace,
+    );
+    match verdict {
+        Err(f) if f.reason.may_be_stale() => {
+            let orgs: Vec<Arc<Organisation>> = Api::<Organisation>::all(ctx.client.clone())
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            let profile_exists = Api::<Profile>::all(ctx.client.clone())
+                .get_opt(&user.spec.profile)
+                .await?
+                .is_some();
+            Ok(plan::validate(user, &orgs, profile_exists, &same_namespace))
+        }
+        verdict => Ok(verdict),
+    }
+}
+
+/// What the plan needs besides the User, for the `account` of its login.
+pub async fn around(
+    user: &User,
+    account: Account,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<plan::Observed, Error> {
+    let previous = user
+        .status
+        .as_ref()
+        .and_then(|s| s.account_id.clone())
+        .filter(|id| *id != account.id)
+        .map(|id| {
+            let shared = !plan::last_member(user, &id, &ctx.users.state());
+            (id, shared)
+        });
+    let key_secret = if plan::key_in_play(user) {
+        Api::<Secret>::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default())
+            .get_opt(&user.api_key_secret_name())
+            .await?
+    } else {
+        None
+    };
+    Ok(plan::Observed {
+        account,
+        previous,
+        key_secret,
+        now,
+    })
+}
