@@ -7,7 +7,10 @@ use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Api, ResourceExt};
 use usher_crds::{ApiKeyStatus, User, UserPhase};
 
-use super::plan::{self, Failure, KeyPlan, KeyWrite, Observed, Plan, Valid};
+use super::{
+    plan::{self, Failure, KeyPlan, KeyWrite, Observed, Plan, Valid},
+    status,
+};
 use crate::{
     account::{Account, PendingInvitation},
     apikey::{self, secret::Issued},
@@ -49,7 +52,7 @@ pub async fn fail(
     failure: &Failure,
     now: Timestamp,
 ) -> Result<(), Error> {
-    let status = plan::failed_status(user, failure, now);
+    let status = status::failed_status(user, failure, now);
     if user.status.as_ref().and_then(|s| s.phase) != Some(UserPhase::Failed) {
         ctx.event(user, failure.reason.as_str(), failure.message.clone())
             .await;
@@ -115,7 +118,7 @@ pub async fn execute(
             }
             Err(Error::Mail(e)) => {
                 let api_key = user.status.as_ref().and_then(|s| s.api_key.clone());
-                let status = plan::desired_status(
+                let status = status::desired_status(
                     user,
                     &account,
                     &plan.observed_if_mail_fails,

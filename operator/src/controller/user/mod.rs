@@ -1,9 +1,10 @@
-//! The User reconcile: `reconcile` drives it, `observe` reads, `plan` decides (pure: a value that
-//! says what to write, and the status to have), `apply` writes.
+//! The User reconcile: `reconcile` drives it, `observe` reads, `plan` decides what to write
+//! (pure), `apply` writes, `status` says what the status is then (pure).
 
 mod apply;
 mod observe;
 mod plan;
 mod reconcile;
+mod status;
 
 pub use reconcile::reconcile;

@@ -1,7 +1,6 @@
-//! The User reconcile's decisions, pure: what a User is ([`validate`]), what to do about it
-//! ([`plan`]: a [`Plan`] value that says what to write), the status it should then have
-//! ([`desired_status`], [`failed_status`]), the Event a phase change deserves and when to look
-//! again. Every decision here is a plain `#[test]` away; `apply` carries a plan out.
+//! The User reconcile's decisions, pure: what a User is ([`validate`]) and what to do about it
+//! ([`plan`]: a [`Plan`] value that says what to write). Every decision here is a plain
+//! `#[test]` away; `apply` carries a plan out and `status` says what the User's status is then.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,8 +10,7 @@ use k8s_openapi::{
 use kube::ResourceExt;
 use usher_crds::{
     ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION, ApiKeyStatus,
-    InvitationStatus, ObservedActions, Organisation, User, UserPhase, UserStatus,
-    login::canonical_login, rules,
+    ObservedActions, Organisation, User, login::canonical_login, rules,
 };
 
 use crate::{
@@ -21,11 +19,7 @@ use crate::{
         ApiKey,
         secret::{Issued, rotation_due},
     },
-    controller::status::set_condition,
 };
-
-/// How often a settled User is looked at again.
-pub const RESYNC: Duration = Duration::from_secs(3600);
 
 /// Why a User cannot be provisioned: the `Ready` condition's reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,164 +371,6 @@ pub fn key_status(
     )
 }
 
-/// The status a User should have.
-pub fn desired_status(
-    user: &User,
-    account: &Account,
-    observed: &ObservedActions,
-    api_key: Option<ApiKeyStatus>,
-    mail_error: Option<&str>,
-    now: Timestamp,
-) -> UserStatus {
-    let current = user.status.clone().unwrap_or_default();
-    let generation = user.metadata.generation;
-    let invitation = account
-        .invitation
-        .as_ref()
-        .filter(|_| !account.is_activated());
-    let sent = invitation.and_then(|i| i.sent_at);
-    let phase = if user.spec.locked {
-        UserPhase::Locked
-    } else if account.is_activated() {
-        UserPhase::Active
-    } else if sent.is_some() {
-        UserPhase::Invited
-    } else {
-        UserPhase::Pending
-    };
-    let mut conds = current.conditions.clone();
-    let expired = invitation.is_some_and(|i| i.expires_at <= now);
-    let (ready, reason, message) = match phase {
-        UserPhase::Active => (true, "Active", "the account is active".to_owned()),
-        UserPhase::Locked => (
-            false,
-            "Locked",
-            "spec.locked is true: this membership cannot authenticate".to_owned(),
-        ),
-        UserPhase::Invited if expired => (
-            false,
-            "InvitationExpired",
-            format!(
-                "the invitation expired; send a new one with kubectl annotate user {} -n {} {ANNOTATION_RESEND_INVITATION}=\"$(date +%s)\" --overwrite",
-                user.name_any(),
-                user.namespace().unwrap_or_default()
-            ),
-        ),
-        UserPhase::Invited => (
-            false,
-            "Invited",
-            format!("waiting for {} to accept the invitation", account.login),
-        ),
-        _ => (
-            false,
-            "Pending",
-            "the invitation has not been sent yet".to_owned(),
-        ),
-    };
-    set_condition(&mut conds, "Ready", ready, reason, message, generation, now);
-    if let Some(err) = mail_error {
-        set_condition(
-            &mut conds,
-            "InvitationSent",
-            false,
-            "MailUnavailable",
-            format!("the invitation email could not be sent ({err}); retrying"),
-            generation,
-            now,
-        );
-    } else if let Some(inv) = invitation.filter(|i| i.sent_at.is_some()) {
-        set_condition(
-            &mut conds,
-            "InvitationSent",
-            true,
-            "Sent",
-            format!(
-                "sent to {}; the link expires {}",
-                account.login, inv.expires_at
-            ),
-            generation,
-            now,
-        );
-    } else if account.is_activated() {
-        conds.retain(|c| c.type_ != "InvitationSent");
-    }
-    UserStatus {
-        phase: Some(phase),
-        account_id: Some(account.id.clone()),
-        invitation: invitation
-            .filter(|i| i.sent_at.is_some())
-            .map(|i| InvitationStatus {
-                sent_at: i.sent_at.map(Time),
-                expires_at: Some(Time(i.expires_at)),
-            }),
-        activated_at: account.activated_at.map(Time),
-        mfa_enrolled: Some(account.mfa_enrolled_at.is_some()),
-        api_key,
-        sessions_revoked_at: account.sessions_revoked_at.map(Time),
-        observed_actions: (observed != &ObservedActions::default()).then(|| observed.clone()),
-        observed_generation: generation,
-        conditions: conds,
-    }
-}
-
-/// The status of a User that cannot be provisioned.
-pub fn failed_status(user: &User, failure: &Failure, now: Timestamp) -> UserStatus {
-    let mut status = user.status.clone().unwrap_or_default();
-    status.phase = Some(UserPhase::Failed);
-    status.observed_generation = user.metadata.generation;
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        false,
-        failure.reason.as_str(),
-        failure.message.clone(),
-        user.metadata.generation,
-        now,
-    );
-    status
-}
-
-/// The Event a phase change deserves: reason and note.
-pub fn transition_event(
-    before: Option<UserPhase>,
-    after: Option<UserPhase>,
-    login: &str,
-) -> Option<(&'static str, String)> {
-    if before == after {
-        return None;
-    }
-    match (before, after) {
-        (Some(UserPhase::Invited | UserPhase::Pending), Some(UserPhase::Active)) => {
-            Some(("Activated", format!("{login} set a password")))
-        }
-        (_, Some(UserPhase::Locked)) => {
-            Some(("Locked", "this membership cannot authenticate".to_owned()))
-        }
-        (Some(UserPhase::Locked), _) => Some((
-            "Unlocked",
-            "this membership can authenticate again".to_owned(),
-        )),
-        _ => None,
-    }
-}
-
-/// When to look at the User again: just after its invitation expires (so the condition says
-/// so), when its key's rotation is due, and at the latest after [`RESYNC`].
-pub fn requeue_after(account: &Account, key_due: Option<Duration>, now: Timestamp) -> Duration {
-    let requeue = match account
-        .invitation
-        .as_ref()
-        .filter(|_| !account.is_activated())
-    {
-        Some(inv) if inv.expires_at > now => {
-            let secs = (inv.expires_at.as_second() - now.as_second()).max(1) as u64;
-            Duration::from_secs(secs + 1).min(RESYNC)
-        }
-        _ => RESYNC,
-    };
-    key_due.map_or(requeue, |due| due.min(requeue))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -544,8 +380,12 @@ mod tests {
     use usher_crds::{ApiKeySpec, OrganisationSpec, UserSpec};
 
     use super::*;
+    use usher_crds::{UserPhase, UserStatus};
+
     use crate::{
-        account::PendingInvitation, apikey::secret::secret, controller::status::condition,
+        account::PendingInvitation,
+        apikey::secret::secret,
+        controller::{status::condition, user::status::failed_status},
     };
 
     fn ts(s: &str) -> Timestamp {
@@ -809,6 +649,11 @@ mod tests {
         let (_, s) = key_secret(&u, NOW);
         let mut disabled = u.clone();
         disabled.spec.api_key = Some(ApiKeySpec::default());
+        // Its key was issued before: the status records it.
+        disabled.status = Some(UserStatus {
+            api_key: Some(ApiKeyStatus::default()),
+            ..Default::default()
+        });
         let mut o = observed(activated("alice@example.com"));
         o.key_secret = Some(s.clone());
         assert_eq!(plan(&disabled, &o).api_key, KeyPlan::Revoke);
@@ -865,123 +710,5 @@ mod tests {
         let f = validate(&new, &orgs(), true, &both).unwrap_err();
         assert_eq!(f.reason, FailureReason::DuplicateLogin);
         assert!(f.message.contains("\"first\""), "{}", f.message);
-    }
-
-    #[test]
-    fn status_follows_the_account_and_the_lock() {
-        let now = ts(NOW);
-        let mut u = alice();
-        let mut account = Account::new("alice@example.com");
-        let none = ObservedActions::default();
-
-        let s = desired_status(&u, &account, &none, None, None, now);
-        assert_eq!(s.phase, Some(UserPhase::Pending));
-
-        account.invitation = Some(PendingInvitation {
-            token_hash: "h".into(),
-            expires_at: ts("2026-11-28T12:00:00Z"),
-            sent_at: Some(now),
-            issued_by: "acme/alice".into(),
-        });
-        let s = desired_status(&u, &account, &none, None, None, now);
-        assert_eq!(s.phase, Some(UserPhase::Invited));
-        assert_eq!(
-            s.invitation.as_ref().unwrap().expires_at,
-            Some(Time(ts("2026-11-28T12:00:00Z")))
-        );
-        let ready = condition(&s.conditions, "Ready").unwrap();
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "Invited")
-        );
-        // Until it expires, the User is looked at again just after the expiry.
-        assert_eq!(
-            requeue_after(&account, None, now),
-            Duration::from_secs(3600)
-        );
-        assert_eq!(
-            requeue_after(&account, None, ts("2026-11-28T11:59:00Z")),
-            Duration::from_secs(61)
-        );
-
-        // Past the expiry the condition says how to send a new link.
-        let later = ts("2026-11-29T00:00:00Z");
-        let s = desired_status(&u, &account, &none, None, None, later);
-        let ready = condition(&s.conditions, "Ready").unwrap();
-        assert_eq!(ready.reason, "InvitationExpired");
-        assert!(
-            ready.message.contains("usher.dev/resend-invitation"),
-            "{}",
-            ready.message
-        );
-
-        account.password_hash = Some("$argon2id$x".into());
-        account.activated_at = Some(now);
-        let s = desired_status(&u, &account, &none, None, None, now);
-        assert_eq!(s.phase, Some(UserPhase::Active));
-        assert!(s.invitation.is_none());
-
-        u.spec.locked = true;
-        let s = desired_status(&u, &account, &none, None, None, now);
-        assert_eq!(s.phase, Some(UserPhase::Locked));
-
-        // A mail outage shows in InvitationSent without touching the phase logic.
-        let fresh = Account::new("alice@example.com");
-        u.spec.locked = false;
-        let s = desired_status(
-            &u,
-            &fresh,
-            &none,
-            None,
-            Some("the SMTP server did not accept"),
-            now,
-        );
-        let sent = condition(&s.conditions, "InvitationSent").unwrap();
-        assert_eq!(
-            (sent.status.as_str(), sent.reason.as_str()),
-            ("False", "MailUnavailable")
-        );
-    }
-
-    #[test]
-    fn phase_changes_are_announced_once() {
-        use UserPhase::*;
-        assert_eq!(
-            transition_event(Some(Invited), Some(Active), "a@example.com")
-                .unwrap()
-                .0,
-            "Activated"
-        );
-        assert_eq!(
-            transition_event(Some(Active), Some(Locked), "a").unwrap().0,
-            "Locked"
-        );
-        assert_eq!(
-            transition_event(Some(Locked), Some(Active), "a").unwrap().0,
-            "Unlocked"
-        );
-        assert_eq!(transition_event(Some(Active), Some(Active), "a"), None);
-        assert_eq!(transition_event(None, Some(Pending), "a"), None);
-    }
-
-    #[test]
-    fn a_settled_status_is_computed_identically_again() {
-        let now = ts(NOW);
-        let mut u = alice();
-        let account = activated("alice@example.com");
-        let first = desired_status(&u, &account, &ObservedActions::default(), None, None, now);
-        u.status = Some(first.clone());
-        let again = desired_status(
-            &u,
-            &account,
-            &ObservedActions::default(),
-            None,
-            None,
-            ts("2026-11-27T13:00:00Z"),
-        );
-        assert_eq!(
-            again, first,
-            "no write when nothing changed, even an hour later"
-        );
     }
 }

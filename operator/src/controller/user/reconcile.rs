@@ -14,7 +14,7 @@ use kube::{
 };
 use usher_crds::{User, login::canonical_login, rules};
 
-use super::{apply, observe, plan};
+use super::{apply, observe, plan, status};
 use crate::{
     account::account_id,
     controller::{context::Context, error::Error},
@@ -75,7 +75,7 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     let observed = observe::around(&user, account, ctx, now).await?;
     let plan = plan::plan(&user, &observed);
     let outcome = apply::execute(ctx, &user, &valid, observed, &plan).await?;
-    let status = plan::desired_status(
+    let status = status::desired_status(
         &user,
         &outcome.account,
         &plan.observed,
@@ -84,10 +84,10 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
         now,
     );
     let before = user.status.as_ref().and_then(|s| s.phase);
-    if let Some((reason, note)) = plan::transition_event(before, status.phase, &valid.login) {
+    if let Some((reason, note)) = status::transition_event(before, status.phase, &valid.login) {
         ctx.event(user.as_ref(), reason, note).await;
     }
-    let requeue = plan::requeue_after(&outcome.account, outcome.key_due, now);
+    let requeue = status::requeue_after(&outcome.account, outcome.key_due, now);
     apply::write_status(ctx, &user, &status).await?;
     Ok(Action::requeue(requeue))
 }

@@ -1,0 +1,87 @@
+//! The auth server end to end: a real kube-apiserver, real SMTP, the real `usher controller`
+//! and two real `usher auth` replicas, reached over sockets; TOTP codes from `oathtool`, the QR
+//! code read by `zbarimg`. One harness for the whole binary; the tests live in one file per
+//! concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod forward_auth;
+mod hostile;
+mod invitation;
+mod keys;
+mod login;
+mod router;
+mod sessions;
+mod totp;
+
+use common::{auth::*, *};
+use kube::{Api, Client, api::PostParams};
+use tokio::sync::OnceCell;
+use usher_crds::{User, UserPhase};
+use usher_testkit::{Envtest, Process, SmtpSink};
+
+pub struct Harness {
+    pub env: &'static Envtest,
+    pub smtp: SmtpSink,
+    pub a: AuthServer,
+    pub b: AuthServer,
+    _controller: Process,
+}
+
+static HARNESS: OnceCell<Harness> = OnceCell::const_new();
+
+pub async fn harness() -> (&'static Harness, Client) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let h = HARNESS
+        .get_or_init(|| async {
+            let env = Envtest::shared(usher_crds::crds).await.unwrap();
+            setup(env).await;
+            let smtp = SmtpSink::start().await.unwrap();
+            let controller = start_controller(env, &smtp.url(), "auth-controller");
+            // Three failed logins soft-lock an account on replica a (10 on b, the default).
+            let a = start_auth(env, "auth-a", &[("USHER_SOFT_LOCK_AFTER", "3")]).await;
+            let b = start_auth(env, "auth-b", &[]).await;
+            Harness {
+                env,
+                smtp,
+                a,
+                b,
+                _controller: controller,
+            }
+        })
+        .await;
+    (h, h.env.client().await.unwrap())
+}
+
+/// An organisation with a profile and one User for a fresh login; returns (org, user, login).
+pub async fn member(client: &Client, permissions: &[&str]) -> (Org, String, String) {
+    let profile = profile(client, permissions).await;
+    let org = organisation(client).await;
+    let ns = wait_ns(client, &org).await;
+    let login = login("person");
+    let name = unique_user_name();
+    Api::<User>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &user(&name, &login, &profile))
+        .await
+        .unwrap();
+    (org, name, login)
+}
+
+pub fn unique_user_name() -> String {
+    usher_testkit::unique_name("u")
+}
+
+/// A member who accepted their invitation; returns (org, user, login).
+pub async fn active_member(
+    h: &Harness,
+    client: &Client,
+    permissions: &[&str],
+) -> (Org, String, String) {
+    let (org, name, login) = member(client, permissions).await;
+    onboard(&h.a, &h.smtp, &login).await;
+    wait_phase(client, &org.ns, &name, UserPhase::Active).await;
+    (org, name, login)
+}

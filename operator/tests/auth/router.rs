@@ -1,0 +1,420 @@
+//! Handler logic in process: the real router over caches filled by hand, driven with
+//! `tower::ServiceExt::oneshot`. Its Kubernetes client points at a closed port, so any answer that
+//! needed a write would come back 503 `unavailable`: these answers are decided before any I/O.
+
+use std::net::SocketAddr;
+
+use argon2::{Argon2, password_hash::PasswordHasher};
+use axum::{
+    Router,
+    body::{Body, to_bytes},
+    extract::ConnectInfo,
+    http::{Request, StatusCode, header},
+};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
+use usher_operator::{Account, ApiKey, AuthSettings, AuthState, Keys, apikey_secret, auth_router};
+
+const NS: &str = "usher-system";
+const PASSWORD: &str = "Tz8#qL2!vR9$wX4m-orbit";
+
+/// A router over hand-filled caches: organisation `acme` (namespace `acme`), profiles
+/// `analyst` and `org-admin`, and the Users given, each with an activated account.
+struct InProcess {
+    app: Router,
+    state: AuthState,
+}
+
+fn user(name: &str, login: &str, profile: &str) -> User {
+    let mut u = User::new(
+        name,
+        UserSpec {
+            login: login.into(),
+            full_name: format!("Person {name}"),
+            profile: profile.into(),
+            ..Default::default()
+        },
+    );
+    u.metadata.namespace = Some("acme".into());
+    u.metadata.uid = Some(format!("uid-{name}"));
+    u.metadata.resource_version = Some("1".into());
+    u
+}
+
+async fn in_process(users: &[User]) -> InProcess {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let state = AuthState::new(
+        client,
+        AuthSettings::new(NS, "http://usher.test"),
+        Keys::from_bytes([1; 32], [2; 32]),
+    )
+    .unwrap();
+    let d = &state.directory;
+    d.organisations.apply_own_write(Organisation::new(
+        "acme",
+        OrganisationSpec {
+            display_name: "ACME".into(),
+            ..Default::default()
+        },
+    ));
+    for (name, permissions) in [
+        ("analyst", vec!["manageCase"]),
+        ("org-admin", vec!["manageUser", "manageCase"]),
+    ] {
+        d.profiles.apply_own_write(Profile::new(
+            name,
+            ProfileSpec {
+                description: None,
+                permissions: permissions.into_iter().map(String::from).collect(),
+            },
+        ));
+    }
+    let phc = Argon2::default()
+        .hash_password(PASSWORD.as_bytes())
+        .unwrap()
+        .to_string();
+    for u in users {
+        d.users.apply_own_write(u.clone());
+        let mut account = Account::new(&u.spec.login);
+        account.password_hash = Some(phc.clone());
+        account.activated_at = Some(Timestamp::now());
+        account.resource_version = Some("1".into());
+        d.accounts.apply_own_write(account.to_secret(NS));
+    }
+    InProcess {
+        app: auth_router(state.clone()),
+        state,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+impl InProcess {
+    async fn send(&self, mut req: Request<Body>) -> Reply {
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn json(&self, method: &str, path: &str, body: Value, cookie: Option<&str>) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, format!("usher_session={c}"));
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn get(&self, path: &str, auth: Option<(&str, String)>) -> Reply {
+        let mut req = Request::builder().uri(path);
+        if let Some((name, value)) = auth {
+            req = req.header(name, value);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Signs in in process (argon2 runs; nothing is written) and returns the session cookie.
+    async fn session(&self, login: &str) -> String {
+        let r = self
+            .json(
+                "POST",
+                "/api/v1/login",
+                json!({"login": login, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let set = r.headers[header::SET_COOKIE].to_str().unwrap();
+        let first = set.split(';').next().unwrap();
+        first.split_once('=').unwrap().1.to_owned()
+    }
+}
+
+#[tokio::test]
+async fn verify_answers_from_the_caches_for_a_key_and_refuses_look_alikes() {
+    let alice = user("alice", "alice@example.com", "analyst");
+    let p = in_process(std::slice::from_ref(&alice)).await;
+    let key = ApiKey::generate().unwrap();
+    p.state
+        .directory
+        .api_keys
+        .apply_own_write(apikey_secret::secret(
+            &alice,
+            "acme",
+            &key,
+            Timestamp::now(),
+            None,
+            Some("1".into()),
+        ));
+    let bearer = |k: &str| Some(("authorization", format!("Bearer {k}")));
+    let ok = p.get("/api/v1/verify", bearer(key.expose())).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.headers["x-usher-login"], "alice@example.com");
+    assert_eq!(ok.headers["x-usher-organisation"], "acme");
+    assert_eq!(ok.headers["x-usher-permissions"], "manageCase");
+
+    // A look-alike Secret without the User's ownerReference authenticates nobody.
+    let forged_key = ApiKey::generate().unwrap();
+    let mut forged =
+        apikey_secret::secret(&alice, "acme", &forged_key, Timestamp::now(), None, None);
+    forged.metadata.name = Some("forged".into());
+    forged.metadata.owner_references = None;
+    p.state.directory.api_keys.apply_own_write(forged);
+    let r = p.get("/api/v1/verify", bearer(forged_key.expose())).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token")
+    );
+
+    let r = p
+        .get(
+            "/api/v1/verify",
+            Some(("authorization", "Basic eDp5".into())),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert_eq!(
+        r.headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"usher\", error=\"invalid_request\""
+    );
+    let r = p.get("/api/v1/verify", None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+}
+
+#[tokio::test]
+async fn a_session_made_in_process_reads_me_and_a_tampered_one_is_refused() {
+    let alice = user("alice", "alice@example.com", "analyst");
+    let p = in_process(&[alice]).await;
+    let cookie = p.session("alice@example.com").await;
+    let me = p
+        .get(
+            "/api/v1/me",
+            Some(("cookie", format!("usher_session={cookie}"))),
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["login"], "alice@example.com");
+    assert_eq!(me.body["permissions"], json!(["manageCase"]));
+    let mut tampered = cookie.clone().into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let r = p
+        .get(
+            "/api/v1/me",
+            Some(("cookie", format!("usher_session={tampered}"))),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "session_ended")
+    );
+    let wrong = p
+        .json(
+            "POST",
+            "/api/v1/login",
+            json!({"login": "alice@example.com", "password": "not the password at all"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+}
+
+#[tokio::test]
+async fn refusals_come_before_any_handler_with_their_stable_codes() {
+    let p = in_process(&[]).await;
+    let cross = p
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/logout")
+                .header(header::COOKIE, "usher_session=x")
+                .header("sec-fetch-site", "cross-site")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (cross.status, cross.code()),
+        (StatusCode::FORBIDDEN, "cross_site_request")
+    );
+    let big = p
+        .json(
+            "POST",
+            "/api/v1/login",
+            json!({"login": "a@example.com", "password": "x".repeat(70_000)}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (big.status, big.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    let text = p
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/login")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("login=a"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (text.status, text.code()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    let unknown = p.get("/api/v1/nothing-here", None).await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let method = p.json("PUT", "/api/v1/me", json!({}), None).await;
+    assert_eq!(
+        (method.status, method.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    assert_eq!(unknown.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+}
+
+#[tokio::test]
+async fn pages_send_strangers_to_sign_in_and_refuse_api_keys() {
+    let p = in_process(&[]).await;
+    let r = p.get("/account", None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers[header::LOCATION], "/login");
+    let r = p
+        .get("/account", Some(("authorization", "Bearer usk_x".into())))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_a_second_user_with_a_login_of_the_organisation_before_writing() {
+    let admin = user("admin", "admin@example.com", "org-admin");
+    let carol = user("carol", "carol@example.com", "analyst");
+    let p = in_process(&[admin, carol]).await;
+    let cookie = p.session("admin@example.com").await;
+    let add = p
+        .json(
+            "POST",
+            "/api/v1/users",
+            json!({"login": "Carol@Example.com", "fullName": "Carol", "profile": "analyst"}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(
+        (add.status, add.code()),
+        (StatusCode::CONFLICT, "login_taken")
+    );
+    assert!(
+        add.body["message"].as_str().unwrap().contains("\"carol\""),
+        "{}",
+        add.body
+    );
+    // Moving the admin's own membership onto carol's login is the same refusal.
+    let edit = p
+        .json(
+            "PATCH",
+            "/api/v1/users/admin",
+            json!({"login": "carol@example.com"}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(
+        (edit.status, edit.code()),
+        (StatusCode::CONFLICT, "login_taken")
+    );
+    // A new login gets as far as the write, which this client cannot make: proof that the
+    // refusals above were decided before any write.
+    let fresh = p
+        .json(
+            "POST",
+            "/api/v1/users",
+            json!({"login": "dave@example.com", "fullName": "Dave", "profile": "analyst"}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(
+        fresh.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        fresh.body
+    );
+}
+
+#[tokio::test]
+async fn of_two_users_sharing_a_login_in_one_organisation_only_the_older_counts() {
+    let mut old = user("first", "bob@example.com", "analyst");
+    old.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-11-27T10:00:00Z".parse().unwrap(),
+    ));
+    let mut newer = user("second", "bob@example.com", "org-admin");
+    newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-11-27T11:00:00Z".parse().unwrap(),
+    ));
+    let p = in_process(&[newer.clone(), old]).await;
+    let cookie = p.session("bob@example.com").await;
+    let me = p
+        .get(
+            "/api/v1/me",
+            Some(("cookie", format!("usher_session={cookie}"))),
+        )
+        .await;
+    assert_eq!(me.body["profile"], "analyst", "{}", me.body);
+    assert_eq!(me.body["organisations"].as_array().unwrap().len(), 1);
+    // The duplicate's key does not authenticate either.
+    let key = ApiKey::generate().unwrap();
+    p.state
+        .directory
+        .api_keys
+        .apply_own_write(apikey_secret::secret(
+            &newer,
+            "acme",
+            &key,
+            Timestamp::now(),
+            None,
+            Some("1".into()),
+        ));
+    let r = p
+        .get(
+            "/api/v1/verify",
+            Some(("authorization", format!("Bearer {}", key.expose()))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

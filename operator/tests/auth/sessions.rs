@@ -1,0 +1,298 @@
+//! Sessions: Kill Session, logout and switching on every replica, idle and absolute timeouts,
+//! the https cookie.
+
+use std::time::{Duration, Instant};
+
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use reqwest::StatusCode;
+use serde_json::json;
+use usher_crds::{User, UserPhase};
+
+use crate::{
+    common::{auth::*, *},
+    *,
+};
+
+#[tokio::test]
+async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
+    let (h, client) = harness().await;
+    let (org1, name1, login) = active_member(h, &client, &["manageCase"]).await;
+    // The same login in a second organisation with another profile: linked, no new email.
+    let admin = profile(&client, &["manageUser", "manageCase"]).await;
+    let org2 = organisation(&client).await;
+    let ns2 = wait_ns(&client, &org2).await;
+    Api::<User>::namespaced(client.clone(), &ns2)
+        .create(&PostParams::default(), &user("second", &login, &admin))
+        .await
+        .unwrap();
+    wait_phase(&client, &ns2, "second", UserPhase::Active).await;
+
+    let on_a = h.a.session(&login, PASSWORD).await;
+    let on_b = h.b.session(&login, PASSWORD).await;
+    for (server, cookie) in [(&h.a, &on_b), (&h.b, &on_a)] {
+        let me = server.get("/api/v1/me", Some(cookie)).await;
+        assert_eq!(
+            me.status,
+            StatusCode::OK,
+            "a session works on every replica"
+        );
+        assert_eq!(me.body["organisations"].as_array().unwrap().len(), 2);
+    }
+    let orgs = [org1.name.clone(), org2.name.clone()];
+    let first = h.a.get("/api/v1/me", Some(&on_a)).await.body["organisation"].clone();
+    let other = orgs.iter().find(|o| **o != first).unwrap().clone();
+
+    // Switching re-issues the session: a new cookie, the old one ends, permissions change.
+    let switched =
+        h.a.post(
+            "/api/v1/me/organisation",
+            json!({"organisation": other}),
+            Some(&on_a),
+        )
+        .await;
+    assert_eq!(switched.status, StatusCode::OK, "{}", switched.body);
+    assert_eq!(switched.body["organisation"], other);
+    let new_cookie = switched.cookie().unwrap();
+    assert_ne!(new_cookie, on_a);
+    let expected = if other == org2.name {
+        json!(["manageUser", "manageCase"])
+    } else {
+        json!(["manageCase"])
+    };
+    assert_eq!(switched.body["permissions"], expected);
+    assert_eq!(
+        h.a.get("/api/v1/me", Some(&on_a)).await.code(),
+        "session_ended"
+    );
+    let not_member =
+        h.a.post(
+            "/api/v1/me/organisation",
+            json!({"organisation": "no-such-org"}),
+            Some(&new_cookie),
+        )
+        .await;
+    assert_eq!(
+        (not_member.status, not_member.code()),
+        (StatusCode::FORBIDDEN, "not_a_member")
+    );
+
+    // Logout ends that session on both replicas; the other session lives on.
+    let out =
+        h.b.post("/api/v1/logout", json!({}), Some(&new_cookie))
+            .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    for server in [&h.a, &h.b] {
+        eventually(
+            "the logout on every replica",
+            Duration::from_secs(5),
+            || async {
+                (server.get("/api/v1/me", Some(&new_cookie)).await.code() == "session_ended")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        h.a.get("/api/v1/me", Some(&on_b)).await.status,
+        StatusCode::OK
+    );
+
+    // "Sign out everywhere" is the person's own Kill Session.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let first = h.a.session(&login, PASSWORD).await;
+    let second = h.b.session(&login, PASSWORD).await;
+    let everywhere =
+        h.a.post("/api/v1/logout?everywhere=true", json!({}), Some(&first))
+            .await;
+    assert_eq!(everywhere.status, StatusCode::NO_CONTENT);
+    for server in [&h.a, &h.b] {
+        eventually(
+            "sign-out everywhere on every replica",
+            Duration::from_secs(5),
+            || async {
+                (server.get("/api/v1/me", Some(&second)).await.code() == "session_ended")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let on_b = h.b.session(&login, PASSWORD).await;
+
+    // Kill Session (the annotation) ends every session of the account at the next request.
+    Api::<User>::namespaced(client.clone(), &org1.ns)
+        .patch(
+            &name1,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"usher.dev/kill-sessions": "k1"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the kill to be recorded",
+        Duration::from_secs(20),
+        || async {
+            let u = Api::<User>::namespaced(client.clone(), &org1.ns)
+                .get(&name1)
+                .await
+                .ok()?;
+            // Recorded once the account's sessionsRevokedAt was written.
+            let observed = u.status?.observed_actions?.kill_sessions;
+            (observed.as_deref() == Some("k1")).then_some(())
+        },
+    )
+    .await;
+    for server in [&h.a, &h.b] {
+        let a = server.get("/api/v1/me", Some(&on_b)).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::UNAUTHORIZED, "session_ended")
+        );
+    }
+    // Signing in again works (after the second of the kill).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = h.b.session(&login, PASSWORD).await;
+
+    // Edits take effect on the next request; deleting the membership ends its sessions.
+    let current = h.b.get("/api/v1/me", Some(&again)).await.body;
+    let current_org = current["organisation"].as_str().unwrap().to_owned();
+    let (ns, user_name) = if current_org == org1.name {
+        (org1.ns.clone(), name1.clone())
+    } else {
+        (ns2.clone(), "second".to_owned())
+    };
+    let users = Api::<User>::namespaced(client.clone(), &ns);
+    users
+        .patch(
+            &user_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"fullName": "Renamed Person"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the new name", Duration::from_secs(5), || async {
+        (h.a.get("/api/v1/me", Some(&again)).await.body["fullName"] == "Renamed Person")
+            .then_some(())
+    })
+    .await;
+    users
+        .delete(&user_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the membership's sessions to end",
+        Duration::from_secs(20),
+        || async {
+            (h.a.get("/api/v1/me", Some(&again)).await.code() == "session_ended").then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_at_their_maximum_lifetime() {
+    let (h, client) = harness().await;
+    let short = start_auth(
+        h.env,
+        "auth-short",
+        &[
+            ("USHER_SESSION_IDLE_TIMEOUT", "3s"),
+            ("USHER_SESSION_MAX_LIFETIME", "7s"),
+        ],
+    )
+    .await;
+    let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
+
+    let idle = short.session(&login, PASSWORD).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let a = short.get("/api/v1/me", Some(&idle)).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "session_expired")
+    );
+
+    // Kept busy, the session outlives the idle timeout but not the maximum lifetime.
+    let started = Instant::now();
+    let mut cookie = short.session(&login, PASSWORD).await;
+    while started.elapsed() < Duration::from_secs(6) {
+        let me = short.get("/api/v1/me", Some(&cookie)).await;
+        assert_eq!(me.status, StatusCode::OK, "used within the idle timeout");
+        if let Some(renewed) = me.cookie() {
+            cookie = renewed;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = short.get("/api/v1/me", Some(&cookie)).await;
+    assert_eq!(
+        (late.status, late.code()),
+        (StatusCode::UNAUTHORIZED, "session_expired")
+    );
+}
+
+#[tokio::test]
+async fn on_https_the_cookie_is_host_prefixed_and_secure() {
+    let (h, client) = harness().await;
+    let secure = start_auth(
+        h.env,
+        "auth-https",
+        &[("USHER_PUBLIC_URL", "https://usher.test")],
+    )
+    .await;
+    let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
+    let ok = eventually(
+        "login over the https public URL",
+        Duration::from_secs(10),
+        || async {
+            let a = secure.login(&login, PASSWORD).await;
+            (a.status == StatusCode::OK).then_some(a)
+        },
+    )
+    .await;
+    let set_cookie = ok.header("set-cookie").unwrap();
+    assert!(
+        set_cookie.starts_with("__Host-usher_session="),
+        "{set_cookie}"
+    );
+    assert!(
+        set_cookie.contains("; Secure") && set_cookie.contains("Path=/"),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    let token = ok.cookie().unwrap();
+    let http = reqwest::Client::new();
+    let me = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/me", secure.base);
+        async move {
+            http.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        me(format!("__Host-usher_session={token}")).await,
+        StatusCode::OK
+    );
+    // The unprefixed name is not read when the server is on https.
+    assert_eq!(
+        me(format!("usher_session={token}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The allowed Origin is the public URL's.
+    let from_public = http
+        .post(format!("{}/api/v1/logout", secure.base))
+        .header("cookie", format!("__Host-usher_session={token}"))
+        .header("origin", "https://usher.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_public.status(), StatusCode::NO_CONTENT);
+}

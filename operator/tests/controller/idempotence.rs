@@ -1,0 +1,264 @@
+//! A settled User reconciled again makes zero writes.
+
+use std::time::Duration;
+
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use usher_crds::{Organisation, Profile, User, UserPhase};
+
+use crate::{common::*, *};
+
+#[tokio::test]
+async fn a_settled_user_reconciled_again_makes_zero_writes() {
+    let (_, client) = harness().await;
+    let p = profile(&client, &["manageCase"]).await;
+    let a = organisation(&client).await;
+    let login = login("frank");
+    let users: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    users
+        .create(&PostParams::default(), &user("frank", &login, &p))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "frank", UserPhase::Invited).await;
+    // Let the follow-up reconciles (finalizer, status, organisation and profile counts) finish.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_user = users.get("frank").await.unwrap().resource_version();
+    let before_account = account_secret(&client, &login)
+        .await
+        .unwrap()
+        .resource_version();
+    let before_org = Api::<Organisation>::all(client.clone())
+        .get(&a.name)
+        .await
+        .unwrap()
+        .resource_version();
+
+    // Changing the profile's description triggers a reconcile of its Users and nothing else.
+    let patch = serde_json::json!({"spec": {"description": "touched"}});
+    Api::<Profile>::all(client.clone())
+        .patch(&p, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    assert_eq!(
+        users.get("frank").await.unwrap().resource_version(),
+        before_user,
+        "User written"
+    );
+    assert_eq!(
+        account_secret(&client, &login)
+            .await
+            .unwrap()
+            .resource_version(),
+        before_account,
+        "account written"
+    );
+    assert_eq!(
+        Api::<Organisation>::all(client.clone())
+            .get(&a.name)
+            .await
+            .unwrap()
+            .resource_version(),
+        before_org,
+        "Organisation written"
+    );
+}
+
+mod api_keys {
+    use super::*;
+    use k8s_openapi::api::core::v1::Secret;
+    use usher_operator::ApiKey;
+
+    fn key_of(secret: &Secret) -> ApiKey {
+        let raw = secret_text(secret, "api-key").unwrap();
+        ApiKey::parse(&raw).expect("a well-formed key with a valid checksum")
+    }
+
+    async fn app_user(client: &Client, api_key: serde_json::Value) -> (Api<User>, Api<Secret>) {
+        let p = profile(client, &[]).await;
+        let org = organisation(client).await;
+        let ns = wait_ns(client, &org).await;
+        let mut u = user("app", &login("app"), &p);
+        u.spec.api_key = serde_json::from_value(api_key).unwrap();
+        let users: Api<User> = Api::namespaced(client.clone(), &ns);
+        users.create(&PostParams::default(), &u).await.unwrap();
+        (users, Api::namespaced(client.clone(), &ns))
+    }
+
+    async fn secret(secrets: &Api<Secret>, pred: impl Fn(&Secret) -> bool) -> Secret {
+        eventually("the API-key Secret", Duration::from_secs(20), || async {
+            secrets
+                .get_opt("app-api-key")
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| pred(s))
+        })
+        .await
+    }
+
+    async fn annotate(users: &Api<User>, key: &str, value: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        users
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_enabled_key_is_written_to_an_owned_labelled_secret_and_reported_by_fingerprint() {
+        let (_, client) = harness().await;
+        let (users, secrets) = app_user(&client, serde_json::json!({"enabled": true})).await;
+        let s = secret(&secrets, |_| true).await;
+        let key = key_of(&s);
+        assert_eq!(
+            s.labels().get("usher.dev/user").map(String::as_str),
+            Some("app")
+        );
+        assert!(s.labels().contains_key("usher.dev/organisation"));
+        let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("User", "app"));
+        let status = eventually("status.apiKey", Duration::from_secs(20), || async {
+            users.get("app").await.ok()?.status?.api_key
+        })
+        .await;
+        assert_eq!(status.secret_name.as_deref(), Some("app-api-key"));
+        assert_eq!(status.fingerprint, Some(key.fingerprint()));
+        let raw = serde_json::to_string(&users.get("app").await.unwrap()).unwrap();
+        assert!(
+            !raw.contains(key.expose()),
+            "the key never appears in the User"
+        );
+
+        // A deleted Secret is put back (with a new key: the old one is gone for good).
+        secrets
+            .delete("app-api-key", &DeleteParams::default())
+            .await
+            .unwrap();
+        let again = secret(&secrets, |s| secret_text(s, "api-key").is_some()).await;
+        assert_ne!(key_of(&again), key);
+
+        // Disabling deletes the Secret and clears the status.
+        let patch = serde_json::json!({"spec": {"apiKey": {"enabled": false}}});
+        users
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        eventually("the Secret to go", Duration::from_secs(20), || async {
+            secrets
+                .get_opt("app-api-key")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        eventually("status.apiKey to go", Duration::from_secs(20), || async {
+            users
+                .get("app")
+                .await
+                .ok()?
+                .status?
+                .api_key
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn renewal_replaces_the_key_at_once_and_a_grace_period_keeps_only_the_old_hash() {
+        let (_, client) = harness().await;
+        let (users, secrets) = app_user(&client, serde_json::json!({"enabled": true})).await;
+        let first = key_of(&secret(&secrets, |_| true).await);
+        annotate(&users, "usher.dev/renew-api-key", "r1").await;
+        let s = secret(&secrets, |s| key_of(s) != first).await;
+        assert!(
+            !s.data
+                .as_ref()
+                .unwrap()
+                .contains_key("previous-api-key-sha256"),
+            "gracePeriod 0s: the old key stops at once"
+        );
+        let second = key_of(&s);
+
+        let patch =
+            serde_json::json!({"spec": {"apiKey": {"enabled": true, "gracePeriod": "10m"}}});
+        users
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        annotate(&users, "usher.dev/renew-api-key", "r2").await;
+        let s = secret(&secrets, |s| key_of(s) != second).await;
+        assert_eq!(
+            secret_text(&s, "previous-api-key-sha256"),
+            Some(second.hash())
+        );
+        assert!(!serde_json::to_string(&s).unwrap().contains(second.expose()));
+        assert!(
+            s.annotations()
+                .contains_key("usher.dev/previous-valid-until")
+        );
+        eventually("renewal recorded", Duration::from_secs(20), || async {
+            let u = users.get("app").await.ok()?;
+            (u.status?.observed_actions?.renew_api_key.as_deref() == Some("r2")).then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn rapid_renewals_leave_one_key_which_status_names() {
+        let (_, client) = harness().await;
+        let (users, secrets) = app_user(&client, serde_json::json!({"enabled": true})).await;
+        secret(&secrets, |_| true).await;
+        for i in 0..12 {
+            annotate(&users, "usher.dev/renew-api-key", &format!("burst-{i}")).await;
+        }
+        eventually(
+            "the last renewal to be recorded",
+            Duration::from_secs(30),
+            || async {
+                let u = users.get("app").await.ok()?;
+                (u.status?.observed_actions?.renew_api_key.as_deref() == Some("burst-11"))
+                    .then_some(())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let key = key_of(&secrets.get("app-api-key").await.unwrap());
+        let status = users
+            .get("app")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .api_key
+            .unwrap();
+        assert_eq!(
+            status.fingerprint,
+            Some(key.fingerprint()),
+            "status names the key in the Secret"
+        );
+    }
+
+    #[tokio::test]
+    async fn rotate_every_renews_on_schedule() {
+        let (_, client) = harness().await;
+        let (_, secrets) = app_user(
+            &client,
+            serde_json::json!({"enabled": true, "rotateEvery": "3s"}),
+        )
+        .await;
+        let first = key_of(&secret(&secrets, |_| true).await);
+        let started = std::time::Instant::now();
+        secret(&secrets, |s| key_of(s) != first).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(15),
+            "{took:?}"
+        );
+    }
+}

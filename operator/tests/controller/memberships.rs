@@ -1,0 +1,191 @@
+//! Memberships of an account: activation, lock and Kill Session in every membership, deletion
+//! with the last one, and a changed login moving the membership.
+
+use std::time::Duration;
+
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use usher_crds::{User, UserPhase};
+
+use crate::{common::*, *};
+
+#[tokio::test]
+async fn activation_lock_and_kill_sessions_are_reflected_in_every_membership() {
+    let (_, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let login = login("bob");
+    for org in [&a, &b] {
+        Api::<User>::namespaced(client.clone(), &wait_ns(&client, org).await)
+            .create(&PostParams::default(), &user("bob", &login, &p))
+            .await
+            .unwrap();
+    }
+    wait_phase(&client, &a.ns, "bob", UserPhase::Invited).await;
+    wait_phase(&client, &b.ns, "bob", UserPhase::Invited).await;
+
+    activate(&client, &login).await;
+    for org in [&a, &b] {
+        let u = wait_phase(&client, &org.ns, "bob", UserPhase::Active).await;
+        let s = u.status.unwrap();
+        assert!(s.activated_at.is_some() && s.invitation.is_none(), "{s:?}");
+        assert_eq!(s.mfa_enrolled, Some(true), "{s:?}");
+    }
+
+    // Locking one membership leaves the other active.
+    let users_a: Api<User> = Api::namespaced(client.clone(), &a.ns);
+    let lock = |locked: bool| serde_json::json!({"spec": {"locked": locked}});
+    users_a
+        .patch("bob", &PatchParams::default(), &Patch::Merge(&lock(true)))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "bob", UserPhase::Locked).await;
+    wait_phase(&client, &b.ns, "bob", UserPhase::Active).await;
+    users_a
+        .patch("bob", &PatchParams::default(), &Patch::Merge(&lock(false)))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "bob", UserPhase::Active).await;
+
+    // Kill Session: processed once per value, recorded, and revokes the account's sessions.
+    let annotate =
+        serde_json::json!({"metadata": {"annotations": {"usher.dev/kill-sessions": "1700000000"}}});
+    users_a
+        .patch("bob", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    let u = eventually(
+        "kill-sessions observed",
+        Duration::from_secs(20),
+        || async {
+            let u = users_a.get("bob").await.ok()?;
+            let observed = u
+                .status
+                .as_ref()?
+                .observed_actions
+                .as_ref()?
+                .kill_sessions
+                .clone();
+            (observed.as_deref() == Some("1700000000")).then_some(u)
+        },
+    )
+    .await;
+    let revoked = u.status.unwrap().sessions_revoked_at.unwrap();
+    let secret = account_secret(&client, &login).await.unwrap();
+    assert_eq!(
+        secret_text(&secret, "sessionsRevokedAt"),
+        Some(revoked.0.to_string())
+    );
+    // The other membership shows it too (one account).
+    eventually(
+        "revocation on the other membership",
+        Duration::from_secs(20),
+        || async {
+            let u = Api::<User>::namespaced(client.clone(), &b.ns)
+                .get("bob")
+                .await
+                .ok()?;
+            (u.status?.sessions_revoked_at.as_ref() == Some(&revoked)).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_memberships_removes_the_account_with_the_last_one() {
+    let (_, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let login = login("erin");
+    for org in [&a, &b] {
+        Api::<User>::namespaced(client.clone(), &wait_ns(&client, org).await)
+            .create(&PostParams::default(), &user("erin", &login, &p))
+            .await
+            .unwrap();
+        wait_phase(&client, &org.ns, "erin", UserPhase::Invited).await;
+    }
+    let u = Api::<User>::namespaced(client.clone(), &a.ns)
+        .get("erin")
+        .await
+        .unwrap();
+    assert!(u.finalizers().contains(&"usher.dev/membership".to_string()));
+
+    Api::<User>::namespaced(client.clone(), &a.ns)
+        .delete("erin", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("membership a gone", Duration::from_secs(20), || async {
+        Api::<User>::namespaced(client.clone(), &a.ns)
+            .get_opt("erin")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        account_secret(&client, &login).await.is_some(),
+        "b still uses the account"
+    );
+
+    Api::<User>::namespaced(client.clone(), &b.ns)
+        .delete("erin", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "account deleted with the last membership",
+        Duration::from_secs(20),
+        || async {
+            account_secret(&client, &login)
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn changing_the_login_moves_the_membership_and_the_old_account_goes() {
+    let (h, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let a = organisation(&client).await;
+    let (old, new) = (login("old"), login("new"));
+    let users: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    users
+        .create(&PostParams::default(), &user("mover", &old, &p))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "mover", UserPhase::Invited).await;
+    assert!(account_secret(&client, &old).await.is_some());
+
+    let patch = serde_json::json!({"spec": {"login": new}});
+    users
+        .patch("mover", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let new_id = usher_operator::account_id(&new);
+    eventually(
+        "the membership on the new account",
+        Duration::from_secs(20),
+        || async {
+            let u = users.get("mover").await.ok()?;
+            let s = u.status?;
+            (s.account_id.as_deref() == Some(new_id.as_str())
+                && s.phase == Some(UserPhase::Invited))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        emails_to(h, &new, 1).await.len(),
+        1,
+        "the new login is invited"
+    );
+    eventually("the old account to go", Duration::from_secs(20), || async {
+        account_secret(&client, &old).await.is_none().then_some(())
+    })
+    .await;
+}
