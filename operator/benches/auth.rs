@@ -33,8 +33,9 @@ use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Api, api::PostParams};
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
 use usher_operator::{
-    AccountStore, ApiKey, AuthSettings as Settings, AuthState as State, Keys, StoreError,
-    apikey_secret, auth_layers, auth_routes,
+    Account, AccountStore, AuthSettings as Settings, AuthState as State, Keys, StoreError,
+    apikey_renew::{self, NewKey},
+    auth_layers, auth_routes,
 };
 use usher_testkit::{Envtest, create_namespace};
 
@@ -142,9 +143,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// A key Secret as the controller writes it, for a User that does not exist (never matches).
-fn filler_secret(i: usize) -> Secret {
-    let key = ApiKey::generate().unwrap();
+/// An account recording a key, as the controller writes it, for a User that does not exist
+/// (never matches).
+fn filler_account(i: usize, keys: &Keys) -> Secret {
     let mut user = User::new(
         &format!("filler-{i}"),
         UserSpec {
@@ -156,9 +157,11 @@ fn filler_secret(i: usize) -> Secret {
     );
     user.metadata.namespace = Some("bench-fill".into());
     user.metadata.uid = Some(format!("uid-{i}"));
-    let mut s = apikey_secret::secret(&user, "bench", &key, Timestamp::now(), None, None);
-    s.metadata.resource_version = Some("1".into());
-    s
+    let mut account = Account::new(&user.spec.login);
+    let new = NewKey::generate(keys, &account.id, &user).unwrap();
+    apikey_renew::renew(&mut account, &user, &new, None, Timestamp::now());
+    account.resource_version = Some("1".into());
+    account.to_secret("usher-system")
 }
 
 fn main() {
@@ -208,6 +211,10 @@ async fn bench() {
                     login: LOGIN.into(),
                     full_name: "Bench Person".into(),
                     profile: "bench-profile".into(),
+                    api_key: Some(usher_crds::ApiKeySpec {
+                        enabled: true,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             ),
@@ -219,22 +226,21 @@ async fn bench() {
         .hash_password(PASSWORD.as_bytes())
         .unwrap()
         .to_string();
+    // The key as the controller records it: in the account.
+    let keys = Keys::load_or_create(client.clone(), "usher-system")
+        .await
+        .unwrap();
     let store = AccountStore::new(client.clone(), "usher-system");
     let (account, _) = store.get_or_create(LOGIN).await.unwrap();
+    let new = NewKey::generate(&keys, &account.id, &user).unwrap();
+    let key = new.key.clone();
     store
         .modify(account, |a| {
             a.password_hash = Some(phc.clone());
             a.activated_at = Some(Timestamp::now());
+            apikey_renew::renew(a, &user, &new, None, Timestamp::now());
             Ok::<_, StoreError>(true)
         })
-        .await
-        .unwrap();
-    let key = ApiKey::generate().unwrap();
-    Api::<Secret>::namespaced(client.clone(), "bench-users")
-        .create(
-            &PostParams::default(),
-            &apikey_secret::secret(&user, "bench", &key, Timestamp::now(), None, None),
-        )
         .await
         .unwrap();
 
@@ -266,7 +272,7 @@ async fn bench() {
         .await
         .unwrap();
     });
-    while !state.directory.is_ready() || state.directory.api_keys.is_empty() {
+    while !state.directory.is_ready() || state.directory.accounts.is_empty() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let http = reqwest::Client::new();
@@ -391,7 +397,10 @@ async fn bench() {
     for target in [100usize, 100_000] {
         let before = rss_kib();
         for i in filled..target {
-            state.directory.api_keys.apply_own_write(filler_secret(i));
+            state
+                .directory
+                .accounts
+                .apply_own_write(filler_account(i, &keys));
         }
         let per_key = rss_kib().saturating_sub(before) as f64 * 1024.0 / (target - filled) as f64;
         filled = target;

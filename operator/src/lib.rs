@@ -9,18 +9,21 @@ mod cli;
 mod controller;
 mod crypto;
 mod invitation;
+mod keys;
 mod mail;
 mod password;
 mod runtime;
 mod totp;
 
 pub use account::{Account, AccountStore, StoreError, account_id, secret_name};
-pub use apikey::{ApiKey, secret as apikey_secret};
+pub use account::{KeyRecord, MembershipRecord, membership_key};
+pub use apikey::{ApiKey, delivery as apikey_delivery, renew as apikey_renew};
 pub use auth::{
-    Keys, Settings as AuthSettings, State as AuthState, api as auth_routes, layers as auth_layers,
+    Settings as AuthSettings, State as AuthState, api as auth_routes, layers as auth_layers,
     router as auth_router,
 };
 pub use cli::{Cli, Command, run};
 pub use invitation::hash_token;
+pub use keys::Keys;
 pub use mail::{Invitation, Mailer, SmtpOptions, invitation_email};
 pub use totp::{CodeError, Enrolment, enrol as enrol_totp, verify as verify_totp};

@@ -290,7 +290,7 @@ async fn an_org_admin_manages_the_users_of_their_organisation_only() {
         "UserUnlocked",
         "KillSessionRequested",
         "ApiKeyRequested",
-        "ApiKeyRenewalRequested",
+        "ApiKeyRenewed",
     ] {
         let found = about_carol.iter().find(|(r, _)| r == reason);
         let (_, message) = found.unwrap_or_else(|| panic!("no {reason} Event: {about_carol:?}"));

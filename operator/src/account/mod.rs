@@ -1,12 +1,14 @@
 //! Platform accounts: the record ([`Account`], one per canonical login, kept as a Secret in the
-//! operator namespace) and the store every writer goes through ([`AccountStore`], whose
+//! operator namespace, with what it keeps per membership: [`MembershipRecord`]) and the store every writer goes through ([`AccountStore`], whose
 //! [`AccountStore::modify`] is the one optimistic update with retry that the controller, the
 //! auth server and the CLI all use).
 
 mod error;
+mod membership;
 mod record;
 mod store;
 
 pub use error::StoreError;
+pub use membership::{KeyRecord, MembershipRecord, membership_key};
 pub use record::{Account, PendingInvitation, account_id, secret_name};
 pub use store::AccountStore;

@@ -11,6 +11,9 @@ use k8s_openapi::{
 };
 use usher_crds::LABEL_ACCOUNT;
 
+use usher_crds::User;
+
+use super::membership::{KeyRecord, MembershipRecord, membership_key};
 use crate::crypto::{hex, sha256};
 
 const LOGIN: &str = "login";
@@ -27,7 +30,9 @@ const TOTP_PENDING: &str = "totp.pendingSecret";
 const TOTP_LAST_STEP: &str = "totp.lastStep";
 const LOCKED_UNTIL: &str = "throttle.lockedUntil";
 const SESSIONS_ENDED: &str = "sessions.ended";
+const MEMBERSHIPS: &str = "memberships";
 const KNOWN: &[&str] = &[
+    MEMBERSHIPS,
     TOTP_SECRET,
     TOTP_PENDING,
     TOTP_LAST_STEP,
@@ -96,10 +101,15 @@ pub struct Account {
     /// Sessions ended by logout or organisation switch: session id → when it would have
     /// expired anyway (entries past that are dropped on the next write).
     pub sessions_ended: BTreeMap<String, i64>,
+    /// Each membership's API key and Kill Session time, by `namespace/name` of its User.
+    pub memberships: BTreeMap<String, MembershipRecord>,
     /// Fields of other writers, kept untouched.
     pub other: BTreeMap<String, ByteString>,
     /// The resourceVersion read; updates are preconditioned on it.
     pub resource_version: Option<String>,
+    /// The Secret's UID: an account deleted and made again under the same login has another,
+    /// so a session issued for the old one never counts for the new one.
+    pub uid: Option<String>,
 }
 
 impl fmt::Debug for Account {
@@ -142,6 +152,40 @@ impl Account {
         self.totp_pending = None;
         self.totp_last_step = None;
         self.mfa_enrolled_at = None;
+    }
+
+    /// What this account keeps about `user`'s membership, when it was kept for that very User
+    /// (same UID).
+    pub fn membership(&self, user: &User) -> Option<&MembershipRecord> {
+        self.memberships
+            .get(&membership_key(user))
+            .filter(|r| Some(r.uid.as_str()) == user.metadata.uid.as_deref())
+    }
+
+    /// The record of `user`'s membership to change, made (or made anew, for a User of the same
+    /// name with another UID) when needed.
+    pub fn membership_mut(&mut self, user: &User) -> &mut MembershipRecord {
+        let uid = user.metadata.uid.clone().unwrap_or_default();
+        let record = self.memberships.entry(membership_key(user)).or_default();
+        if record.uid != uid {
+            *record = MembershipRecord {
+                uid,
+                ..Default::default()
+            };
+        }
+        record
+    }
+
+    /// The API key recorded for `user`'s membership.
+    pub fn api_key(&self, user: &User) -> Option<&KeyRecord> {
+        self.membership(user).and_then(|r| r.api_key.as_ref())
+    }
+
+    /// When sessions acting in `user`'s organisation were last ended: the later of the
+    /// account-wide revocation and this membership's Kill Session.
+    pub fn sessions_revoked_for(&self, user: &User) -> Option<Timestamp> {
+        let own = self.membership(user).and_then(|r| r.sessions_revoked_at);
+        own.into_iter().chain(self.sessions_revoked_at).max()
     }
 
     /// Reads an account Secret.
@@ -212,7 +256,18 @@ impl Account {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            memberships: text(MEMBERSHIPS)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: MEMBERSHIPS,
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
             invitation,
+            uid: secret.metadata.uid.clone(),
             other: data
                 .into_iter()
                 .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
@@ -248,6 +303,9 @@ impl Account {
                 serde_json::to_string(&self.sessions_ended).ok(),
             );
         }
+        if !self.memberships.is_empty() {
+            put(MEMBERSHIPS, serde_json::to_string(&self.memberships).ok());
+        }
         if let Some(inv) = &self.invitation {
             put(INVITATION_TOKEN_HASH, Some(inv.token_hash.clone()));
             put(INVITATION_EXPIRES_AT, Some(inv.expires_at.to_string()));
@@ -263,6 +321,7 @@ impl Account {
                     self.id.clone(),
                 )])),
                 resource_version: self.resource_version.clone(),
+                uid: self.uid.clone(),
                 ..Default::default()
             },
             type_: Some("Opaque".into()),
@@ -295,9 +354,18 @@ mod tests {
         a.totp_last_step = Some(58_800_000);
         a.locked_until = Some(ts("2026-11-27T10:15:00Z"));
         a.sessions_ended.insert("c2lk".into(), 1_764_000_000_000);
+        a.memberships.insert(
+            "acme/alice".into(),
+            MembershipRecord {
+                uid: "uid-1".into(),
+                sessions_revoked_at: Some(ts("2026-11-27T10:20:00.5Z")),
+                api_key: None,
+            },
+        );
         a.other
             .insert("someone.else".into(), ByteString(b"kept".to_vec()));
         a.resource_version = Some("42".into());
+        a.uid = Some("c0ffee".into());
         let secret = a.to_secret("usher-system");
         assert_eq!(
             secret.metadata.name.as_deref(),

@@ -1,10 +1,9 @@
 //! API keys: the format ([`ApiKey`]: `usk_`, 178 random bits, a checksum checked before any
-//! lookup), the Secret that carries one to apps ([`secret`]), and the one renewal that the
-//! controller and the auth server both use ([`renew`]).
+//! lookup), the one renewal in the account ([`renew`]: the account is where a key
+//! authenticates), and the Secret that delivers a key to apps ([`delivery`]).
 
+pub mod delivery;
 mod format;
-mod renew;
-pub mod secret;
+pub mod renew;
 
-pub use format::ApiKey;
-pub use renew::{RenewError, renew};
+pub use format::{ApiKey, PREFIX};

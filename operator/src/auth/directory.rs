@@ -1,22 +1,19 @@
 //! Who is a member of what, answered from the watch caches: the memberships (Users) of a login,
-//! the organisation of a namespace, a profile's permissions, accounts, and API keys by hash.
+//! the organisation of a namespace, a profile's permissions, accounts (by id, by invitation
+//! token hash, by API-key hash).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, RwLock},
 };
 
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::ResourceExt;
 use serde::Serialize;
-use usher_crds::{LABEL_USER, Organisation, Profile, User, login::canonical_login, rules};
+use usher_crds::{Organisation, Profile, User, login::canonical_login, rules};
 
-use super::cache::{Cache, Entry, IndexFn, version_of};
-use crate::{
-    account::{Account, secret_name},
-    apikey::secret::{ANNOTATION_PREVIOUS_VALID_UNTIL, KEY, PREVIOUS_SHA256},
-    crypto::{hex, sha256},
-};
+use super::cache::{Cache, IndexFn};
+use crate::account::{Account, MembershipRecord, secret_name};
 
 /// An account parsed at a resourceVersion.
 type Parsed = (Option<String>, Arc<Account>);
@@ -24,7 +21,8 @@ type Parsed = (Option<String>, Arc<Account>);
 /// The caches the auth server answers from.
 pub struct Directory {
     namespace: String,
-    /// Accounts parsed from their Secrets, by id, with the resourceVersion they were parsed at.
+    /// Accounts parsed from their Secrets, by Secret name, with the resourceVersion they were
+    /// parsed at.
     parsed: RwLock<HashMap<String, Parsed>>,
     /// Users, indexed by canonical login.
     pub users: Cache<User>,
@@ -32,11 +30,10 @@ pub struct Directory {
     pub organisations: Cache<Organisation>,
     /// Profiles.
     pub profiles: Cache<Profile>,
-    /// Account Secrets, indexed by invitation token hash.
+    /// Account Secrets of the operator namespace, indexed by invitation token hash
+    /// ([`invitation_ix`]) and by the hashes of the API keys they record ([`key_ix`]): an API
+    /// key authenticates only from here, never from a Secret in an organisation's namespace.
     pub accounts: Cache<Secret>,
-    /// API-key Secrets as [`KeyEntry`]s, indexed by the SHA-256 of the current key and of the
-    /// previous one.
-    pub api_keys: Cache<Secret, KeyEntry>,
 }
 
 fn user_logins(u: &User) -> Vec<String> {
@@ -60,14 +57,14 @@ fn no_index<K>(_: &K) -> Vec<String> {
     Vec::new()
 }
 
-fn invitation_hashes(s: &Secret) -> Vec<String> {
-    s.data
-        .as_ref()
-        .and_then(|d| d.get("invitation.tokenHash"))
-        .and_then(|v| std::str::from_utf8(&v.0).ok())
-        .filter(|h| !h.is_empty())
-        .map(|h| vec![h.to_owned()])
-        .unwrap_or_default()
+/// The index key of an invitation token hash.
+pub fn invitation_ix(hash: &str) -> String {
+    format!("invitation:{hash}")
+}
+
+/// The index key of an API-key hash.
+pub fn key_ix(hash: &str) -> String {
+    format!("api-key:{hash}")
 }
 
 fn data_text<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
@@ -75,66 +72,21 @@ fn data_text<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
         .as_ref()?
         .get(key)
         .and_then(|v| std::str::from_utf8(&v.0).ok())
-        .map(str::trim)
 }
 
-/// What authentication reads of an API-key Secret: never the key, only its SHA-256, with the
-/// previous key's SHA-256 and deadline, and the User that owns it.
-#[derive(Debug)]
-pub struct KeyEntry {
-    namespace: String,
-    name: String,
-    /// The `usher.dev/user` label: the User the key acts for.
-    user: String,
-    /// UIDs of the Users owning the Secret.
-    owner_uids: Vec<String>,
-    current: Option<String>,
-    previous: Option<String>,
-    previous_until: Option<Timestamp>,
-    version: Option<u64>,
-}
-
-impl Entry for KeyEntry {
-    fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-    fn version(&self) -> Option<u64> {
-        self.version
-    }
-}
-
-impl KeyEntry {
-    fn of(s: Secret) -> KeyEntry {
-        KeyEntry {
-            current: data_text(&s, KEY).map(|k| hex(&sha256(k.as_bytes()))),
-            previous: data_text(&s, PREVIOUS_SHA256).map(str::to_owned),
-            previous_until: s
-                .annotations()
-                .get(ANNOTATION_PREVIOUS_VALID_UNTIL)
-                .and_then(|t| t.parse().ok()),
-            user: s.labels().get(LABEL_USER).cloned().unwrap_or_default(),
-            owner_uids: s
-                .owner_references()
-                .iter()
-                .filter(|o| o.kind == "User")
-                .map(|o| o.uid.clone())
-                .collect(),
-            version: version_of(&s),
-            namespace: s.metadata.namespace.unwrap_or_default(),
-            name: s.metadata.name.unwrap_or_default(),
-        }
-    }
-
-    fn hashes(&self) -> Vec<String> {
-        self.current.iter().chain(&self.previous).cloned().collect()
-    }
-
-    /// True when `hash` is the current key's, or the previous key's within its grace period.
-    fn accepts(&self, hash: &str, now: Timestamp) -> bool {
-        self.current.as_deref() == Some(hash)
-            || (self.previous.as_deref() == Some(hash)
-                && self.previous_until.is_some_and(|until| now < until))
-    }
+/// An account Secret's index keys: its invitation token hash and its keys' hashes.
+fn account_ix(s: &Secret) -> Vec<String> {
+    let invitation = data_text(s, "invitation.tokenHash")
+        .filter(|h| !h.is_empty())
+        .map(invitation_ix);
+    let keys: Vec<String> = data_text(s, "memberships")
+        .and_then(|j| serde_json::from_str::<BTreeMap<String, MembershipRecord>>(j).ok())
+        .unwrap_or_default()
+        .values()
+        .filter_map(|m| m.api_key.as_ref())
+        .flat_map(|k| k.hashes().map(key_ix).collect::<Vec<_>>())
+        .collect();
+    invitation.into_iter().chain(keys).collect()
 }
 
 /// One membership of an account: the User, its organisation and its profile.
@@ -212,8 +164,7 @@ impl Directory {
             users: Cache::mapped(canonical_user, user_logins as IndexFn<User>),
             organisations: Cache::new(org_namespaces as IndexFn<Organisation>),
             profiles: Cache::new(no_index::<Profile> as IndexFn<Profile>),
-            accounts: Cache::new(invitation_hashes as IndexFn<Secret>),
-            api_keys: Cache::mapped(KeyEntry::of, KeyEntry::hashes as IndexFn<KeyEntry>),
+            accounts: Cache::new(account_ix as IndexFn<Secret>),
         }
     }
 
@@ -223,23 +174,31 @@ impl Directory {
             && self.organisations.is_ready()
             && self.profiles.is_ready()
             && self.accounts.is_ready()
-            && self.api_keys.is_ready()
     }
 
     /// The account with id `id`, if it exists and reads (parsed once per resourceVersion).
     pub fn account(&self, id: &str) -> Option<Arc<Account>> {
-        let secret = self.accounts.get(&self.namespace, &secret_name(id))?;
+        self.parse(
+            self.accounts
+                .get(&self.namespace, &secret_name(id))?
+                .as_ref(),
+        )
+    }
+
+    /// The account an account Secret holds, parsed once per resourceVersion.
+    fn parse(&self, secret: &Secret) -> Option<Arc<Account>> {
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
         let rv = &secret.metadata.resource_version;
         if let Some((seen, parsed)) = self
             .parsed
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(id)
+            .get(name)
             && seen == rv
         {
             return Some(parsed.clone());
         }
-        match Account::from_secret(&secret) {
+        match Account::from_secret(secret) {
             Ok(a) => {
                 let a = Arc::new(a);
                 let mut memo = self.parsed.write().unwrap_or_else(|e| e.into_inner());
@@ -247,7 +206,7 @@ impl Directory {
                 if memo.len() > 2 * self.accounts.len() + 64 {
                     memo.clear();
                 }
-                memo.insert(id.to_owned(), (rv.clone(), a.clone()));
+                memo.insert(name.to_owned(), (rv.clone(), a.clone()));
                 Some(a)
             }
             Err(e) => {
@@ -260,7 +219,7 @@ impl Directory {
     /// The account whose pending invitation has this token hash.
     pub fn account_by_invitation(&self, token_hash: &str) -> Option<Account> {
         self.accounts
-            .find(token_hash)
+            .find(&invitation_ix(token_hash))
             .first()
             .and_then(|s| Account::from_secret(s).ok())
     }
@@ -322,26 +281,37 @@ impl Directory {
             .find(|m| m.org_name() == org)
     }
 
-    /// The membership an API key with this SHA-256 acts for, if the key is current (or the
-    /// previous one within its grace period) and its Secret belongs to the User it names.
-    pub fn key_owner(&self, key_hash: &str, now: Timestamp) -> Option<Membership> {
-        for entry in self.api_keys.find(key_hash) {
-            if !entry.accepts(key_hash, now) {
-                continue;
-            }
-            let Some(user) = self.users.get(&entry.namespace, &entry.user) else {
+    /// The account and membership an API key with this SHA-256 acts for: the account records
+    /// the key (current, or the previous one within its grace period) for a membership whose
+    /// User still exists (same UID), still has this login, and still has `spec.apiKey.enabled`.
+    pub fn key_owner(&self, key_hash: &str, now: Timestamp) -> Option<(Arc<Account>, Membership)> {
+        for secret in self.accounts.find(&key_ix(key_hash)) {
+            let Some(account) = self.parse(secret.as_ref()) else {
                 continue;
             };
-            // Only a Secret the User owns counts: a look-alike Secret made by hand does not.
-            if !entry
-                .owner_uids
-                .iter()
-                .any(|uid| Some(uid.as_str()) == user.metadata.uid.as_deref())
-            {
-                continue;
-            }
-            if let Some(membership) = self.membership_of(user) {
-                return Some(membership);
+            for (membership, record) in &account.memberships {
+                if !record
+                    .api_key
+                    .as_ref()
+                    .is_some_and(|k| k.accepts(key_hash, now))
+                {
+                    continue;
+                }
+                let Some((ns, name)) = membership.split_once('/') else {
+                    continue;
+                };
+                let Some(user) = self.users.get(ns, name) else {
+                    continue;
+                };
+                if user.metadata.uid.as_deref() != Some(record.uid.as_str())
+                    || user.spec.login != account.login
+                    || !user.api_key_enabled()
+                {
+                    continue;
+                }
+                if let Some(m) = self.membership_of(user) {
+                    return Some((account.clone(), m));
+                }
             }
         }
         None
@@ -374,10 +344,18 @@ impl Directory {
 
 #[cfg(test)]
 mod tests {
-    use usher_crds::{OrganisationSpec, ProfileSpec, UserSpec};
+    #![allow(clippy::unwrap_used)]
+
+    use usher_crds::{ApiKeySpec, OrganisationSpec, ProfileSpec, UserSpec};
 
     use super::*;
-    use crate::apikey::ApiKey;
+    use crate::{
+        apikey::{
+            ApiKey,
+            renew::{NewKey, renew},
+        },
+        keys::Keys,
+    };
 
     fn fixture() -> (Directory, ApiKey, User) {
         let d = Directory::new("usher-system");
@@ -403,42 +381,56 @@ mod tests {
                 login: "Alice@Example.COM".into(),
                 full_name: "Alice".into(),
                 profile: "analyst".into(),
+                api_key: Some(ApiKeySpec {
+                    enabled: true,
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         );
         user.metadata.namespace = Some("acme".into());
         user.metadata.uid = Some("uid-alice".into());
         d.users.apply_own_write(user.clone());
-        let key = ApiKey::generate().unwrap();
-        let secret =
-            crate::apikey::secret::secret(&user, "acme", &key, Timestamp::now(), None, None);
-        d.api_keys.apply_own_write(secret);
-        (d, key, user)
+        let keys = Keys::from_bytes([1; 32], [2; 32]);
+        let mut account = Account::new("alice@example.com");
+        let new = NewKey::generate(&keys, &account.id, &user).unwrap();
+        renew(&mut account, &user, &new, None, Timestamp::now());
+        d.accounts
+            .apply_own_write(account.to_secret("usher-system"));
+        (d, new.key, user)
     }
 
     #[test]
-    fn a_key_is_found_by_its_hash_and_the_cache_never_holds_the_key() {
+    fn a_key_is_found_by_its_hash_in_the_account_which_never_holds_the_key() {
         let (d, key, _) = fixture();
-        let owner = d.key_owner(&key.hash(), Timestamp::now()).unwrap();
+        let (account, owner) = d.key_owner(&key.hash(), Timestamp::now()).unwrap();
+        assert_eq!(account.login, "alice@example.com");
         assert_eq!(owner.org_name(), "acme");
         assert_eq!(owner.permissions(), vec!["manageCase"]);
         // Logins are held canonical.
         assert_eq!(owner.user.spec.login, "alice@example.com");
-        let held = format!("{:?}", d.api_keys.all());
+        let held = format!("{:?}", d.accounts.all());
         assert!(!held.contains(key.expose()), "{held}");
         let other = ApiKey::generate().unwrap();
         assert!(d.key_owner(&other.hash(), Timestamp::now()).is_none());
     }
 
     #[test]
-    fn a_look_alike_secret_not_owned_by_the_user_does_not_authenticate() {
-        let (d, _, user) = fixture();
-        let key = ApiKey::generate().unwrap();
-        let mut forged =
-            crate::apikey::secret::secret(&user, "acme", &key, Timestamp::now(), None, None);
-        forged.metadata.name = Some("forged".into());
-        forged.metadata.owner_references = None;
-        d.api_keys.apply_own_write(forged);
+    fn a_recorded_key_stops_when_its_user_is_disabled_made_again_or_moved() {
+        let (d, key, user) = fixture();
+        let mut disabled = user.clone();
+        disabled.spec.api_key = None;
+        d.users.apply_own_write(disabled);
         assert!(d.key_owner(&key.hash(), Timestamp::now()).is_none());
+        let mut again = user.clone();
+        again.metadata.uid = Some("uid-other".into());
+        d.users.apply_own_write(again);
+        assert!(d.key_owner(&key.hash(), Timestamp::now()).is_none());
+        let mut moved = user.clone();
+        moved.spec.login = "mallory@example.com".into();
+        d.users.apply_own_write(moved);
+        assert!(d.key_owner(&key.hash(), Timestamp::now()).is_none());
+        d.users.apply_own_write(user);
+        assert!(d.key_owner(&key.hash(), Timestamp::now()).is_some());
     }
 }

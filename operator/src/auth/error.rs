@@ -71,6 +71,8 @@ pub enum ErrorCode {
     NoApiKey,
     /// A permission is missing.
     PermissionDenied,
+    /// The actor's own membership is locked.
+    MembershipLocked,
     /// The account no longer exists.
     AccountGone,
     /// The password policy refused the password.
@@ -119,6 +121,7 @@ impl ErrorCode {
             ErrorCode::MfaDisabled => "mfa_disabled",
             ErrorCode::NoApiKey => "no_api_key",
             ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::MembershipLocked => "membership_locked",
             ErrorCode::AccountGone => "account_gone",
             ErrorCode::WeakPassword => "weak_password",
             ErrorCode::InvalidUser => "invalid_user",

@@ -14,7 +14,6 @@ mod cookie;
 mod directory;
 mod error;
 mod handlers;
-mod keys;
 mod metrics;
 mod middleware;
 mod pages;
@@ -26,7 +25,6 @@ mod settings;
 mod state;
 mod throttle;
 
-pub use keys::{Keys, reseal};
 pub use router::{api, layers, router};
 pub use server::run;
 pub use settings::Settings;

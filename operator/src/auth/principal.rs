@@ -16,11 +16,7 @@ use super::{
     session::{self, Claims},
     state::State,
 };
-use crate::{
-    account::{Account, account_id},
-    apikey::ApiKey,
-    runtime::clock::now_ms,
-};
+use crate::{account::Account, apikey::ApiKey, runtime::clock::now_ms};
 
 /// The `WWW-Authenticate` challenge, with RFC 6750's `error=` when a token was sent.
 pub fn www_authenticate(error: Option<&str>) -> HeaderValue {
@@ -44,6 +40,15 @@ pub fn session_required() -> ApiError {
 pub fn unauthenticated(code: ErrorCode, message: &str, bearer_error: Option<&str>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
         .with_header(header::WWW_AUTHENTICATE, www_authenticate(bearer_error))
+}
+
+/// True when an admin of `m`'s organisation ended the sessions acting in it after a session that
+/// started at `iat` (Unix milliseconds) began.
+pub fn killed_since(account: &Account, m: &Membership, iat: i64) -> bool {
+    account
+        .membership(&m.user)
+        .and_then(|r| r.sessions_revoked_at)
+        .is_some_and(|at| iat <= at.as_millisecond())
 }
 
 /// How a request authenticated.
@@ -167,7 +172,7 @@ impl State {
             unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
         };
         let key = ApiKey::parse(token).map_err(|e| invalid(&e.to_string()))?;
-        let m = self
+        let (account, m) = self
             .directory
             .key_owner(&key.hash(), Timestamp::now())
             .ok_or_else(|| {
@@ -176,11 +181,6 @@ impl State {
         if !m.is_active() {
             return Err(invalid("the API key's membership is locked"));
         }
-        // The cache holds logins in canonical form.
-        let account = self
-            .directory
-            .account(&account_id(&m.user.spec.login))
-            .ok_or_else(|| invalid("the API key's account does not exist yet"))?;
         Ok(Principal {
             account,
             membership: m,
@@ -216,6 +216,7 @@ impl State {
         let account = self
             .directory
             .account(&claims.acct)
+            .filter(|a| a.uid.as_deref().unwrap_or_default() == claims.auid)
             .ok_or_else(|| ended("the account no longer exists"))?;
         // Kill Session and MFA reset: sessions begun before (or in the same second as) the
         // revocation end.
@@ -235,6 +236,12 @@ impl State {
             .ok_or_else(|| {
                 ended("you are no longer a member of this organisation; sign in again")
             })?;
+        // Kill Session in this organisation.
+        if killed_since(&account, &membership, claims.iat) {
+            return Err(ended(
+                "an administrator ended your sessions in this organisation; sign in again",
+            ));
+        }
         // The idle clock is renewed by a new cookie once a quarter of it (at most a minute)
         // has passed, rather than on every request.
         let refresh_after = (idle_s / 4).clamp(1, 60);

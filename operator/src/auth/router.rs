@@ -47,7 +47,7 @@ pub fn api() -> Router<State> {
         )
         .route("/api/v1/me/mfa/totp/confirm", post(mfa::totp_confirm))
         .route("/api/v1/me/api-key", get(api_key::view))
-        .route("/api/v1/me/api-key/renew", post(api_key::renew))
+        .route("/api/v1/me/api-key/renew", post(api_key::renew_own))
         .route("/api/v1/verify", get(verify::verify))
         .merge(admin::routes())
         .merge(pages::routes())

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use kube::Client;
 
-use super::{keys::Keys, router::router, settings::Settings, state::State};
+use super::{router::router, settings::Settings, state::State};
+use crate::keys::Keys;
 use crate::runtime::shutdown::shutdown_signal;
 
 /// Runs the auth server on `listener` until SIGTERM or Ctrl-C.

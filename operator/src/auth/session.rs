@@ -18,6 +18,10 @@ pub struct Claims {
     pub sid: String,
     /// The account id.
     pub acct: String,
+    /// The account Secret's UID when the session began: an account deleted and made again
+    /// under the same login has another, and never honours this session.
+    #[serde(default)]
+    pub auid: String,
     /// The active organisation.
     pub org: String,
     /// When the session started (Unix milliseconds); the absolute lifetime counts from here and
@@ -28,9 +32,11 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// A new session of `account` in `organisation` started at `now_ms`.
+    /// A new session of `account` (whose Secret has UID `account_uid`) in `organisation`,
+    /// started at `iat` and seen at `now_ms`.
     pub fn new(
         account: &str,
+        account_uid: &str,
         organisation: &str,
         iat: i64,
         now_ms: i64,
@@ -38,6 +44,7 @@ impl Claims {
         Ok(Claims {
             sid: URL_SAFE_NO_PAD.encode(random_bytes::<16>()?),
             acct: account.to_owned(),
+            auid: account_uid.to_owned(),
             org: organisation.to_owned(),
             iat,
             seen: now_ms.div_euclid(1000),
@@ -75,7 +82,8 @@ mod tests {
 
     #[test]
     fn a_token_opens_with_its_key_only_and_any_change_breaks_it() {
-        let claims = Claims::new("acct", "acme", 1_764_000_000_000, 1_764_000_000_500).unwrap();
+        let claims =
+            Claims::new("acct", "uid", "acme", 1_764_000_000_000, 1_764_000_000_500).unwrap();
         assert_eq!(claims.seen, 1_764_000_000);
         let token = seal(&key(1), &claims);
         assert!(token.len() < 400, "{}", token.len());
@@ -89,7 +97,7 @@ mod tests {
             }
         }
         // Two sessions never share an id.
-        let other = Claims::new("acct", "acme", 1, 1).unwrap();
+        let other = Claims::new("acct", "uid", "acme", 1, 1).unwrap();
         assert_ne!(other.sid, claims.sid);
     }
 

@@ -7,12 +7,10 @@ use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, runtime::watcher};
-use usher_crds::{LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User};
+use usher_crds::{LABEL_ACCOUNT, Organisation, Profile, User};
 
-use super::{
-    directory::Directory, keys::Keys, metrics::AuthMetrics, settings::Settings, throttle::Throttle,
-};
-use crate::{account::AccountStore, password::Hasher};
+use super::{directory::Directory, metrics::AuthMetrics, settings::Settings, throttle::Throttle};
+use crate::{account::AccountStore, keys::Keys, password::Hasher};
 
 /// Everything a request handler reads; cheap to clone.
 #[derive(Clone)]
@@ -88,10 +86,6 @@ impl State {
         tokio::spawn(d.accounts.run(
             Api::<Secret>::namespaced(c.clone(), &self.settings.namespace),
             watcher::Config::default().labels(LABEL_ACCOUNT),
-        ));
-        tokio::spawn(d.api_keys.run(
-            Api::<Secret>::all(c.clone()),
-            watcher::Config::default().labels(LABEL_USER),
         ));
     }
 }

@@ -13,7 +13,7 @@ use usher_crds::{LABEL_ACCOUNT, User, login::canonical_login};
 
 use crate::{
     account::{Account, AccountStore, StoreError, account_id},
-    auth::{Keys, reseal},
+    keys::{Keys, has_sealed, reseal_account},
     runtime::clock::now,
 };
 
@@ -40,6 +40,11 @@ pub enum AccountCommand {
     List,
     /// Remove a login's TOTP enrolment (they enroll again at next login) and end their sessions.
     ResetMfa {
+        /// The login (email address).
+        login: String,
+    },
+    /// End every session of a login, in every organisation, at its next request.
+    KillSessions {
         /// The login (email address).
         login: String,
     },
@@ -78,6 +83,21 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             )?;
             Ok(())
         }
+        AccountCommand::KillSessions { login } => {
+            let login = canonical(&login)?;
+            let account = existing(&store, &login).await?;
+            store
+                .modify(account, |a| {
+                    a.sessions_revoked_at = Some(now());
+                    Ok::<_, StoreError>(true)
+                })
+                .await?;
+            writeln!(
+                out,
+                "every session of {login} ends at its next request, in every organisation"
+            )?;
+            Ok(())
+        }
         AccountCommand::Unlock { login } => {
             let login = canonical(&login)?;
             let account = existing(&store, &login).await?;
@@ -105,27 +125,18 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             // The new account first, with everything the old one had, so no membership is ever
             // without its password and MFA.
             let new_id = account_id(&new);
-            // TOTP secrets are sealed to their account id: seal them again for the new one.
-            let keys = if account.totp_secret.is_some() || account.totp_pending.is_some() {
+            // TOTP secrets and API keys are sealed to their account id: seal them again.
+            let keys = if has_sealed(&account) {
                 Some(Keys::load_or_create(client.clone(), &args.namespace).await?)
             } else {
                 None
             };
-            let reseal = |sealed: &Option<String>| -> anyhow::Result<Option<String>> {
-                Ok(match sealed {
-                    None => None,
-                    Some(s) => Some(reseal(&keys, &account.id, &new_id, s)?),
-                })
-            };
-            let totp_secret = reseal(&account.totp_secret)?;
-            let totp_pending = reseal(&account.totp_pending)?;
             let renamed = Account {
                 id: new_id.clone(),
                 login: new.clone(),
                 resource_version: None,
-                totp_secret,
-                totp_pending,
-                ..account
+                uid: None,
+                ..reseal_account(keys.as_ref(), &account, &new_id)?
             };
             store.create(&renamed).await?;
             let users: Vec<User> = Api::<User>::all(client.clone())

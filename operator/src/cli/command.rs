@@ -35,7 +35,7 @@ pub enum Command {
     Controller(ControllerArgs),
     /// Run the auth server: invitations, login, sessions, TOTP, forward-auth, API keys.
     Auth(AuthArgs),
-    /// Platform-operator commands on accounts: list, reset-mfa, unlock, rename.
+    /// Platform-operator commands on accounts: list, reset-mfa, kill-sessions, unlock, rename.
     Account(AccountArgs),
     /// Everything locally: control plane, webhook, controller, examples, invitation links.
     #[cfg(feature = "dev")]

@@ -21,7 +21,7 @@ use kube::{
 use usher_crds::{Organisation, Profile, User};
 
 use super::{backoff::Backoff, metrics::Metrics};
-use crate::{account::AccountStore, mail::Mailer};
+use crate::{account::AccountStore, keys::Keys, mail::Mailer};
 
 /// The field manager and Event reporter of the controller.
 pub const MANAGER: &str = "usher-controller";
@@ -69,6 +69,8 @@ pub struct Context {
     pub accounts: AccountStore,
     /// Where invitations go.
     pub mailer: Mailer,
+    /// Seals and opens API keys in accounts.
+    pub keys: Keys,
     /// Metrics.
     pub metrics: Metrics,
     /// Retry delays of failed reconciles.
@@ -94,6 +96,7 @@ impl Context {
         client: Client,
         settings: Settings,
         mailer: Mailer,
+        keys: Keys,
         metrics: Metrics,
         caches: Caches,
     ) -> Context {
@@ -109,6 +112,7 @@ impl Context {
             client,
             settings,
             mailer,
+            keys,
             metrics,
             backoff: Backoff::default(),
             users: caches.users,

@@ -1,7 +1,7 @@
 //! The controller's error: why a reconcile failed (it is retried with backoff). Never carries a
 //! secret.
 
-use crate::{account::StoreError, apikey::RenewError, crypto::RandomError, mail::MailError};
+use crate::{account::StoreError, crypto::RandomError, mail::MailError};
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -12,9 +12,6 @@ pub enum Error {
     /// An account Secret could not be read or written.
     #[error(transparent)]
     Account(#[from] StoreError),
-    /// The API key could not be issued or renewed.
-    #[error("API key: {0}")]
-    ApiKey(#[from] RenewError),
     /// The invitation email could not be sent.
     #[error(transparent)]
     Mail(#[from] MailError),
@@ -38,7 +35,6 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::Account(e) => e.metric_label(),
-            Error::ApiKey(_) => "api_key",
             Error::Mail(e) => e.metric_label(),
             Error::Random(_) => "random",
             Error::Finalizer(_) => "finalizer",

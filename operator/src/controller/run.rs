@@ -23,7 +23,7 @@ use super::{
     metrics::Metrics,
     organisation, profile, user,
 };
-use crate::mail::Mailer;
+use crate::{keys::Keys, mail::Mailer};
 
 /// Runs the three controllers until a shutdown signal.
 pub async fn run(
@@ -79,10 +79,13 @@ pub async fn run(
         recount_profiles,
     };
     let namespace = settings.namespace.clone();
+    // API keys are sealed in accounts with the key every auth replica shares.
+    let keys = Keys::load_or_create(client.clone(), &namespace).await?;
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
         mailer,
+        keys,
         metrics,
         caches,
     ));

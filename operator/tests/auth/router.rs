@@ -15,7 +15,11 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
-use usher_operator::{Account, ApiKey, AuthSettings, AuthState, Keys, apikey_secret, auth_router};
+use usher_operator::{
+    Account, ApiKey, AuthSettings, AuthState, Keys,
+    apikey_renew::{NewKey, renew},
+    auth_router,
+};
 
 const NS: &str = "usher-system";
 const PASSWORD: &str = "Tz8#qL2!vR9$wX4m-orbit";
@@ -25,6 +29,21 @@ const PASSWORD: &str = "Tz8#qL2!vR9$wX4m-orbit";
 struct InProcess {
     app: Router,
     state: AuthState,
+    phc: String,
+}
+
+/// The keys the in-process server seals and signs with.
+fn keys() -> Keys {
+    Keys::from_bytes([1; 32], [2; 32])
+}
+
+/// An activated account for `login` with password [`PASSWORD`] (hash `phc`).
+fn account(login: &str, phc: &str, rv: &str) -> Account {
+    let mut account = Account::new(login);
+    account.password_hash = Some(phc.to_owned());
+    account.activated_at = Some(Timestamp::now());
+    account.resource_version = Some(rv.into());
+    account
 }
 
 fn user(name: &str, login: &str, profile: &str) -> User {
@@ -47,12 +66,7 @@ async fn in_process(users: &[User]) -> InProcess {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
-    let state = AuthState::new(
-        client,
-        AuthSettings::new(NS, "http://usher.test"),
-        Keys::from_bytes([1; 32], [2; 32]),
-    )
-    .unwrap();
+    let state = AuthState::new(client, AuthSettings::new(NS, "http://usher.test"), keys()).unwrap();
     let d = &state.directory;
     d.organisations.apply_own_write(Organisation::new(
         "acme",
@@ -79,15 +93,13 @@ async fn in_process(users: &[User]) -> InProcess {
         .to_string();
     for u in users {
         d.users.apply_own_write(u.clone());
-        let mut account = Account::new(&u.spec.login);
-        account.password_hash = Some(phc.clone());
-        account.activated_at = Some(Timestamp::now());
-        account.resource_version = Some("1".into());
-        d.accounts.apply_own_write(account.to_secret(NS));
+        d.accounts
+            .apply_own_write(account(&u.spec.login, &phc, "1").to_secret(NS));
     }
     InProcess {
         app: auth_router(state.clone()),
         state,
+        phc,
     }
 }
 
@@ -104,6 +116,18 @@ impl Reply {
 }
 
 impl InProcess {
+    /// Records a key for `user` in its account, as the controller does, and returns it.
+    fn give_key(&self, user: &User) -> ApiKey {
+        let mut a = account(&user.spec.login, &self.phc, "2");
+        let new = NewKey::generate(&keys(), &a.id, user).unwrap();
+        renew(&mut a, user, &new, None, Timestamp::now());
+        self.state
+            .directory
+            .accounts
+            .apply_own_write(a.to_secret(NS));
+        new.key
+    }
+
     async fn send(&self, mut req: Request<Body>) -> Reply {
         req.extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
@@ -157,21 +181,14 @@ impl InProcess {
 }
 
 #[tokio::test]
-async fn verify_answers_from_the_caches_for_a_key_and_refuses_look_alikes() {
-    let alice = user("alice", "alice@example.com", "analyst");
+async fn verify_answers_for_a_key_the_account_records_and_for_no_other() {
+    let mut alice = user("alice", "alice@example.com", "analyst");
+    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
     let p = in_process(std::slice::from_ref(&alice)).await;
-    let key = ApiKey::generate().unwrap();
-    p.state
-        .directory
-        .api_keys
-        .apply_own_write(apikey_secret::secret(
-            &alice,
-            "acme",
-            &key,
-            Timestamp::now(),
-            None,
-            Some("1".into()),
-        ));
+    let key = p.give_key(&alice);
     let bearer = |k: &str| Some(("authorization", format!("Bearer {k}")));
     let ok = p.get("/api/v1/verify", bearer(key.expose())).await;
     assert_eq!(ok.status, StatusCode::OK);
@@ -179,14 +196,19 @@ async fn verify_answers_from_the_caches_for_a_key_and_refuses_look_alikes() {
     assert_eq!(ok.headers["x-usher-organisation"], "acme");
     assert_eq!(ok.headers["x-usher-permissions"], "manageCase");
 
-    // A look-alike Secret without the User's ownerReference authenticates nobody.
-    let forged_key = ApiKey::generate().unwrap();
-    let mut forged =
-        apikey_secret::secret(&alice, "acme", &forged_key, Timestamp::now(), None, None);
-    forged.metadata.name = Some("forged".into());
-    forged.metadata.owner_references = None;
-    p.state.directory.api_keys.apply_own_write(forged);
-    let r = p.get("/api/v1/verify", bearer(forged_key.expose())).await;
+    // A well-formed key the account does not record authenticates nobody.
+    let made_up = ApiKey::generate().unwrap();
+    let r = p.get("/api/v1/verify", bearer(made_up.expose())).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token")
+    );
+    // Nor does the recorded one once spec.apiKey.enabled is false.
+    let mut disabled = alice.clone();
+    disabled.spec.api_key = None;
+    disabled.metadata.resource_version = Some("2".into());
+    p.state.directory.users.apply_own_write(disabled);
+    let r = p.get("/api/v1/verify", bearer(key.expose())).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, "invalid_token")
@@ -398,18 +420,13 @@ async fn of_two_users_sharing_a_login_in_one_organisation_only_the_older_counts(
     assert_eq!(me.body["profile"], "analyst", "{}", me.body);
     assert_eq!(me.body["organisations"].as_array().unwrap().len(), 1);
     // The duplicate's key does not authenticate either.
-    let key = ApiKey::generate().unwrap();
-    p.state
-        .directory
-        .api_keys
-        .apply_own_write(apikey_secret::secret(
-            &newer,
-            "acme",
-            &key,
-            Timestamp::now(),
-            None,
-            Some("1".into()),
-        ));
+    newer.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
+    newer.metadata.resource_version = Some("2".into());
+    p.state.directory.users.apply_own_write(newer.clone());
+    let key = p.give_key(&newer);
     let r = p
         .get(
             "/api/v1/verify",

@@ -20,7 +20,7 @@ use kube::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use usher_crds::{
-    ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, User, UserSpec, login::canonical_login,
+    ANNOTATION_KILL_SESSIONS, Profile, User, UserSpec, login::canonical_login,
     permission::MANAGE_USER, rules,
 };
 
@@ -98,6 +98,15 @@ impl Admin {
     fn of(st: &State, headers: &HeaderMap) -> Result<Admin, ApiError> {
         let principal = st.authenticate(headers, true)?;
         principal.not_restricted()?;
+        // A locked admin keeps a live session (the product says so) but administers nothing,
+        // not even their own unlock.
+        if principal.membership.user.spec.locked {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::MembershipLocked,
+                "your membership of this organisation is locked; ask another admin",
+            ));
+        }
         if !principal
             .membership
             .permissions()
@@ -120,6 +129,18 @@ impl Admin {
         })
     }
 
+    /// The permissions of `profile` this admin does not hold.
+    fn lacks(&self, profile: &Profile) -> Vec<String> {
+        let own = self.principal.membership.permissions();
+        profile
+            .spec
+            .permissions
+            .iter()
+            .filter(|p| !own.contains(p))
+            .cloned()
+            .collect()
+    }
+
     /// Refuses granting `profile` when it holds permissions this admin does not: an admin can
     /// hand out at most what they have (as Kubernetes RBAC prevents escalation).
     fn may_grant(&self, st: &State, profile: &str) -> Result<(), ApiError> {
@@ -130,25 +151,37 @@ impl Admin {
                 format!("profile {profile:?} does not exist"),
             )
         })?;
-        let own = self.principal.membership.permissions();
-        let missing: Vec<&str> = target
-            .spec
-            .permissions
-            .iter()
-            .filter(|p| !own.contains(p))
-            .map(String::as_str)
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::new(
+        match self.lacks(&target).as_slice() {
+            [] => Ok(()),
+            missing => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::PermissionDenied,
                 format!(
                     "profile {profile:?} has permissions you do not have ({}); ask a platform operator",
                     missing.join(", ")
                 ),
-            ))
+            )),
+        }
+    }
+
+    /// Refuses any action on `target` whose current profile holds a permission this admin
+    /// lacks: an admin acts only on members they could have made.
+    fn may_act_on(&self, st: &State, target: &User) -> Result<(), ApiError> {
+        let Some(profile) = st.directory.profiles.get("", &target.spec.profile) else {
+            return Ok(());
+        };
+        match self.lacks(&profile).as_slice() {
+            [] => Ok(()),
+            missing => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::PermissionDenied,
+                format!(
+                    "{} has the profile {:?}, with permissions you do not have ({}); ask a platform operator",
+                    target.spec.login,
+                    target.spec.profile,
+                    missing.join(", ")
+                ),
+            )),
         }
     }
 
@@ -200,7 +233,8 @@ impl Admin {
         reason: &str,
         what: &str,
     ) -> Result<User, ApiError> {
-        self.user(st, name)?;
+        let target = self.user(st, name)?;
+        self.may_act_on(st, &target)?;
         let written = self
             .users(st)
             .patch(
@@ -396,9 +430,12 @@ async fn edit(
     if let Some(f) = req.full_name {
         spec.insert("fullName".into(), json!(f));
     }
+    let target = admin.user(&st, &name)?;
     if let Some(l) = req.login {
         let login = login_of(&l)?;
         admin.login_free(&st, &login, Some(&name))?;
+        // A new login receives the membership's profile: that is granting it again.
+        admin.may_grant(&st, req.profile.as_deref().unwrap_or(&target.spec.profile))?;
         spec.insert("login".into(), json!(login));
     }
     if let Some(p) = req.profile {
@@ -515,6 +552,7 @@ async fn renew_api_key(
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
     let user = admin.user(&st, &name)?;
+    admin.may_act_on(&st, &user)?;
     if !user.api_key_enabled() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -522,16 +560,16 @@ async fn renew_api_key(
             "this user has no API key; create one first",
         ));
     }
-    let patch = json!({"metadata": {"annotations": {ANNOTATION_RENEW_API_KEY: action_value()}}});
+    // The account first: the old key stops at once; the controller delivers the new one.
+    let key = st.renew_key(&user).await?;
     admin
-        .change(
+        .record(
             &st,
-            &name,
-            patch,
-            "ApiKeyRenewalRequested",
-            "API key renewal requested",
+            &user,
+            "ApiKeyRenewed",
+            &format!("API key renewed ({})", key.fingerprint()),
         )
-        .await?;
+        .await;
     Ok(admin.principal.respond((
         StatusCode::ACCEPTED,
         Json(json!({ "secretName": user.api_key_secret_name() })),

@@ -1,26 +1,27 @@
-//! A person's own API key, from account settings (sessions only): view it, renew it.
+//! A person's own API key, from account settings (sessions only): view it, renew it. The key
+//! lives in the account (sealed); renewing writes the account, so the old key stops at once on
+//! every replica, and the controller then delivers the new one to its Secret.
 
 use axum::{
-    Json,
-    extract::State as Extract,
-    http::{HeaderMap, StatusCode},
-    response::Response,
+    Json, extract::State as Extract, http::HeaderMap, http::StatusCode, response::Response,
 };
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
 use usher_crds::User;
 
 use crate::{
-    apikey::{self, ApiKey, RenewError, secret::Issued},
+    account::account_id,
+    apikey::{
+        ApiKey,
+        renew::{NewKey, current, renew},
+    },
     auth::{
-        directory::Membership,
         error::{ApiError, ErrorCode},
         state::State,
     },
     runtime::clock::now,
 };
 
-fn no_api_key() -> ApiError {
+/// 404 `no_api_key`.
+pub fn no_api_key() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::NoApiKey,
@@ -37,56 +38,54 @@ pub async fn view(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Res
     if !user.api_key_enabled() {
         return Err(no_api_key());
     }
-    // The cache keeps only hashes: the key is read from its Secret.
-    let issued = key_secret(&st, user).await?.map(|s| Issued::read(&s, user));
-    let key = issued
-        .filter(|i| i.ours)
-        .and_then(|i| i.key)
-        .ok_or_else(no_api_key)?;
+    let (key, _) = current(&st.keys, &p.account, user).ok_or_else(no_api_key)?;
     Ok(p.respond(Json(serde_json::json!({ "key": key.expose() }))))
 }
 
 /// `POST /api/v1/me/api-key/renew`.
-pub async fn renew(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn renew_own(
+    Extract(st): Extract<State>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     // Sessions only: authenticate(.., false) refuses API keys.
     let p = st.authenticate(&headers, false)?;
     p.not_restricted()?;
-    let key = renew_key(&st, &p.membership).await?;
+    let key = st.renew_key(&p.membership.user).await?;
+    tracing::info!(account = %p.account.id, fingerprint = %key.fingerprint(), "API key renewed by its user");
     Ok(p.respond(Json(serde_json::json!({ "key": key.expose() }))))
 }
 
-/// The API-key Secret of a User, read live.
-async fn key_secret(st: &State, user: &User) -> Result<Option<Secret>, ApiError> {
-    Ok(
-        Api::<Secret>::namespaced(st.client.clone(), &user.namespace().unwrap_or_default())
-            .get_opt(&user.api_key_secret_name())
-            .await?,
-    )
-}
-
-/// Replaces the membership's key with the one renewal the controller uses too: the key
-/// returned is the one in the Secret.
-async fn renew_key(st: &State, m: &Membership) -> Result<ApiKey, ApiError> {
-    let user = &m.user;
-    if !user.api_key_enabled() {
-        return Err(no_api_key());
-    }
-    let Some(current) = key_secret(st, user).await? else {
-        return Err(no_api_key());
-    };
-    let api: Api<Secret> =
-        Api::namespaced(st.client.clone(), &user.namespace().unwrap_or_default());
-    match apikey::renew(&api, user, &m.org_name(), Some(current), now()).await {
-        Ok(renewed) => {
-            st.directory.api_keys.apply_own_write(renewed.secret);
-            tracing::info!(user = %user.name_any(), namespace = ?user.namespace(), fingerprint = %renewed.key.fingerprint(), "API key renewed by its user");
-            Ok(renewed.key)
+impl State {
+    /// Renews `user`'s key in its account with the one renewal the controller uses too: the
+    /// key returned is the one in force (another renewal's, when one won meanwhile).
+    pub async fn renew_key(&self, user: &User) -> Result<ApiKey, ApiError> {
+        if !user.api_key_enabled() {
+            return Err(no_api_key());
         }
-        Err(RenewError::NotOurs | RenewError::Gone) => Err(no_api_key()),
-        Err(RenewError::Kube(e)) => Err(e.into()),
-        Err(RenewError::Contention) => {
-            Err(ApiError::unavailable(&"the API-key Secret kept changing"))
-        }
-        Err(RenewError::Random(e)) => Err(ApiError::internal(&e)),
+        let id = account_id(&user.spec.login);
+        // The cache, or the API when the key was issued a moment ago and its watch event is
+        // still on the way.
+        let recorded = match self.directory.account(&id) {
+            Some(a) if a.api_key(user).is_some() => Some((*a).clone()),
+            _ => self.accounts.get_id(&id).await?,
+        };
+        let replacing = recorded
+            .as_ref()
+            .and_then(|a| a.api_key(user))
+            .ok_or_else(no_api_key)?
+            .hash
+            .clone();
+        let new = NewKey::generate(&self.keys, &id, user).map_err(|e| ApiError::internal(&e))?;
+        let now = now();
+        let written = self
+            .update_account(&id, |a| {
+                if a.api_key(user).is_none() {
+                    return Err(no_api_key());
+                }
+                Ok(renew(a, user, &new, Some(&replacing), now))
+            })
+            .await?;
+        let (key, _) = current(&self.keys, &written, user).ok_or_else(no_api_key)?;
+        Ok(key)
     }
 }

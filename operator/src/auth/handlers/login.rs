@@ -201,8 +201,14 @@ pub async fn login(
     }
     st.metrics.login("ok");
     let now = now_ms();
-    let claims = Claims::new(&account.id, &membership.org_name(), now, now)
-        .map_err(|e| ApiError::internal(&e))?;
+    let claims = Claims::new(
+        &account.id,
+        account.uid.as_deref().unwrap_or_default(),
+        &membership.org_name(),
+        now,
+        now,
+    )
+    .map_err(|e| ApiError::internal(&e))?;
     let restricted = st.enrolment_required(&account, &membership);
     let body = st.directory.me(&account, &membership, restricted);
     Ok(([(header::SET_COOKIE, st.cookie(&claims))], Json(body)).into_response())

@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::State as Extract,
-    http::{HeaderMap, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -12,7 +12,8 @@ use super::login::not_a_member;
 use crate::{
     auth::{
         directory::Membership,
-        error::{ApiError, JsonBody},
+        error::{ApiError, ErrorCode, JsonBody},
+        principal::killed_since,
         session::Claims,
         state::State,
     },
@@ -48,8 +49,25 @@ pub async fn switch_organisation(
         .filter(Membership::is_active)
         .ok_or_else(|| not_a_member(&req.organisation))?;
     // A new session id; the lifetime still counts from the login.
-    let fresh = Claims::new(&p.account.id, &target.org_name(), claims.iat, now_ms())
-        .map_err(|e| ApiError::internal(&e))?;
+    // Kill Session there ended this session's standing in it: sign in again to go back.
+    if killed_since(&p.account, &target, claims.iat) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::SessionEnded,
+            format!(
+                "an administrator ended your sessions in organisation {:?}; sign in again to use it",
+                req.organisation
+            ),
+        ));
+    }
+    let fresh = Claims::new(
+        &p.account.id,
+        &claims.auid,
+        &target.org_name(),
+        claims.iat,
+        now_ms(),
+    )
+    .map_err(|e| ApiError::internal(&e))?;
     st.end_session(claims).await?;
     let restricted = st.enrolment_required(&p.account, &target);
     let body = st.directory.me(&p.account, &target, restricted);

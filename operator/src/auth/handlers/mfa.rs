@@ -58,7 +58,7 @@ impl State {
         missing: fn() -> ApiError,
     ) -> Result<u64, ApiError> {
         let secret = sealed
-            .and_then(|s| self.keys.mfa.open(&a.id, s))
+            .and_then(|s| self.keys.seal.open(&a.id, s))
             .ok_or_else(missing)?;
         let now = u64::try_from(Timestamp::now().as_second()).unwrap_or(0);
         totp::verify(secret, code, now, a.totp_last_step).map_err(|e| {
@@ -102,7 +102,7 @@ pub async fn totp_start(
         .map_err(|e| ApiError::internal(&e))?;
     let sealed = st
         .keys
-        .mfa
+        .seal
         .seal(&p.account.id, &enrolment.secret)
         .map_err(|e| ApiError::internal(&e))?;
     st.update_account(&p.account.id, |a| {

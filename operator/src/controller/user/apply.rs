@@ -1,23 +1,22 @@
 //! Carries out a User [`Plan`]: the account writes (leaving an old account, Kill Session, the
-//! invitation and its email), the API-key Secret, the status, and an Event for each.
+//! invitation and its email), the key (see `key`), the status, and an Event for each.
 
 use std::time::Duration;
 
-use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::{Api, ResourceExt};
 use usher_crds::{ApiKeyStatus, User, UserPhase};
 
 use super::{
-    plan::{self, Failure, KeyPlan, KeyWrite, Observed, Plan, Valid},
+    key,
+    plan::{Failure, Observed, Plan, Valid},
     status,
 };
 use crate::{
-    account::{Account, PendingInvitation},
-    apikey::{self, secret::Issued},
+    account::{Account, PendingInvitation, membership_key},
     controller::{context::Context, error::Error, status::apply_status},
     invitation::InvitationToken,
     mail::{Invitation, invitation_email},
-    runtime::api::delete_if_present,
 };
 
 /// What carrying out a plan left behind.
@@ -70,29 +69,27 @@ pub async fn execute(
     plan: &Plan,
 ) -> Result<Outcome, Error> {
     let now = observed.now;
-    let mut account = observed.account;
-    if let Some((id, delete)) = &plan.leave
-        && *delete
-    {
-        let _guard = ctx.lock_account(id).await;
-        ctx.accounts.delete_id(id).await?;
-        tracing::info!(
-            account = %id,
-            "account deleted: its last membership changed login"
-        );
+    let mut account = observed.account.clone();
+    if let Some((id, delete)) = &plan.leave {
+        leave(ctx, user, id, *delete).await?;
     }
     if plan.kill_sessions {
+        // To the millisecond: a sign-in just after the kill is not caught by it.
+        let at = Timestamp::now();
         account = ctx
             .accounts
             .modify(account, |a| {
-                a.sessions_revoked_at = Some(now);
+                a.membership_mut(user).sessions_revoked_at = Some(at);
                 Ok::<_, Error>(true)
             })
             .await?;
         ctx.event(
             user,
             "SessionsKilled",
-            format!("every session of {} ends at its next request", valid.login),
+            format!(
+                "the sessions of {} in this organisation end at their next request",
+                valid.login
+            ),
         )
         .await;
     }
@@ -132,8 +129,8 @@ pub async fn execute(
             Err(e) => return Err(e),
         }
     }
-    let (api_key, key_due) =
-        api_key(ctx, user, valid, &plan.api_key, observed.key_secret, now).await?;
+    let (account, api_key, key_due) =
+        key::apply(ctx, user, valid, plan, account, &observed).await?;
     Ok(Outcome {
         account,
         api_key,
@@ -141,65 +138,21 @@ pub async fn execute(
     })
 }
 
-/// Carries out the key part of the plan: the status of the key in force and when its rotation
-/// is due.
-async fn api_key(
-    ctx: &Context,
-    user: &User,
-    valid: &Valid,
-    key: &KeyPlan,
-    secret: Option<Secret>,
-    now: Timestamp,
-) -> Result<(Option<ApiKeyStatus>, Option<Duration>), Error> {
-    let name = user.api_key_secret_name();
-    let secrets: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
-    match key {
-        KeyPlan::Nothing => Ok((None, None)),
-        KeyPlan::Revoke => {
-            delete_if_present(&secrets, &name).await?;
-            ctx.event(
-                user,
-                "ApiKeyRevoked",
-                format!("deleted Secret {name}; the key stops working"),
-            )
-            .await;
-            Ok((None, None))
-        }
-        KeyPlan::Taken => {
-            ctx.event(
-                user,
-                "ApiKeySecretTaken",
-                format!("Secret {name} exists and is not this User's; set spec.apiKey.secretName to another name"),
-            )
-            .await;
-            Ok((None, None))
-        }
-        KeyPlan::Keep { key, issued_at } => {
-            let (status, due) = plan::key_status(user, key, *issued_at, now);
-            Ok((Some(status), due))
-        }
-        KeyPlan::Write(why) => {
-            let renewed =
-                apikey::renew(&secrets, user, &valid.organisation.name_any(), secret, now).await?;
-            let (reason, verb) = match why {
-                KeyWrite::Issue => ("ApiKeyIssued", "issued"),
-                KeyWrite::Renew | KeyWrite::Rotate => ("ApiKeyRenewed", "renewed"),
-            };
-            ctx.event(
-                user,
-                reason,
-                format!(
-                    "API key {verb} in Secret {name} ({})",
-                    renewed.key.fingerprint()
-                ),
-            )
-            .await;
-            let issued_at = Issued::read(&renewed.secret, user).issued_at.unwrap_or(now);
-            let (status, due) = plan::key_status(user, &renewed.key, issued_at, now);
-            Ok((Some(status), due))
-        }
+/// `user` leaves account `id` (its login changed): the account goes when `delete`, else only
+/// this membership's record in it.
+async fn leave(ctx: &Context, user: &User, id: &str, delete: bool) -> Result<(), Error> {
+    let _guard = ctx.lock_account(id).await;
+    if delete {
+        ctx.accounts.delete_id(id).await?;
+        tracing::info!(account = %id, "account deleted: its last membership changed login");
+    } else if let Some(old) = ctx.accounts.get_id(id).await? {
+        ctx.accounts
+            .modify(old, |a| {
+                Ok::<_, Error>(a.memberships.remove(&membership_key(user)).is_some())
+            })
+            .await?;
     }
+    Ok(())
 }
 
 /// Issues a new token (replacing any other), emails it, and records that it was sent.

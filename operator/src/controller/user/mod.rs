@@ -2,6 +2,7 @@
 //! (pure), `apply` writes, `status` says what the status is then (pure).
 
 mod apply;
+mod key;
 mod observe;
 mod plan;
 mod reconcile;

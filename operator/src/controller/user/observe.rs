@@ -87,17 +87,22 @@ pub async fn around(
             let shared = !plan::last_member(user, &id, &ctx.users.state());
             (id, shared)
         });
-    let key_secret = if plan::key_in_play(user) {
-        Api::<Secret>::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default())
-            .get_opt(&user.api_key_secret_name())
-            .await?
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+    let key_secret = if plan::key_in_play(user, &account) {
+        secrets.get_opt(&user.api_key_secret_name()).await?
     } else {
         None
+    };
+    let stale_secret = match plan::stale_secret_name(user, &account) {
+        Some(name) => secrets.get_opt(&name).await?,
+        None => None,
     };
     Ok(plan::Observed {
         account,
         previous,
         key_secret,
+        stale_secret,
         now,
     })
 }

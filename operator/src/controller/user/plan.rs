@@ -2,23 +2,18 @@
 //! ([`plan`]: a [`Plan`] value that says what to write). Every decision here is a plain
 //! `#[test]` away; `apply` carries a plan out and `status` says what the User's status is then.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use k8s_openapi::{
-    api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
-};
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::ResourceExt;
 use usher_crds::{
-    ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION, ApiKeyStatus,
+    ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION,
     ObservedActions, Organisation, User, login::canonical_login, rules,
 };
 
 use crate::{
     account::{Account, account_id},
-    apikey::{
-        ApiKey,
-        secret::{Issued, rotation_due},
-    },
+    apikey::delivery::{self, rotation_due},
 };
 
 /// Why a User cannot be provisioned: the `Ready` condition's reason.
@@ -158,21 +153,40 @@ pub fn last_member(user: &User, id: &str, users: &[Arc<User>]) -> bool {
     })
 }
 
-/// True when the key Secret must be read: a key is wanted, or one was issued before.
-pub fn key_in_play(user: &User) -> bool {
-    user.api_key_enabled() || user.status.as_ref().is_some_and(|s| s.api_key.is_some())
+/// True when the key must be looked after: one is wanted, or one was recorded before (in the
+/// account or, from before keys lived there, in the status).
+pub fn key_in_play(user: &User, account: &Account) -> bool {
+    user.api_key_enabled()
+        || account.api_key(user).is_some()
+        || user.status.as_ref().is_some_and(|s| s.api_key.is_some())
 }
 
-/// What the plan is made from: the User (read live when an action was pending), what it
-/// resolved to, and what observe read for it.
+/// The Secret name a key was last delivered in, when it differs from the one the spec names
+/// now: that Secret is left over and goes.
+pub fn stale_secret_name(user: &User, account: &Account) -> Option<String> {
+    let was = account
+        .api_key(user)
+        .map(|k| k.secret_name.clone())
+        .or_else(|| {
+            user.status
+                .as_ref()
+                .and_then(|s| s.api_key.as_ref())
+                .and_then(|k| k.secret_name.clone())
+        })?;
+    (was != user.api_key_secret_name()).then_some(was)
+}
+
+/// What the plan is made from, besides the User: what observe read for it.
 pub struct Observed {
     /// The account of the User's login (created if it was missing).
     pub account: Account,
     /// The account this membership belonged to before its login changed, and whether another
     /// live membership still belongs to it.
     pub previous: Option<(String, bool)>,
-    /// The API-key Secret, when [`key_in_play`] and it exists.
+    /// The Secret named by `spec.apiKey.secretName`, when [`key_in_play`] and it exists.
     pub key_secret: Option<Secret>,
+    /// The Secret the key was delivered in before `secretName` changed, when it exists.
+    pub stale_secret: Option<Secret>,
     /// The time of this reconcile.
     pub now: Timestamp,
 }
@@ -199,10 +213,10 @@ impl Invite {
     }
 }
 
-/// Why a new key is written.
+/// Why a new key is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyWrite {
-    /// The first key (or the Secret holds none that parses).
+    /// The first key of the membership.
     Issue,
     /// `usher.dev/renew-api-key` asked for a new key.
     Renew,
@@ -210,24 +224,35 @@ pub enum KeyWrite {
     Rotate,
 }
 
-/// What to do about the API key.
+/// What to do about the API key. The key lives in the account; its Secret only delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPlan {
-    /// No key wanted, and no Secret of ours to remove.
+    /// No key wanted, none recorded, no Secret of ours.
     Nothing,
-    /// The key was disabled: delete our Secret, the key stops working.
-    Revoke,
+    /// The key was disabled: take it out of the account (it stops at once) and delete our
+    /// Secret.
+    Revoke {
+        /// The account records a key.
+        recorded: bool,
+        /// Our Secret still exists.
+        delivered: bool,
+    },
     /// A Secret of that name exists and is not this User's: it is never overwritten.
     Taken,
-    /// The current key stays.
+    /// The recorded key stays; its Secret is written again when it does not deliver it
+    /// (missing, overwritten, changed).
     Keep {
-        /// The key in the Secret.
-        key: ApiKey,
-        /// When it was issued.
-        issued_at: Timestamp,
+        /// The Secret must be written.
+        deliver: bool,
     },
-    /// Write a new key into the Secret.
-    Write(KeyWrite),
+    /// Record a new key in the account in place of the one with hash `replacing`, then deliver
+    /// it.
+    Write {
+        /// Why.
+        why: KeyWrite,
+        /// The hash of the key replaced (`None` for the first).
+        replacing: Option<String>,
+    },
 }
 
 /// What one reconcile of a valid User writes, in this order.
@@ -242,14 +267,16 @@ pub struct Plan {
     pub invite: Option<Invite>,
     /// The API key.
     pub api_key: KeyPlan,
+    /// A Secret the key was delivered in before `secretName` changed: delete it.
+    pub remove_stale_secret: bool,
     /// The actions to record as done once the plan is carried out.
     pub observed: ObservedActions,
     /// The actions to record if the invitation email fails (the resend is not done yet).
     pub observed_if_mail_fails: ObservedActions,
 }
 
-/// Decides what to do for a valid `user` given what was `observed`.
-pub fn plan(user: &User, observed: &Observed) -> Plan {
+/// Decides what to do for a `valid` `user` given what was `observed`.
+pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
     let account = &observed.account;
     let before = observed_actions(user);
     let kill = new_action(
@@ -301,74 +328,74 @@ pub fn plan(user: &User, observed: &Observed) -> Plan {
         invite,
         api_key: key_plan(
             user,
+            &observed.account,
+            &valid.organisation.name_any(),
             observed.key_secret.as_ref(),
             renew.is_some(),
             observed.now,
         ),
+        remove_stale_secret: observed
+            .stale_secret
+            .as_ref()
+            .is_some_and(|s| delivery::is_ours(s, user)),
         observed: done,
         observed_if_mail_fails,
     }
 }
 
 /// Keeps the key as the spec says: issued when enabled, renewed on request or when
-/// `rotateEvery` is due, deleted when disabled.
-fn key_plan(user: &User, secret: Option<&Secret>, renew: bool, now: Timestamp) -> KeyPlan {
-    if !key_in_play(user) {
+/// `rotateEvery` is due, taken out of the account when disabled; and its Secret delivering it.
+fn key_plan(
+    user: &User,
+    account: &Account,
+    organisation: &str,
+    secret: Option<&Secret>,
+    renew: bool,
+    now: Timestamp,
+) -> KeyPlan {
+    if !key_in_play(user, account) {
         return KeyPlan::Nothing;
     }
-    let issued = secret.map(|s| Issued::read(s, user));
+    let record = account.api_key(user);
+    let ours = secret.filter(|s| delivery::is_ours(s, user));
     let Some(spec) = user.spec.api_key.as_ref().filter(|k| k.enabled) else {
-        return if issued.is_some_and(|i| i.ours) {
-            KeyPlan::Revoke
-        } else {
-            KeyPlan::Nothing
+        return match (record.is_some(), ours.is_some()) {
+            (false, false) => KeyPlan::Nothing,
+            (recorded, delivered) => KeyPlan::Revoke {
+                recorded,
+                delivered,
+            },
         };
     };
-    if issued.as_ref().is_some_and(|i| !i.ours) {
+    if secret.is_some() && ours.is_none() {
         return KeyPlan::Taken;
     }
-    let current = issued.and_then(|i| i.key.zip(i.issued_at));
-    match current {
-        None => KeyPlan::Write(KeyWrite::Issue),
-        Some(_) if renew => KeyPlan::Write(KeyWrite::Renew),
-        Some((_, at)) if rotation_due(Some(at), spec.rotate_every.map(|d| d.get()), now) => {
-            KeyPlan::Write(KeyWrite::Rotate)
-        }
-        Some((key, issued_at)) => KeyPlan::Keep { key, issued_at },
+    let Some(record) = record else {
+        return KeyPlan::Write {
+            why: KeyWrite::Issue,
+            replacing: None,
+        };
+    };
+    let replacing = Some(record.hash.clone());
+    if renew {
+        return KeyPlan::Write {
+            why: KeyWrite::Renew,
+            replacing,
+        };
     }
-}
-
-/// The status of a key issued at `issued_at`, and how long until its rotation is due.
-pub fn key_status(
-    user: &User,
-    key: &ApiKey,
-    issued_at: Timestamp,
-    now: Timestamp,
-) -> (ApiKeyStatus, Option<Duration>) {
-    let every = user
-        .spec
-        .api_key
-        .as_ref()
-        .and_then(|k| k.rotate_every)
-        .map(|d| d.get());
-    let next = every.map(|every| {
-        let due_at = issued_at
-            .as_second()
-            .saturating_add(i64::try_from(every.as_secs()).unwrap_or(i64::MAX));
-        Duration::from_secs(
-            u64::try_from(due_at.saturating_sub(now.as_second()))
-                .unwrap_or(0)
-                .max(1),
-        )
-    });
-    (
-        ApiKeyStatus {
-            secret_name: Some(user.api_key_secret_name()),
-            issued_at: Some(Time(issued_at)),
-            fingerprint: Some(key.fingerprint()),
-        },
-        next,
-    )
+    if rotation_due(
+        Some(record.issued_at),
+        spec.rotate_every.map(|d| d.get()),
+        now,
+    ) {
+        return KeyPlan::Write {
+            why: KeyWrite::Rotate,
+            replacing,
+        };
+    }
+    KeyPlan::Keep {
+        deliver: !ours.is_some_and(|s| delivery::delivers(s, user, organisation, record)),
+    }
 }
 
 #[cfg(test)]
@@ -379,13 +406,19 @@ mod tests {
 
     use usher_crds::{ApiKeySpec, OrganisationSpec, UserSpec};
 
-    use super::*;
-    use usher_crds::{UserPhase, UserStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use usher_crds::{ApiKeyStatus, UserPhase, UserStatus};
 
+    use super::*;
     use crate::{
         account::PendingInvitation,
-        apikey::secret::secret,
+        apikey::{
+            ApiKey,
+            delivery::secret,
+            renew::{NewKey, renew},
+        },
         controller::{status::condition, user::status::failed_status},
+        keys::Keys,
     };
 
     fn ts(s: &str) -> Timestamp {
@@ -468,14 +501,35 @@ mod tests {
             account,
             previous: None,
             key_secret: None,
+            stale_secret: None,
             now: ts(NOW),
         }
     }
 
-    fn key_secret(u: &User, issued_at: &str) -> (ApiKey, Secret) {
-        let key = ApiKey::generate().unwrap();
-        let s = secret(u, "acme", &key, ts(issued_at), None, Some("7".into()));
-        (key, s)
+    fn valid() -> Valid {
+        Valid {
+            login: "alice@example.com".into(),
+            organisation: orgs()[0].clone(),
+        }
+    }
+
+    /// The plan for `u` in organisation acme.
+    fn plan(u: &User, o: &Observed) -> Plan {
+        super::plan(u, &valid(), o)
+    }
+
+    /// An activated account recording a key for `u` issued at `issued_at`, and the Secret
+    /// delivering it.
+    fn with_recorded_key(u: &User, issued_at: &str) -> (Observed, ApiKey, Secret) {
+        let keys = Keys::from_bytes([1; 32], [2; 32]);
+        let mut account = activated(&u.spec.login);
+        let new = NewKey::generate(&keys, &account.id, u).unwrap();
+        renew(&mut account, u, &new, None, ts(issued_at));
+        let mut s = secret(u, "acme", &new.key, ts(issued_at));
+        s.metadata.resource_version = Some("7".into());
+        let mut o = observed(account);
+        o.key_secret = Some(s.clone());
+        (o, new.key, s)
     }
 
     #[test]
@@ -585,88 +639,138 @@ mod tests {
     }
 
     #[test]
-    fn enabling_a_key_issues_one() {
+    fn enabling_a_key_issues_one_into_the_account() {
         let u = with_key(alice(), enabled());
         let p = plan(&u, &observed(activated("alice@example.com")));
-        assert_eq!(p.api_key, KeyPlan::Write(KeyWrite::Issue));
-    }
-
-    #[test]
-    fn a_key_is_kept_and_its_status_names_only_the_fingerprint() {
-        let u = with_key(alice(), enabled());
-        let (key, s) = key_secret(&u, NOW);
-        let mut o = observed(activated("alice@example.com"));
-        o.key_secret = Some(s);
-        let KeyPlan::Keep {
-            key: kept,
-            issued_at,
-        } = plan(&u, &o).api_key
-        else {
-            panic!("the key should stay");
-        };
-        assert_eq!(kept, key);
-        let (status, next) = key_status(&u, &kept, issued_at, ts(NOW));
-        assert_eq!(status.fingerprint, Some(key.fingerprint()));
-        assert_eq!(status.secret_name.as_deref(), Some("alice-api-key"));
-        assert_eq!(next, None);
-        assert!(
-            !serde_json::to_string(&status)
-                .unwrap()
-                .contains(key.expose())
+        assert_eq!(
+            p.api_key,
+            KeyPlan::Write {
+                why: KeyWrite::Issue,
+                replacing: None
+            }
         );
     }
 
     #[test]
-    fn a_key_rotates_when_due_and_says_when_next() {
-        let mut spec = enabled();
-        spec.rotate_every = Some("1h".parse().unwrap());
-        let u = with_key(alice(), spec);
-        let mut o = observed(activated("alice@example.com"));
-        let (key, s) = key_secret(&u, "2026-11-27T11:30:00Z");
-        o.key_secret = Some(s);
-        assert!(matches!(plan(&u, &o).api_key, KeyPlan::Keep { .. }));
-        let (_, next) = key_status(&u, &key, ts("2026-11-27T11:30:00Z"), ts(NOW));
-        assert_eq!(next, Some(Duration::from_secs(1800)));
-        let (_, s) = key_secret(&u, "2026-11-27T11:00:00Z");
-        o.key_secret = Some(s);
-        assert_eq!(plan(&u, &o).api_key, KeyPlan::Write(KeyWrite::Rotate));
+    fn a_recorded_key_stays_and_its_secret_is_left_alone_while_it_delivers_it() {
+        let u = with_key(alice(), enabled());
+        let (o, key, _) = with_recorded_key(&u, NOW);
+        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: false });
+        let record = o.account.api_key(&u).unwrap();
+        assert_eq!(record.fingerprint(), key.fingerprint());
     }
 
     #[test]
-    fn renew_api_key_writes_a_new_key_once_per_value() {
+    fn an_overwritten_or_missing_secret_is_delivered_again_from_the_account() {
+        let u = with_key(alice(), enabled());
+        let (mut o, _, s) = with_recorded_key(&u, NOW);
+        let forged = ApiKey::generate().unwrap();
+        let mut overwritten = s.clone();
+        overwritten.data = secret(&u, "acme", &forged, ts(NOW)).data;
+        o.key_secret = Some(overwritten);
+        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: true });
+        o.key_secret = None;
+        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: true });
+    }
+
+    #[test]
+    fn a_key_rotates_when_due() {
+        let mut spec = enabled();
+        spec.rotate_every = Some("1h".parse().unwrap());
+        let u = with_key(alice(), spec);
+        let (o, _, _) = with_recorded_key(&u, "2026-11-27T11:30:00Z");
+        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: false });
+        let (o, key, _) = with_recorded_key(&u, "2026-11-27T11:00:00Z");
+        assert_eq!(
+            plan(&u, &o).api_key,
+            KeyPlan::Write {
+                why: KeyWrite::Rotate,
+                replacing: Some(key.hash())
+            }
+        );
+    }
+
+    #[test]
+    fn renew_api_key_replaces_the_recorded_key_once_per_value() {
         let u = annotated(with_key(alice(), enabled()), ANNOTATION_RENEW_API_KEY, "7");
-        let (_, s) = key_secret(&u, NOW);
-        let mut o = observed(activated("alice@example.com"));
-        o.key_secret = Some(s);
+        let (o, key, _) = with_recorded_key(&u, NOW);
         let p = plan(&u, &o);
-        assert_eq!(p.api_key, KeyPlan::Write(KeyWrite::Renew));
+        assert_eq!(
+            p.api_key,
+            KeyPlan::Write {
+                why: KeyWrite::Renew,
+                replacing: Some(key.hash())
+            }
+        );
         assert_eq!(p.observed.renew_api_key.as_deref(), Some("7"));
     }
 
     #[test]
-    fn a_disabled_key_is_revoked_and_a_foreign_secret_is_never_taken_over() {
+    fn a_disabled_key_leaves_the_account_and_its_secret_goes() {
         let u = with_key(alice(), enabled());
-        let (_, s) = key_secret(&u, NOW);
+        let (mut o, _, _) = with_recorded_key(&u, NOW);
         let mut disabled = u.clone();
         disabled.spec.api_key = Some(ApiKeySpec::default());
-        // Its key was issued before: the status records it.
-        disabled.status = Some(UserStatus {
+        assert_eq!(
+            plan(&disabled, &o).api_key,
+            KeyPlan::Revoke {
+                recorded: true,
+                delivered: true
+            }
+        );
+        o.key_secret = None;
+        assert_eq!(
+            plan(&disabled, &o).api_key,
+            KeyPlan::Revoke {
+                recorded: true,
+                delivered: false
+            }
+        );
+        // No record, but a status from before keys lived in the account: the Secret goes.
+        let mut legacy = disabled.clone();
+        legacy.status = Some(UserStatus {
             api_key: Some(ApiKeyStatus::default()),
             ..Default::default()
         });
+        let (_, _, s) = with_recorded_key(&u, NOW);
         let mut o = observed(activated("alice@example.com"));
-        o.key_secret = Some(s.clone());
-        assert_eq!(plan(&disabled, &o).api_key, KeyPlan::Revoke);
-        // Disabled and already gone: nothing to do.
-        o.key_secret = None;
-        assert_eq!(plan(&disabled, &o).api_key, KeyPlan::Nothing);
-        // A Secret of that name that is not this User's.
-        let mut foreign = s;
-        foreign.metadata.labels = None;
-        o.key_secret = Some(foreign);
-        assert_eq!(plan(&u, &o).api_key, KeyPlan::Taken);
+        o.key_secret = Some(s);
+        assert_eq!(
+            plan(&legacy, &o).api_key,
+            KeyPlan::Revoke {
+                recorded: false,
+                delivered: true
+            }
+        );
         // No key wanted and none recorded: the Secret is not even looked at.
-        assert!(!key_in_play(&alice()));
+        assert!(!key_in_play(&alice(), &activated("alice@example.com")));
+    }
+
+    #[test]
+    fn a_foreign_secret_is_never_taken_over() {
+        let u = with_key(alice(), enabled());
+        let (mut o, _, mut s) = with_recorded_key(&u, NOW);
+        s.metadata.owner_references = None;
+        o.key_secret = Some(s);
+        assert_eq!(plan(&u, &o).api_key, KeyPlan::Taken);
+    }
+
+    #[test]
+    fn a_renamed_secret_gets_the_key_and_the_old_one_goes() {
+        let u = with_key(alice(), enabled());
+        let (mut o, _, old) = with_recorded_key(&u, NOW);
+        let mut moved = u.clone();
+        moved.spec.api_key.as_mut().unwrap().secret_name = Some("elsewhere".into());
+        assert_eq!(
+            stale_secret_name(&moved, &o.account).as_deref(),
+            Some("alice-api-key")
+        );
+        o.key_secret = None;
+        o.stale_secret = Some(old);
+        let p = plan(&moved, &o);
+        assert!(p.remove_stale_secret);
+        assert_eq!(p.api_key, KeyPlan::Keep { deliver: true });
+        assert_eq!(stale_secret_name(&u, &o.account), None);
     }
 
     #[test]

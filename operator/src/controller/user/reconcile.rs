@@ -16,7 +16,7 @@ use usher_crds::{User, login::canonical_login, rules};
 
 use super::{apply, observe, plan, status};
 use crate::{
-    account::account_id,
+    account::{account_id, membership_key},
     controller::{context::Context, error::Error},
     runtime::clock::now,
 };
@@ -73,7 +73,7 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     let _guard = ctx.lock_account(&account_id(&valid.login)).await;
     let (account, _) = ctx.accounts.get_or_create(&valid.login).await?;
     let observed = observe::around(&user, account, ctx, now).await?;
-    let plan = plan::plan(&user, &observed);
+    let plan = plan::plan(&user, &valid, &observed);
     let outcome = apply::execute(ctx, &user, &valid, observed, &plan).await?;
     let status = status::desired_status(
         &user,
@@ -102,6 +102,13 @@ async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     if plan::last_member(&user, &id, &ctx.users.state()) {
         ctx.accounts.delete_id(&id).await?;
         tracing::info!(%login, "account deleted with its last membership");
+    } else if let Some(account) = ctx.accounts.get_id(&id).await? {
+        // The account stays for its other memberships; this one's key and record go.
+        ctx.accounts
+            .modify(account, |a| {
+                Ok::<_, Error>(a.memberships.remove(&membership_key(&user)).is_some())
+            })
+            .await?;
     }
     Ok(Action::await_change())
 }

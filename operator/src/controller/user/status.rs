@@ -12,10 +12,48 @@ use usher_crds::{
 };
 
 use super::plan::Failure;
-use crate::{account::Account, controller::status::set_condition};
+use crate::{
+    account::{Account, KeyRecord},
+    controller::status::set_condition,
+};
 
 /// How often a settled User is looked at again.
 pub const RESYNC: Duration = Duration::from_secs(3600);
+
+/// The status of the key `record`, and how long until its rotation is due.
+pub fn key_status(
+    user: &User,
+    record: &KeyRecord,
+    now: Timestamp,
+) -> (ApiKeyStatus, Option<Duration>) {
+    let every = user
+        .spec
+        .api_key
+        .as_ref()
+        .and_then(|k| k.rotate_every)
+        .map(|d| d.get());
+    let next = every.map(|every| {
+        let due_at = record
+            .issued_at
+            .as_second()
+            .saturating_add(i64::try_from(every.as_secs()).unwrap_or(i64::MAX));
+        Duration::from_secs(
+            u64::try_from(due_at.saturating_sub(now.as_second()))
+                .unwrap_or(0)
+                .max(1),
+        )
+    });
+    (
+        ApiKeyStatus {
+            secret_name: Some(record.secret_name.clone()),
+            issued_at: Some(Time(
+                Timestamp::from_second(record.issued_at.as_second()).unwrap_or(record.issued_at),
+            )),
+            fingerprint: Some(record.fingerprint()),
+        },
+        next,
+    )
+}
 
 /// The status a User should have.
 pub fn desired_status(
@@ -110,7 +148,10 @@ pub fn desired_status(
         activated_at: account.activated_at.map(Time),
         mfa_enrolled: Some(account.mfa_enrolled_at.is_some()),
         api_key,
-        sessions_revoked_at: account.sessions_revoked_at.map(Time),
+        // Whole seconds, as the API server keeps a Time (the account keeps milliseconds).
+        sessions_revoked_at: account
+            .sessions_revoked_for(user)
+            .map(|t| Time(Timestamp::from_second(t.as_second()).unwrap_or(t))),
         observed_actions: (observed != &ObservedActions::default()).then(|| observed.clone()),
         observed_generation: generation,
         conditions: conds,

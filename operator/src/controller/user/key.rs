@@ -1,0 +1,184 @@
+//! Carries out the key part of a User [`Plan`]: the key is recorded in (or taken out of) the
+//! account first, where it authenticates; then its Secret is written from there, created,
+//! replaced when someone changed it, deleted when the key was disabled or moved.
+
+use std::time::Duration;
+
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::{Api, ResourceExt, api::PostParams};
+use usher_crds::{ApiKeyStatus, User};
+
+use super::{
+    plan::{KeyPlan, KeyWrite, Observed, Plan, Valid},
+    status,
+};
+use crate::{
+    account::Account,
+    apikey::{
+        delivery,
+        renew::{self, NewKey, current},
+    },
+    controller::{context::Context, error::Error},
+    runtime::api::delete_if_present,
+};
+
+/// The account as written, the status of the key in force, and when its rotation is due.
+pub type KeyOutcome = (Account, Option<ApiKeyStatus>, Option<Duration>);
+
+/// Carries out `plan.api_key` (and the removal of a stale Secret).
+pub async fn apply(
+    ctx: &Context,
+    user: &User,
+    valid: &Valid,
+    plan: &Plan,
+    mut account: Account,
+    observed: &Observed,
+) -> Result<KeyOutcome, Error> {
+    let now = observed.now;
+    let name = user.api_key_secret_name();
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+    if plan.remove_stale_secret
+        && let Some(stale) = observed.stale_secret.as_ref()
+    {
+        let stale_name = stale.name_any();
+        delete_if_present(&secrets, &stale_name).await?;
+        ctx.event(
+            user,
+            "ApiKeySecretMoved",
+            format!("deleted Secret {stale_name}: the key is delivered in Secret {name} now"),
+        )
+        .await;
+    }
+    match &plan.api_key {
+        KeyPlan::Nothing => return Ok((account, None, None)),
+        KeyPlan::Revoke {
+            recorded,
+            delivered,
+        } => {
+            if *recorded {
+                account = ctx
+                    .accounts
+                    .modify(account, |a| Ok::<_, Error>(renew::revoke(a, user)))
+                    .await?;
+            }
+            if *delivered {
+                delete_if_present(&secrets, &name).await?;
+            }
+            ctx.event(
+                user,
+                "ApiKeyRevoked",
+                format!("the key stops working; Secret {name} is deleted"),
+            )
+            .await;
+            return Ok((account, None, None));
+        }
+        KeyPlan::Taken => {
+            ctx.event(
+                user,
+                "ApiKeySecretTaken",
+                format!("Secret {name} exists and is not this User's; set spec.apiKey.secretName to another name"),
+            )
+            .await;
+            return Ok((account, None, None));
+        }
+        KeyPlan::Keep { deliver: false } => {}
+        KeyPlan::Keep { deliver: true } => {
+            if current(&ctx.keys, &account, user).is_none() {
+                // The sealed key does not open (usher-keys was made anew): issue a new one.
+                let replacing = account.api_key(user).map(|k| k.hash.clone());
+                account = record_new_key(ctx, user, account, replacing, now).await?;
+            }
+            let existed = observed.key_secret.is_some();
+            if write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?
+                && existed
+            {
+                ctx.event(
+                    user,
+                    "ApiKeySecretRepaired",
+                    format!("Secret {name} did not hold this User's key as issued; written again"),
+                )
+                .await;
+            }
+        }
+        KeyPlan::Write { why, replacing } => {
+            account = record_new_key(ctx, user, account, replacing.clone(), now).await?;
+            write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?;
+            let (reason, verb) = match why {
+                KeyWrite::Issue => ("ApiKeyIssued", "issued"),
+                KeyWrite::Renew | KeyWrite::Rotate => ("ApiKeyRenewed", "renewed"),
+            };
+            let fingerprint = account
+                .api_key(user)
+                .map(|k| k.fingerprint())
+                .unwrap_or_default();
+            ctx.event(
+                user,
+                reason,
+                format!("API key {verb} ({fingerprint}), delivered in Secret {name}"),
+            )
+            .await;
+        }
+    }
+    let Some(record) = account.api_key(user) else {
+        return Ok((account, None, None));
+    };
+    let (status, due) = status::key_status(user, record, now);
+    Ok((account, Some(status), due))
+}
+
+/// Records a new key for `user` in its account in place of `replacing`, with the one renewal:
+/// one that won meanwhile stays.
+async fn record_new_key(
+    ctx: &Context,
+    user: &User,
+    account: Account,
+    replacing: Option<String>,
+    now: Timestamp,
+) -> Result<Account, Error> {
+    let new = NewKey::generate(&ctx.keys, &account.id, user)?;
+    ctx.accounts
+        .modify(account, |a| {
+            Ok::<_, Error>(renew::renew(a, user, &new, replacing.as_deref(), now))
+        })
+        .await
+}
+
+/// Writes the key the account records into `user`'s Secret: created, or replaced with the
+/// resourceVersion read. False when it already delivered it.
+async fn write_secret(
+    ctx: &Context,
+    user: &User,
+    valid: &Valid,
+    account: &Account,
+    existing: Option<&Secret>,
+) -> Result<bool, Error> {
+    let (Some(record), Some((key, issued_at))) =
+        (account.api_key(user), current(&ctx.keys, account, user))
+    else {
+        return Ok(false);
+    };
+    let org = valid.organisation.name_any();
+    if existing.is_some_and(|s| delivery::delivers(s, user, &org, record)) {
+        return Ok(false);
+    }
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+    let mut desired = delivery::secret(user, &org, &key, issued_at);
+    match existing {
+        Some(s) => {
+            desired.metadata.resource_version = s.resource_version();
+            secrets
+                .replace(
+                    &user.api_key_secret_name(),
+                    &PostParams::default(),
+                    &desired,
+                )
+                .await?;
+        }
+        None => {
+            secrets.create(&PostParams::default(), &desired).await?;
+        }
+    }
+    Ok(true)
+}
