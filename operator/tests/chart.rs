@@ -220,6 +220,55 @@ fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
+/// The auth server's ServiceAccount `sa` is bound to no cluster-wide rule on Secrets; its
+/// Secrets rule is a Role in the release namespace `ns` (accounts and usher-keys).
+fn assert_auth_reaches_no_secret_outside(objects: &[Value], sa: &str, ns: &str) {
+    let bound = |binding_kind: &str| -> Vec<String> {
+        of_kind(objects, binding_kind)
+            .into_iter()
+            .filter(|b| {
+                b["subjects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa)
+            })
+            .map(|b| b["roleRef"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let secrets_rule = |role: &Value| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "secrets" || x == "*")
+        })
+    };
+    let cluster_roles = bound("ClusterRoleBinding");
+    assert!(
+        !cluster_roles.is_empty(),
+        "the auth server reads Users cluster-wide"
+    );
+    for name in &cluster_roles {
+        let role = of_kind(objects, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == name.as_str())
+            .unwrap();
+        assert!(
+            !secrets_rule(role),
+            "ClusterRole {name} gives the auth server Secrets cluster-wide: {role}"
+        );
+    }
+    let roles = bound("RoleBinding");
+    let in_release = of_kind(objects, "Role").into_iter().any(|r| {
+        roles.iter().any(|n| r["metadata"]["name"] == n.as_str())
+            && r["metadata"]["namespace"] == ns
+            && secrets_rule(r)
+    });
+    assert!(in_release, "the auth server needs its accounts in {ns}");
+}
+
 /// A CRD that accepts anything, standing in for cert-manager's and the Prometheus Operator's.
 fn stub_crd(group: &str, kind: &str, plural: &str) -> String {
     format!(
@@ -261,7 +310,7 @@ async fn every_rendering_applies_to_a_real_api_server_with_restricted_pods() {
 
         // Restricted pod security everywhere.
         let deployments = of_kind(&objects, "Deployment");
-        assert_eq!(deployments.len(), 2, "{release}");
+        assert_eq!(deployments.len(), 3, "{release}");
         for d in &deployments {
             let pod = &d["spec"]["template"]["spec"];
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -276,25 +325,33 @@ async fn every_rendering_applies_to_a_real_api_server_with_restricted_pods() {
                 assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
             }
         }
-        let server = deployments
+        // The controller and the auth server each in their own pod, with their own
+        // ServiceAccount.
+        let by_args = |arg: &str| {
+            *deployments
+                .iter()
+                .find(|d| d["spec"]["template"]["spec"]["containers"][0]["args"][0] == arg)
+                .unwrap_or_else(|| panic!("no Deployment runs `usher {arg}`"))
+        };
+        let (controller, auth) = (by_args("controller"), by_args("auth"));
+        let account = |d: &Value| {
+            d["spec"]["template"]["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_ne!(account(controller), account(auth));
+        let webhook = deployments
             .iter()
             .find(|d| {
-                d["spec"]["template"]["spec"]["containers"]
-                    .as_array()
+                d["metadata"]["name"]
+                    .as_str()
                     .unwrap()
-                    .len()
-                    == 2
+                    .ends_with("-webhook")
             })
-            .expect("the controller and the auth server in one pod");
-        let args: Vec<&str> = server["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["args"][0].as_str().unwrap())
-            .collect();
-        assert_eq!(args, ["controller", "auth"]);
-        let webhook = deployments.iter().find(|d| *d != server).unwrap();
+            .unwrap();
         assert_eq!(webhook["spec"]["replicas"], 2);
+        assert_auth_reaches_no_secret_outside(&objects, &account(auth), &ns);
         assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
 
         let vwc = of_kind(&objects, "ValidatingWebhookConfiguration");
@@ -306,7 +363,7 @@ async fn every_rendering_applies_to_a_real_api_server_with_restricted_pods() {
                 vwc[0]["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string()
             );
             assert_eq!(of_kind(&objects, "Certificate").len(), 1);
-            assert_eq!(of_kind(&objects, "NetworkPolicy").len(), 2);
+            assert_eq!(of_kind(&objects, "NetworkPolicy").len(), 3);
             assert_eq!(of_kind(&objects, "ServiceMonitor").len(), 1);
             assert!(of_kind(&objects, "Profile").is_empty());
         } else {

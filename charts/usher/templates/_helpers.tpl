@@ -7,6 +7,14 @@
 {{- end -}}
 {{- end -}}
 
+{{- define "usher.controllerName" -}}
+{{- printf "%s-controller" (include "usher.fullname" .) -}}
+{{- end -}}
+
+{{- define "usher.authName" -}}
+{{- printf "%s-auth" (include "usher.fullname" .) -}}
+{{- end -}}
+
 {{- define "usher.webhookName" -}}
 {{- printf "%s-webhook" (include "usher.fullname" .) -}}
 {{- end -}}
@@ -19,10 +27,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{- define "usher.selector" -}}
+{{- define "usher.controllerSelector" -}}
 app.kubernetes.io/name: usher
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: server
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "usher.authSelector" -}}
+app.kubernetes.io/name: usher
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: auth
 {{- end -}}
 
 {{- define "usher.webhookSelector" -}}

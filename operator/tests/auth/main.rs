@@ -15,6 +15,7 @@ mod keys;
 mod login;
 mod router;
 mod sessions;
+mod tenancy;
 mod totp;
 
 use common::{auth::*, *};

@@ -121,9 +121,10 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
         .await;
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let on_b = h.b.session(&login, PASSWORD).await;
+    let on_b = h.b.session_in(&login, PASSWORD, &org1.name).await;
 
-    // Kill Session (the annotation) ends every session of the account at the next request.
+    // Kill Session (the annotation) ends the sessions acting in its organisation at the next
+    // request.
     Api::<User>::namespaced(client.clone(), &org1.ns)
         .patch(
             &name1,

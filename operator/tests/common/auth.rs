@@ -157,6 +157,25 @@ impl AuthServer {
         .await
     }
 
+    /// Logs in to organisation `org`, retrying while this replica's cache has not yet seen the
+    /// account.
+    pub async fn session_in(&self, login: &str, password: &str, org: &str) -> String {
+        eventually(
+            &format!("{login} to log in to {org}"),
+            Duration::from_secs(20),
+            || async {
+                self.post(
+                    "/api/v1/login",
+                    json!({"login": login, "password": password, "organisation": org}),
+                    None,
+                )
+                .await
+                .cookie()
+            },
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
         self.call(Method::GET, path, None, cookie, None).await
     }

@@ -88,6 +88,18 @@ pub async fn apply(
                 // The sealed key does not open (usher-keys was made anew): issue a new one.
                 let replacing = account.api_key(user).map(|k| k.hash.clone());
                 account = record_new_key(ctx, user, account, replacing, now).await?;
+            } else if account.api_key(user).is_some_and(|k| k.secret_name != name) {
+                // secretName changed: the account says where the key is delivered now.
+                account = ctx
+                    .accounts
+                    .modify(account, |a| {
+                        let record = a.membership_mut(user).api_key.as_mut();
+                        Ok::<_, Error>(record.is_some_and(|k| {
+                            k.secret_name = name.clone();
+                            true
+                        }))
+                    })
+                    .await?;
             }
             let existed = observed.key_secret.is_some();
             if write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?
