@@ -17,6 +17,7 @@ const NINA = env("NINA_LOGIN");
 const ADMIN = env("ADMIN_LOGIN");
 const PASSWORD = env("PASSWORD");
 const ORG1 = env("ORG1_DISPLAY");
+const ORG1_NAME = env("ORG1");
 const ORG2 = env("ORG2");
 const ORG2_DISPLAY = env("ORG2_DISPLAY");
 const NEW_LOGIN = env("NEW_LOGIN");
@@ -131,6 +132,9 @@ try {
   await page.getByLabel("Organisation").selectOption(ORG2);
   await page.getByText(`Organisation: ${ORG2_DISPLAY}`).waitFor();
   await page.screenshot({ path: `${OUT}/account-switched.png`, fullPage: true });
+  // And back: the admin below manages the first organisation, where Kill Session acts.
+  await page.getByLabel("Organisation").selectOption(ORG1_NAME);
+  await page.getByText(`Organisation: ${ORG1}`).waitFor();
 
   // --- An organisation admin --------------------------------------------------------------
   step = "admin signs in and opens the users table";

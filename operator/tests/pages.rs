@@ -91,6 +91,7 @@ async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
             ("NINA_LOGIN", nina_login.clone()),
             ("ADMIN_LOGIN", admin_login.clone()),
             ("PASSWORD", PASSWORD.to_owned()),
+            ("ORG1", org1.name.clone()),
             ("ORG1_DISPLAY", org1.display.clone()),
             ("ORG2", org2.name.clone()),
             ("ORG2_DISPLAY", org2.display.clone()),

@@ -133,13 +133,13 @@ mod api_keys {
             "the key never appears in the User"
         );
 
-        // A deleted Secret is put back (with a new key: the old one is gone for good).
+        // A deleted Secret is put back, with the key the account records.
         secrets
             .delete("app-api-key", &DeleteParams::default())
             .await
             .unwrap();
         let again = secret(&secrets, |s| secret_text(s, "api-key").is_some()).await;
-        assert_ne!(key_of(&again), key);
+        assert_eq!(key_of(&again), key);
 
         // Disabling deletes the Secret and clears the status.
         let patch = serde_json::json!({"spec": {"apiKey": {"enabled": false}}});
@@ -176,12 +176,24 @@ mod api_keys {
         let first = key_of(&secret(&secrets, |_| true).await);
         annotate(&users, "usher.dev/renew-api-key", "r1").await;
         let s = secret(&secrets, |s| key_of(s) != first).await;
-        assert!(
-            !s.data
-                .as_ref()
-                .unwrap()
-                .contains_key("previous-api-key-sha256"),
+        let recorded = |record: serde_json::Value| record["apiKey"].clone();
+        let login = users.get("app").await.unwrap().spec.login;
+        let ns = users.get("app").await.unwrap().metadata.namespace.unwrap();
+        let membership = || async {
+            let secret = account_secret(&client, &login).await.unwrap();
+            let all: serde_json::Value =
+                serde_json::from_str(&secret_text(&secret, "memberships").unwrap()).unwrap();
+            all[format!("{ns}/app")].clone()
+        };
+        assert_eq!(
+            recorded(membership().await)["previousHash"],
+            serde_json::Value::Null,
             "gracePeriod 0s: the old key stops at once"
+        );
+        assert_eq!(
+            s.data.as_ref().unwrap().len(),
+            1,
+            "the Secret holds the key only"
         );
         let second = key_of(&s);
 
@@ -193,15 +205,13 @@ mod api_keys {
             .unwrap();
         annotate(&users, "usher.dev/renew-api-key", "r2").await;
         let s = secret(&secrets, |s| key_of(s) != second).await;
-        assert_eq!(
-            secret_text(&s, "previous-api-key-sha256"),
-            Some(second.hash())
-        );
+        // The previous key's hash and deadline live in the account, not in the Secret.
+        let record = recorded(membership().await);
+        assert_eq!(record["previousHash"], serde_json::json!(second.hash()));
+        assert!(record["previousUntil"].is_string());
+        assert_eq!(record["hash"], serde_json::json!(key_of(&s).hash()));
         assert!(!serde_json::to_string(&s).unwrap().contains(second.expose()));
-        assert!(
-            s.annotations()
-                .contains_key("usher.dev/previous-valid-until")
-        );
+        assert_eq!(s.data.as_ref().unwrap().len(), 1);
         eventually("renewal recorded", Duration::from_secs(20), || async {
             let u = users.get("app").await.ok()?;
             (u.status?.observed_actions?.renew_api_key.as_deref() == Some("r2")).then_some(())
