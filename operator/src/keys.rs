@@ -28,6 +28,9 @@ const MFA_KEY: &str = "mfa-seal-key";
 pub struct Keys {
     /// Signs session cookies.
     pub session: ring::hmac::Key,
+    /// Signs device cookies (derived from the session key, so the two never vouch for each
+    /// other).
+    pub device: ring::hmac::Key,
     /// Seals TOTP secrets and API keys.
     pub seal: Sealer,
 }
@@ -92,6 +95,11 @@ impl Keys {
     pub fn from_bytes(session: [u8; 32], mfa: [u8; 32]) -> Keys {
         Keys {
             session: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session),
+            device: {
+                let base = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session);
+                let derived = ring::hmac::sign(&base, b"usher device cookie key");
+                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+            },
             seal: Sealer::new(mfa),
         }
     }

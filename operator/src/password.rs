@@ -1,6 +1,6 @@
 //! Passwords: the policy (12–128 characters after NFC, never truncated, refused when easy to
-//! guess, with the reason), and argon2id (m = 19 MiB, t = 2, p = 1) on a bounded blocking pool
-//! so a flood of logins cannot starve other work. Unknown logins are verified against a dummy
+//! guess, with the reason), and argon2id (m = 19 MiB, t = 2, p = 1) on a pool of its own threads
+//! with a bounded queue, so a flood of logins cannot starve other work. Unknown logins are verified against a dummy
 //! hash so they take as long as known ones.
 
 use std::sync::Arc;
@@ -9,7 +9,6 @@ use argon2::{
     Argon2, Params,
     password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
 };
-use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization;
 
 /// Fewest characters a password may have.
@@ -85,61 +84,113 @@ pub enum Verified {
     Wrong,
 }
 
-/// argon2id hashing and verification on at most `permits` blocking threads at once.
+/// Why a hash or verification did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    /// The queue of hashes waiting for a thread is full: try again shortly.
+    #[error("too many passwords are being checked at once")]
+    Busy,
+    /// argon2 failed (it does not, with today's parameters).
+    #[error("the password could not be hashed")]
+    Failed,
+}
+
+enum Job {
+    Hash(
+        String,
+        tokio::sync::oneshot::Sender<Result<String, HashError>>,
+    ),
+    Verify(String, String, tokio::sync::oneshot::Sender<Verified>),
+}
+
+/// argon2id hashing and verification on a pool of its own threads (never the async runtime's,
+/// so a flood of logins does not slow other requests), with a bounded queue: past it, requests
+/// are refused at once ([`HashError::Busy`]) instead of waiting without end.
 #[derive(Clone)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     dummy: Arc<str>,
 }
 
 impl Hasher {
-    /// A hasher allowing `permits` concurrent hash computations (each uses 19 MiB).
-    pub fn new(permits: usize) -> Result<Hasher, argon2::password_hash::Error> {
+    /// A hasher on `threads` threads (each hash takes 19 MiB and a core for ~50 ms) with room
+    /// for `queue` hashes waiting.
+    pub fn new(threads: usize, queue: usize) -> Result<Hasher, argon2::password_hash::Error> {
         let dummy = Argon2::default().hash_password(b"usher dummy password for unknown logins")?;
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("usher-argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        match job {
+                            Ok(Job::Hash(password, reply)) => {
+                                let hashed = Argon2::default()
+                                    .hash_password(password.as_bytes())
+                                    .map(|h| h.to_string())
+                                    .map_err(|_| HashError::Failed);
+                                let _ = reply.send(hashed);
+                            }
+                            Ok(Job::Verify(phc, password, reply)) => {
+                                let _ = reply.send(verify_now(&phc, &password));
+                            }
+                            // Every Hasher is gone: the pool ends.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                return Err(argon2::password_hash::Error::Crypto);
+            }
+        }
         Ok(Hasher {
-            permits: Arc::new(Semaphore::new(permits.max(1))),
+            jobs,
             dummy: dummy.to_string().into(),
         })
     }
 
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        self.jobs.try_send(job).map_err(|_| HashError::Busy)
+    }
+
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) of `password` with a random salt.
-    pub async fn hash(&self, password: String) -> Result<String, argon2::password_hash::Error> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| argon2::password_hash::Error::Crypto)?;
-        tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
-        })
-        .await
-        .map_err(|_| argon2::password_hash::Error::Crypto)?
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Hash(password, reply))?;
+        answer.await.map_err(|_| HashError::Failed)?
     }
 
     /// Verifies `password` against `stored`; `None` (unknown or not yet activated login) is
     /// checked against a dummy hash so it takes as long and always fails.
-    pub async fn verify(&self, stored: Option<String>, password: String) -> Verified {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Verified::Wrong;
-        };
+    pub async fn verify(
+        &self,
+        stored: Option<String>,
+        password: String,
+    ) -> Result<Verified, HashError> {
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| self.dummy.to_string());
-        let result = tokio::task::spawn_blocking(move || {
-            let Ok(parsed) = PasswordHash::new(&phc) else {
-                return Verified::Wrong;
-            };
-            match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-                Ok(()) => Verified::Ok {
-                    rehash: needs_rehash(&parsed),
-                },
-                Err(_) => Verified::Wrong,
-            }
-        })
-        .await
-        .unwrap_or(Verified::Wrong);
-        if known { result } else { Verified::Wrong }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Verify(phc, password, reply))?;
+        let result = answer.await.unwrap_or(Verified::Wrong);
+        Ok(if known { result } else { Verified::Wrong })
+    }
+}
+
+fn verify_now(phc: &str, password: &str) -> Verified {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Verified::Wrong;
+    };
+    match Argon2::default().verify_password(password.as_bytes(), &parsed) {
+        Ok(()) => Verified::Ok {
+            rehash: needs_rehash(&parsed),
+        },
+        Err(_) => Verified::Wrong,
     }
 }
 
@@ -199,27 +250,46 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
-        let h = Hasher::new(2).unwrap();
+        let h = Hasher::new(2, 4).unwrap();
         let phc = h.hash("Tz8#qL2!vR9$wX4m".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert_eq!(
             h.verify(Some(phc.clone()), "Tz8#qL2!vR9$wX4m".into()).await,
-            Verified::Ok { rehash: false }
+            Ok(Verified::Ok { rehash: false })
         );
         assert_eq!(
             h.verify(Some(phc), "Tz8#qL2!vR9$wX4n".into()).await,
-            Verified::Wrong
+            Ok(Verified::Wrong)
         );
         // Unknown login: the dummy hash is checked, and even its own password fails.
         assert_eq!(
             h.verify(None, "usher dummy password for unknown logins".into())
                 .await,
-            Verified::Wrong
+            Ok(Verified::Wrong)
         );
         assert_eq!(
             h.verify(Some("not a hash".into()), "x".into()).await,
-            Verified::Wrong
+            Ok(Verified::Wrong)
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let h = Hasher::new(1, 1).unwrap();
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.hash("Tz8#qL2!vR9$wX4m".into()).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for r in runs {
+            if r.await.unwrap() == Err(HashError::Busy) {
+                busy += 1;
+            }
+        }
+        // One runs, one waits: the others are refused.
+        assert!(busy >= 5, "{busy}");
     }
 
     #[tokio::test]
@@ -230,10 +300,10 @@ mod tests {
             Params::new(8192, 1, 1, None).unwrap(),
         );
         let old = weak.hash_password(b"Tz8#qL2!vR9$wX4m").unwrap().to_string();
-        let h = Hasher::new(1).unwrap();
+        let h = Hasher::new(1, 1).unwrap();
         assert_eq!(
             h.verify(Some(old), "Tz8#qL2!vR9$wX4m".into()).await,
-            Verified::Ok { rehash: true }
+            Ok(Verified::Ok { rehash: true })
         );
     }
 }

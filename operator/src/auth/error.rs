@@ -89,6 +89,10 @@ pub enum ErrorCode {
     LoginTaken,
     /// The caches are still loading.
     NotReady,
+    /// Too many passwords are being checked at once.
+    Busy,
+    /// The request took longer than the server allows.
+    Timeout,
 }
 
 impl ErrorCode {
@@ -130,6 +134,8 @@ impl ErrorCode {
             ErrorCode::CannotLockSelf => "cannot_lock_self",
             ErrorCode::LoginTaken => "login_taken",
             ErrorCode::NotReady => "not_ready",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Timeout => "timeout",
         }
     }
 }
@@ -190,9 +196,19 @@ impl ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::TooManyAttempts,
-            format!("too many failed attempts; try again in {secs} seconds"),
+            "too many failed attempts; wait as long as Retry-After says, then try again",
         )
         .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+    }
+
+    /// 503 `busy` with Retry-After: the password hashing queue is full.
+    pub fn busy() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy,
+            "too many sign-ins are being checked right now; try again in a moment",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
     /// 500 `internal_error`; the cause goes to the log, never to the client.

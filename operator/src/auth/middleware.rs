@@ -13,9 +13,16 @@ use super::{
     state::State,
 };
 
-/// Adds the headers every answer carries: no caching, no sniffing, no referrer, a strict CSP.
-pub async fn common_headers(mut res: Response) -> Response {
+/// Adds the headers every answer carries: no caching, no sniffing, no referrer, a strict CSP,
+/// and HSTS when the public URL is https.
+pub async fn common_headers(Extract(st): Extract<State>, mut res: Response) -> Response {
     let h = res.headers_mut();
+    if st.settings.secure() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -35,6 +42,21 @@ pub async fn common_headers(mut res: Response) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
+}
+
+/// Bounds each request's time (`USHER_REQUEST_TIMEOUT`), its body included: past it, 503
+/// `timeout` and the work is dropped.
+pub async fn time_bound(Extract(st): Extract<State>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(st.settings.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Timeout,
+            "the request took too long; try again",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .into_response(),
+    }
 }
 
 /// Bodies announced larger than the cap are refused with 413 before any handler runs. Up to

@@ -10,7 +10,9 @@
 
 mod account;
 mod cache;
+mod client;
 mod cookie;
+mod device;
 mod directory;
 mod error;
 mod handlers;
@@ -25,6 +27,7 @@ mod settings;
 mod state;
 mod throttle;
 
+pub use client::TrustedProxies;
 pub use router::{api, layers, router};
 pub use server::run;
 pub use settings::Settings;

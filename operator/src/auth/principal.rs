@@ -10,7 +10,7 @@ use axum::{
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::{
-    cookie::{session_cookie, session_token},
+    cookie::Scope,
     directory::Membership,
     error::{ApiError, ErrorCode},
     session::{self, Claims},
@@ -190,8 +190,9 @@ impl State {
     }
 
     pub fn authenticate_session(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let secure = self.settings.secure();
-        let token = session_token(headers, secure)
+        let token = self
+            .cookie_scope()
+            .token(headers)
             .ok_or_else(|| unauthenticated(ErrorCode::Unauthenticated, "sign in first", None))?;
         let ended = |message: &str| unauthenticated(ErrorCode::SessionEnded, message, None);
         let claims = session::open(&self.keys.session, token)
@@ -261,14 +262,21 @@ impl State {
         })
     }
 
+    /// Where this server's session cookie goes.
+    pub fn cookie_scope(&self) -> Scope<'_> {
+        Scope {
+            secure: self.settings.secure(),
+            domain: self.settings.cookie_domain.as_deref(),
+        }
+    }
+
     /// The Set-Cookie carrying `claims`, for the rest of the session's lifetime.
     pub fn cookie(&self, claims: &Claims) -> HeaderValue {
         let left_ms = i64::try_from(self.settings.max_lifetime.as_millis())
             .unwrap_or(i64::MAX)
             .saturating_sub(now_ms().saturating_sub(claims.iat))
             .max(0);
-        session_cookie(
-            self.settings.secure(),
+        self.cookie_scope().cookie(
             &session::seal(&self.keys.session, claims),
             // Whole seconds, rounded up: a fresh session says the full lifetime.
             std::time::Duration::from_secs(

@@ -1,5 +1,5 @@
 //! The auth server's routes (DESIGN.md, "Auth server HTTP API") and what every request goes
-//! through (see `middleware`).
+//! through (see `middleware`). `/metrics` is not among them: it has a listener of its own.
 
 use axum::{
     Router,
@@ -12,7 +12,7 @@ use axum::{
 use super::{
     error::{ApiError, BODY_LIMIT, ErrorCode},
     handlers::{admin, api_key, invitation, login, me, mfa, probes, verify},
-    middleware::{body_cap, common_headers, cross_site},
+    middleware::{body_cap, common_headers, cross_site, time_bound},
     pages,
     state::State,
 };
@@ -28,7 +28,11 @@ pub fn layers(routes: Router<State>, state: State) -> Router {
     routes
         .layer(middleware::from_fn_with_state(state.clone(), cross_site))
         .layer(middleware::from_fn(body_cap))
-        .layer(middleware::map_response(common_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), time_bound))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            common_headers,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -53,7 +57,6 @@ pub fn api() -> Router<State> {
         .merge(pages::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(probes::readyz))
-        .route("/metrics", get(probes::metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })

@@ -1,29 +1,101 @@
-//! Serving the auth server: its keys, its caches, its router, until a shutdown signal.
+//! Serving the auth server: its keys, its caches, its router, and its own accept loop, so that
+//! a connection whose request head does not arrive in time is closed (slowloris), until a
+//! shutdown signal. `/metrics` is served on a listener of its own, off the public port.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::{Router, extract::ConnectInfo, http::Request, routing::get};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+};
 use kube::Client;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
 
-use super::{router::router, settings::Settings, state::State};
-use crate::keys::Keys;
-use crate::runtime::shutdown::shutdown_signal;
+use super::{handlers::probes, router::router, settings::Settings, state::State};
+use crate::{keys::Keys, runtime::shutdown::shutdown_signal};
 
-/// Runs the auth server on `listener` until SIGTERM or Ctrl-C.
+/// Runs the auth server on `listener` (and `/metrics` on `metrics`) until SIGTERM or Ctrl-C.
 pub async fn run(
     client: Client,
     settings: Settings,
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
 ) -> anyhow::Result<()> {
     let keys = Keys::load_or_create(client.clone(), &settings.namespace).await?;
+    let header_timeout = settings.header_timeout;
     let state = State::new(client, settings, keys)?;
     state.start_caches();
-    let app = router(state);
+    if let Some(metrics) = metrics {
+        let app = Router::new()
+            .route("/metrics", get(probes::metrics))
+            .with_state(state.clone());
+        tracing::info!(address = %metrics.local_addr()?, "auth metrics listening");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, app).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     tracing::info!(address = %listener.local_addr()?, "auth server listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    serve(listener, router(state), header_timeout).await
+}
+
+/// Serves `app` on `listener` with HTTP/1 and HTTP/2; a connection whose request head takes
+/// longer than `header_timeout` is closed. Each request carries its peer as `ConnectInfo`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            app.clone().oneshot(req)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Closed by the header timeout or the peer: nothing to report.
+            let _ = conn.await;
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("connections still open after 10 s; stopping anyway");
+        }
+    }
     Ok(())
 }

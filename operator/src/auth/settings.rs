@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use super::client::TrustedProxies;
+
+/// Memory one argon2id hash takes (m = 19 MiB) and a little over.
+const HASH_MEMORY: u64 = 20 << 20;
+
 /// Settings of `usher auth`.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -23,6 +28,18 @@ pub struct Settings {
     pub soft_lock_after: u32,
     /// Password hashes computed at once (each takes 19 MiB and one core for ~50 ms).
     pub hash_concurrency: usize,
+    /// Hashes that may wait for a thread; more are refused with 503 `busy`.
+    pub hash_queue: usize,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// A connection whose request head has not arrived this long after it opened (or after
+    /// the previous request) is closed.
+    pub header_timeout: Duration,
+    /// The longest a request may take (body included); past it, 503 `timeout`.
+    pub request_timeout: Duration,
+    /// The domain the session cookie is scoped to (`example.com`), so apps on sibling hosts
+    /// authenticate through forward-auth; `None`: the public URL's host only.
+    pub cookie_domain: Option<String>,
 }
 
 impl Settings {
@@ -37,8 +54,28 @@ impl Settings {
             max_lifetime: Duration::from_secs(24 * 3600),
             soft_lock: Duration::from_secs(15 * 60),
             soft_lock_after: 10,
-            hash_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
+            hash_concurrency: default_hash_concurrency(memory_limit()),
+            hash_queue: 0,
+            trusted_proxies: TrustedProxies::default(),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            cookie_domain: None,
         }
+        .with_default_queue()
+    }
+
+    /// The hash queue's default: room for a second of logins at full speed.
+    pub fn with_default_queue(mut self) -> Settings {
+        self.hash_queue = (self.hash_concurrency * 16).max(8);
+        self
+    }
+
+    /// The public URL's host (`usher.example.com`).
+    pub fn public_host(&self) -> String {
+        url::Url::parse(&self.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 
     /// True when the public URL is https.
@@ -51,5 +88,45 @@ impl Settings {
         url::Url::parse(&self.public_url)
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_default()
+    }
+}
+
+/// The default number of hashes at once: what half the container's memory holds at 20 MiB a
+/// hash, at most the cores less one (left to the requests that do not hash), at least one.
+pub fn default_hash_concurrency(memory_limit: Option<u64>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let by_cores = cores.saturating_sub(1).max(1);
+    let by_memory = memory_limit
+        .map(|m| usize::try_from(m / 2 / HASH_MEMORY).unwrap_or(usize::MAX))
+        .unwrap_or(usize::MAX);
+    by_cores.min(by_memory).max(1)
+}
+
+/// The container's memory limit from its cgroup (v2, then v1), if it has one.
+pub fn memory_limit() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|f| std::fs::read_to_string(f).ok())
+    .and_then(|v| v.trim().parse::<u64>().ok())
+    // v1 reports "no limit" as a number near 2^63.
+    .filter(|&m| m < (1 << 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_concurrency_fits_the_memory_limit_and_leaves_a_core() {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        assert_eq!(default_hash_concurrency(Some(64 << 20)), 1);
+        assert_eq!(
+            default_hash_concurrency(Some(512 << 20)),
+            cores.saturating_sub(1).clamp(1, 12)
+        );
+        assert!(default_hash_concurrency(None) < cores.max(2));
     }
 }

@@ -9,7 +9,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, runtime::watcher};
 use usher_crds::{LABEL_ACCOUNT, Organisation, Profile, User};
 
-use super::{directory::Directory, metrics::AuthMetrics, settings::Settings, throttle::Throttle};
+use super::{
+    directory::Directory,
+    metrics::AuthMetrics,
+    settings::Settings,
+    throttle::{Policy, Throttle},
+};
 use crate::{account::AccountStore, keys::Keys, password::Hasher};
 
 /// Everything a request handler reads; cheap to clone.
@@ -39,10 +44,12 @@ pub struct Inner {
     pub keys: Keys,
     /// argon2id on a bounded pool.
     pub hasher: Hasher,
-    /// Failed logins per login.
+    /// Failed sign-ins per login, of clients without a device cookie for it.
     pub by_login: Throttle,
-    /// Failed logins per client address.
+    /// Failed sign-ins per client address, of clients without a device cookie.
     pub by_address: Throttle,
+    /// Failed sign-ins per device cookie (a login on one device that completed a sign-in).
+    pub by_device: Throttle,
     /// Metrics.
     pub metrics: AuthMetrics,
 }
@@ -50,8 +57,19 @@ pub struct Inner {
 impl State {
     /// State over caches that [`State::start_caches`] fills.
     pub fn new(client: Client, settings: Settings, keys: Keys) -> anyhow::Result<State> {
-        let hasher = Hasher::new(settings.hash_concurrency)
+        let hasher = Hasher::new(settings.hash_concurrency, settings.hash_queue)
             .map_err(|e| anyhow::anyhow!("cannot prepare password hashing: {e}"))?;
+        let forget = Duration::from_secs(15 * 60);
+        let per_login = Policy {
+            free: 5,
+            max_delay: Duration::from_secs(60),
+            // The soft lock of a login is the account's (every replica honours it, and
+            // `usher account unlock` ends it); see `sign_in_failed`.
+            lock_after: None,
+            lock_for: settings.soft_lock,
+            in_flight: 2,
+            forget_after: forget,
+        };
         Ok(State(Arc::new(Inner {
             origin: settings.origin(),
             directory: Directory::new(&settings.namespace),
@@ -59,9 +77,19 @@ impl State {
             client,
             keys,
             hasher,
-            by_login: Throttle::new(5, Duration::from_secs(60), Duration::from_secs(15 * 60)),
+            by_login: Throttle::new(per_login),
             // Generous: many people may share one address (an office behind NAT).
-            by_address: Throttle::new(50, Duration::from_secs(60), Duration::from_secs(15 * 60)),
+            by_address: Throttle::new(Policy {
+                free: 50,
+                in_flight: u32::MAX,
+                ..per_login
+            }),
+            // Small too, and locked after as many failures as a login: a stolen device cookie
+            // must not become an unthrottled oracle.
+            by_device: Throttle::new(Policy {
+                lock_after: Some(settings.soft_lock_after),
+                ..per_login
+            }),
             metrics: AuthMetrics::default(),
             settings,
         })))

@@ -1,12 +1,14 @@
-//! Login throttling, in memory per replica: after `free` failures for one key (a login, a client
-//! address) each further attempt waits twice as long as the last (1 s, 2 s, 4 s, … up to
-//! `max_delay`), answered with 429 and Retry-After before any password is hashed. Failures are
-//! forgotten after `forget_after` without one, or on success. The soft lock that every replica
-//! honours is written to the account by the caller when [`Throttle::failure`] says so.
+//! Login throttling, in memory per replica. An attempt is reserved before any password is
+//! hashed ([`Throttle::reserve`]) and counts as a failure until it is settled as a success, so
+//! parallel guesses count as guesses. After `free` failures for one key (a login, a client
+//! address, a device) each further attempt waits twice as long as the last (1 s, 2 s, 4 s, … up
+//! to `max_delay`); after `lock_after` failures the key is locked for `lock_for`. At most
+//! `in_flight` attempts of one key are under way at once. Refusals are 429 with Retry-After,
+//! before any work. Failures are forgotten after `forget_after` without one, or on success.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -16,67 +18,106 @@ const MAX_ENTRIES: usize = 100_000;
 #[derive(Clone, Copy)]
 struct Entry {
     failures: u32,
+    in_flight: u32,
     last: Instant,
+    locked_until: Option<Instant>,
 }
 
-/// Failure counts per key.
+/// How a [`Throttle`] treats one key.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Failures let through without delay.
+    pub free: u32,
+    /// The longest delay between attempts.
+    pub max_delay: Duration,
+    /// Failures after which the key is locked (`None`: never).
+    pub lock_after: Option<u32>,
+    /// How long a lock lasts.
+    pub lock_for: Duration,
+    /// Attempts of one key under way at once.
+    pub in_flight: u32,
+    /// A key without a failure for this long starts afresh.
+    pub forget_after: Duration,
+}
+
+/// Failure counts per key; cheap to clone (shared).
+#[derive(Clone)]
 pub struct Throttle {
-    entries: Mutex<HashMap<String, Entry>>,
-    free: u32,
-    max_delay: Duration,
-    forget_after: Duration,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    policy: Policy,
+}
+
+/// An attempt reserved for a key. It counts as a failure unless [`Attempt::succeeded`] is
+/// called, also when it is dropped unsettled (a request that gave up half-way).
+pub struct Attempt {
+    throttle: Throttle,
+    key: String,
+    /// When it was reserved: the time its failure counts from.
+    at: Instant,
+    settled: bool,
+}
+
+impl Attempt {
+    /// The attempt succeeded: the key's failures are forgotten.
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        self.throttle.settle(&self.key, Some(true), self.at);
+    }
+
+    /// The attempt failed; returns the failures counted so far (the soft lock follows them).
+    pub fn failed(mut self) -> u32 {
+        self.settled = true;
+        self.throttle.settle(&self.key, Some(false), self.at)
+    }
+
+    /// The attempt was not made after all (the server was busy, or it gave no verdict): it
+    /// counts neither way.
+    pub fn cancel(mut self) {
+        self.settled = true;
+        self.throttle.settle(&self.key, None, self.at);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.settle(&self.key, Some(false), self.at);
+        }
+    }
 }
 
 impl Throttle {
-    /// Lets `free` failures through without delay.
-    pub fn new(free: u32, max_delay: Duration, forget_after: Duration) -> Throttle {
+    /// A throttle applying `policy` to every key.
+    pub fn new(policy: Policy) -> Throttle {
         Throttle {
-            entries: Mutex::default(),
-            free,
-            max_delay,
-            forget_after,
+            entries: Arc::default(),
+            policy,
         }
     }
 
     fn delay(&self, failures: u32) -> Duration {
-        if failures < self.free {
+        if failures < self.policy.free {
             return Duration::ZERO;
         }
-        let exp = (failures - self.free).min(20);
-        Duration::from_secs(1u64 << exp).min(self.max_delay)
+        let exp = (failures - self.policy.free).min(20);
+        Duration::from_secs(1u64 << exp).min(self.policy.max_delay)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `Err(retry_after)` while `key` must wait.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let entries = self.lock();
-        let Some(e) = entries.get(key) else {
-            return Ok(());
-        };
-        let since = now.saturating_duration_since(e.last);
-        if since >= self.forget_after {
-            return Ok(());
-        }
-        let wait = self.delay(e.failures);
-        if since < wait {
-            Err((wait - since).max(Duration::from_secs(1)))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Records a failure; returns the failures counted so far.
-    pub fn failure(&self, key: &str, now: Instant) -> u32 {
+    /// Reserves an attempt for `key` at `now`, or `Err(retry_after)` while it must wait.
+    pub fn reserve(&self, key: &str, now: Instant) -> Result<Attempt, Duration> {
         let mut entries = self.lock();
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
-            let forget = self.forget_after;
-            entries.retain(|_, e| now.saturating_duration_since(e.last) < forget);
+            let forget = self.policy.forget_after;
+            entries
+                .retain(|_, e| e.in_flight > 0 || now.saturating_duration_since(e.last) < forget);
             if entries.len() >= MAX_ENTRIES
                 && let Some(oldest) = entries
                     .iter()
+                    .filter(|(_, e)| e.in_flight == 0)
                     .min_by_key(|(_, e)| e.last)
                     .map(|(k, _)| k.clone())
             {
@@ -85,17 +126,83 @@ impl Throttle {
         }
         let e = entries.entry(key.to_owned()).or_insert(Entry {
             failures: 0,
+            in_flight: 0,
             last: now,
+            locked_until: None,
         });
-        if now.saturating_duration_since(e.last) >= self.forget_after {
+        if let Some(until) = e.locked_until {
+            if now < until {
+                return Err((until - now).max(Duration::from_secs(1)));
+            }
+            e.locked_until = None;
             e.failures = 0;
         }
-        e.failures += 1;
+        let since = now.saturating_duration_since(e.last);
+        if e.in_flight == 0 && since >= self.policy.forget_after {
+            e.failures = 0;
+        }
+        if e.in_flight >= self.policy.in_flight {
+            return Err(Duration::from_secs(1));
+        }
+        // Attempts under way count as failures until they are settled.
+        let wait = self.delay(e.failures + e.in_flight);
+        if since < wait {
+            return Err((wait - since).max(Duration::from_secs(1)));
+        }
+        e.in_flight += 1;
         e.last = now;
+        Ok(Attempt {
+            throttle: self.clone(),
+            key: key.to_owned(),
+            at: now,
+            settled: false,
+        })
+    }
+
+    /// Settles an attempt of `key` (`Some(success)`, or `None`: not counted); returns the
+    /// failures counted (0 after a success).
+    fn settle(&self, key: &str, outcome: Option<bool>, now: Instant) -> u32 {
+        let mut entries = self.lock();
+        let Some(e) = entries.get_mut(key) else {
+            return 0;
+        };
+        e.in_flight = e.in_flight.saturating_sub(1);
+        match outcome {
+            Some(true) => {
+                entries.remove(key);
+                return 0;
+            }
+            None => return e.failures,
+            Some(false) => {}
+        }
+        e.failures = e.failures.saturating_add(1);
+        e.last = e.last.max(now);
+        if self.policy.lock_after.is_some_and(|n| e.failures >= n) {
+            e.locked_until = Some(now + self.policy.lock_for);
+        }
         e.failures
     }
 
-    /// Forgets `key`'s failures (a successful login, or a soft lock that took over).
+    /// How long `key` stays locked, if it is.
+    pub fn locked_for(&self, key: &str, now: Instant) -> Option<Duration> {
+        let until = self.lock().get(key)?.locked_until?;
+        (now < until).then(|| until - now)
+    }
+
+    /// Locks `key` for `lock_for` from `now` (a soft lock kept here, for a login without an
+    /// account to keep it in).
+    pub fn lock_key(&self, key: &str, now: Instant) {
+        let mut entries = self.lock();
+        let e = entries.entry(key.to_owned()).or_insert(Entry {
+            failures: 0,
+            in_flight: 0,
+            last: now,
+            locked_until: None,
+        });
+        e.locked_until = Some(now + self.policy.lock_for);
+    }
+
+    /// Forgets `key`.
     pub fn reset(&self, key: &str) {
         self.lock().remove(key);
     }
@@ -103,27 +210,97 @@ impl Throttle {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            free: 3,
+            max_delay: Duration::from_secs(60),
+            lock_after: None,
+            lock_for: Duration::from_secs(900),
+            in_flight: 100,
+            forget_after: Duration::from_secs(900),
+        }
+    }
 
     #[test]
     fn waits_double_after_the_free_failures_and_are_forgotten_later() {
-        let t = Throttle::new(3, Duration::from_secs(60), Duration::from_secs(900));
+        let t = Throttle::new(policy());
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(t.check("k", start).is_ok());
-            t.failure("k", start);
+            t.reserve("k", start).unwrap().failed();
         }
-        assert_eq!(t.check("k", start), Err(Duration::from_secs(1)));
-        assert!(t.check("k", start + Duration::from_secs(1)).is_ok());
-        assert!(t.check("other", start).is_ok());
-        t.failure("k", start);
-        assert_eq!(t.check("k", start), Err(Duration::from_secs(2)));
-        for _ in 0..20 {
-            t.failure("k", start);
+        assert_eq!(t.reserve("k", start).err(), Some(Duration::from_secs(1)));
+        assert!(t.reserve("other", start).is_ok());
+        t.reserve("k", start + Duration::from_secs(1))
+            .unwrap()
+            .failed();
+        let later = start + Duration::from_secs(1);
+        assert_eq!(t.reserve("k", later).err(), Some(Duration::from_secs(2)));
+        for i in 0..20 {
+            let at = later + Duration::from_secs(100 * (i + 1));
+            t.reserve("k", at).unwrap().failed();
         }
-        assert_eq!(t.check("k", start), Err(Duration::from_secs(60)));
-        assert!(t.check("k", start + Duration::from_secs(900)).is_ok());
+        let at = later + Duration::from_secs(2000);
+        assert_eq!(t.reserve("k", at).err(), Some(Duration::from_secs(60)));
+        assert!(t.reserve("k", at + Duration::from_secs(900)).is_ok());
         t.reset("k");
-        assert!(t.check("k", start).is_ok());
+        let ok = t.reserve("k", at).unwrap();
+        ok.succeeded();
+        assert!(t.reserve("k", at).is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_count_before_they_are_settled() {
+        let t = Throttle::new(policy());
+        let now = Instant::now();
+        // A burst of 50 at once: only the free three get through, the rest wait.
+        let granted: Vec<Attempt> = (0..50).filter_map(|_| t.reserve("k", now).ok()).collect();
+        assert_eq!(granted.len(), 3);
+        // Dropping them unsettled counts them as failures.
+        drop(granted);
+        assert!(t.reserve("k", now).is_err());
+    }
+
+    #[test]
+    fn a_success_clears_the_key_and_in_flight_attempts_are_capped() {
+        let t = Throttle::new(Policy {
+            in_flight: 2,
+            ..policy()
+        });
+        let now = Instant::now();
+        let a = t.reserve("k", now).unwrap();
+        let b = t.reserve("k", now).unwrap();
+        assert_eq!(t.reserve("k", now).err(), Some(Duration::from_secs(1)));
+        a.succeeded();
+        b.failed();
+        assert!(t.reserve("k", now).is_ok());
+        // A cancelled attempt does not count.
+        let t = Throttle::new(Policy {
+            free: 1,
+            ..policy()
+        });
+        t.reserve("k", now).unwrap().cancel();
+        t.reserve("k", now).unwrap().failed();
+        assert!(t.reserve("k", now).is_err());
+    }
+
+    #[test]
+    fn enough_failures_lock_the_key_for_the_lock_duration() {
+        let t = Throttle::new(Policy {
+            free: 100,
+            lock_after: Some(3),
+            ..policy()
+        });
+        let now = Instant::now();
+        for _ in 0..3 {
+            t.reserve("k", now).unwrap().failed();
+        }
+        let wait = t.reserve("k", now).err().unwrap();
+        assert_eq!(wait, Duration::from_secs(900));
+        assert_eq!(t.locked_for("k", now), Some(Duration::from_secs(900)));
+        assert!(t.reserve("k", now + Duration::from_secs(900)).is_ok());
     }
 }

@@ -1,6 +1,6 @@
 //! `usher auth`: flags, then the auth server until a shutdown signal.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
 
@@ -34,6 +34,30 @@ pub struct AuthArgs {
     /// Failed logins of one account that start a soft lock.
     #[arg(long, env = "USHER_SOFT_LOCK_AFTER", default_value_t = 10)]
     pub soft_lock_after: u32,
+    /// Password hashes computed at once; default: what half the container's memory limit
+    /// holds, at most the cores less one.
+    #[arg(long, env = "USHER_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+    /// Password hashes that may wait for a thread (default 16 per thread); more get 503.
+    #[arg(long, env = "USHER_HASH_QUEUE")]
+    pub hash_queue: Option<usize>,
+    /// Proxies (comma-separated CIDRs) whose X-Forwarded-For names the client, such as the
+    /// ingress controller's pod network.
+    #[arg(long, env = "USHER_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: auth::TrustedProxies,
+    /// Close a connection whose request head has not arrived within this.
+    #[arg(long, env = "USHER_HEADER_TIMEOUT", default_value = "10s")]
+    pub header_timeout: usher_crds::Duration,
+    /// The longest a request may take.
+    #[arg(long, env = "USHER_REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: usher_crds::Duration,
+    /// Scope the session cookie to this domain (such as example.com), so that apps on its
+    /// other hosts can use forward-auth.
+    #[arg(long, env = "USHER_COOKIE_DOMAIN")]
+    pub cookie_domain: Option<String>,
+    /// Address for /metrics (kept off the public port).
+    #[arg(long, env = "USHER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
 }
 
 /// Runs the auth server.
@@ -46,6 +70,21 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     settings.max_lifetime = args.session_max_lifetime.get();
     settings.soft_lock = args.soft_lock_duration.get();
     settings.soft_lock_after = args.soft_lock_after.max(1);
+    if let Some(n) = args.hash_concurrency {
+        settings.hash_concurrency = n.max(1);
+        settings = settings.with_default_queue();
+    }
+    if let Some(q) = args.hash_queue {
+        settings.hash_queue = q.max(1);
+    }
+    settings.trusted_proxies = args.trusted_proxies;
+    settings.header_timeout = args.header_timeout.get().max(Duration::from_secs(1));
+    settings.request_timeout = args.request_timeout.get().max(Duration::from_secs(1));
+    settings.cookie_domain = args
+        .cookie_domain
+        .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+        .filter(|d| !d.is_empty());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    auth::run(client, settings, listener).await
+    let metrics = tokio::net::TcpListener::bind(args.metrics_listen).await?;
+    auth::run(client, settings, listener, Some(metrics)).await
 }

@@ -107,6 +107,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         client.clone(),
         auth::Settings::new("usher-system", &public_url),
         listener,
+        None,
     ));
 
     step(5, &format!("examples from {}", args.examples.display()));

@@ -59,7 +59,9 @@ async fn verify_answers_ingress_controllers() {
         bad_key.header("www-authenticate").as_deref(),
         Some("Bearer realm=\"usher\", error=\"invalid_token\"")
     );
-    let metrics = reqwest::get(format!("{}/metrics", h.b.base))
+    // Metrics are served on their own listener, not on the public port.
+    assert_eq!(h.b.get("/metrics", None).await.status, StatusCode::NOT_FOUND);
+    let metrics = reqwest::get(format!("{}/metrics", h.b.metrics))
         .await
         .unwrap()
         .text()

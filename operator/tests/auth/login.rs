@@ -154,7 +154,7 @@ async fn one_address_failing_with_many_logins_is_throttled() {
         (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
     );
     assert!(throttled.header("retry-after").is_some());
-    let metrics = reqwest::get(format!("{}/metrics", server.base))
+    let metrics = reqwest::get(format!("{}/metrics", server.metrics))
         .await
         .unwrap()
         .text()

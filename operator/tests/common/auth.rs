@@ -17,6 +17,8 @@ use super::{OPERATOR_NS, eventually, log_path};
 /// A running `usher auth`.
 pub struct AuthServer {
     pub base: String,
+    /// Where its `/metrics` listener is (off the public port).
+    pub metrics: String,
     pub process: Process,
 }
 
@@ -24,11 +26,16 @@ pub struct AuthServer {
 pub async fn start_auth(env: &Envtest, log: &str, extra: &[(&str, &str)]) -> AuthServer {
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    let metrics = format!("http://127.0.0.1:{}", free_port().unwrap());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
     cmd.arg("auth")
         .env("KUBECONFIG", env.kubeconfig())
         .env("USHER_NAMESPACE", OPERATOR_NS)
         .env("USHER_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "USHER_METRICS_LISTEN",
+            metrics.trim_start_matches("http://"),
+        )
         .env("USHER_PUBLIC_URL", &base)
         .env("RUST_LOG", "info,kube=warn");
     for (k, v) in extra {
@@ -49,7 +56,11 @@ pub async fn start_auth(env: &Envtest, log: &str, extra: &[(&str, &str)]) -> Aut
         },
     )
     .await;
-    AuthServer { base, process }
+    AuthServer {
+        base,
+        metrics,
+        process,
+    }
 }
 
 /// An answer: status, headers and JSON body (Null when empty or not JSON).

@@ -16,7 +16,7 @@ use crate::{
         state::State,
     },
     invitation::{hash_token, token_matches},
-    password,
+    password::{self, HashError},
     runtime::clock::now,
 };
 
@@ -67,11 +67,10 @@ pub async fn accept(
             e.to_string(),
         )
     })?;
-    let hash = st
-        .hasher
-        .hash(nfc)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let hash = st.hasher.hash(nfc).await.map_err(|e| match e {
+        HashError::Busy => ApiError::busy(),
+        HashError::Failed => ApiError::internal(&e),
+    })?;
     st.update_account(&account.id, |a| {
         // Single use: on a conflict the account is read again and the token checked again.
         check(a)?;

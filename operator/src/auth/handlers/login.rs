@@ -16,44 +16,136 @@ use usher_crds::login::canonical_login;
 use crate::{
     account::{Account, account_id},
     auth::{
-        cookie::clear_cookie,
+        device,
         directory::Membership,
         error::{ApiError, ErrorCode, JsonBody},
         principal::Via,
         session::Claims,
         state::State,
+        throttle::{Attempt, Throttle},
     },
     password::{self, Verified},
     runtime::clock::{now, now_ms},
 };
 
+/// The attempts one sign-in reserved before any hashing: per device, for a client presenting a
+/// device cookie for the login; else per client address and per login.
+pub struct Reserved {
+    attempts: Vec<Attempt>,
+    /// True when a device cookie for the login was presented.
+    pub device: bool,
+}
+
+impl Reserved {
+    /// The sign-in failed; the failures of the login (or device) so far.
+    pub fn failed(mut self) -> u32 {
+        let last = self.attempts.pop().map_or(0, Attempt::failed);
+        for a in self.attempts.drain(..) {
+            a.failed();
+        }
+        last
+    }
+
+    /// The sign-in succeeded: the failures are forgotten.
+    pub fn succeeded(self) {
+        for a in self.attempts {
+            a.succeeded();
+        }
+    }
+
+    /// No verdict was given: nothing counts.
+    pub fn cancel(self) {
+        for a in self.attempts {
+            a.cancel();
+        }
+    }
+}
+
 impl State {
-    /// Counts a failed login of `login_key` from `address`; past the limit, the account gets a
-    /// soft lock every replica honours.
-    pub async fn login_failed(&self, login_key: &str, address: &str, account: Option<&Account>) {
-        let now = Instant::now();
-        self.by_address.failure(address, now);
-        let failures = self.by_login.failure(login_key, now);
-        if failures >= self.settings.soft_lock_after
-            && let Some(account) = account
-        {
-            let until = Timestamp::now()
-                .checked_add(SignedDuration::try_from(self.settings.soft_lock).unwrap_or_default())
-                .unwrap_or_else(|_| Timestamp::now());
-            let locked = self
-                .update_account(&account.id, |a| {
-                    a.locked_until = Some(until);
-                    Ok(true)
-                })
-                .await;
-            match locked {
-                Ok(_) => {
-                    self.by_login.reset(login_key);
-                    tracing::warn!(account = %account.id, until = %until, "soft lock after repeated failed logins");
+    /// Reserves a sign-in of `login_key` from `address` (with the device id of a device cookie
+    /// valid for that login, if presented), or the 429 to answer. Known and unknown logins get
+    /// the same answer.
+    pub fn reserve_sign_in(
+        &self,
+        login_key: &str,
+        address: &str,
+        device: Option<&str>,
+        now: Instant,
+    ) -> Result<Reserved, ApiError> {
+        let keys: Vec<(&Throttle, String, &str)> = match device {
+            Some(d) => vec![(&self.by_device, format!("{login_key}\n{d}"), "device")],
+            None => vec![
+                (&self.by_address, address.to_owned(), "address"),
+                (&self.by_login, login_key.to_owned(), "login"),
+            ],
+        };
+        let mut attempts = Vec::with_capacity(keys.len());
+        for (throttle, key, scope) in keys {
+            match throttle.reserve(&key, now) {
+                Ok(a) => attempts.push(a),
+                Err(wait) => {
+                    for a in attempts {
+                        a.cancel();
+                    }
+                    self.metrics.throttled(scope);
+                    self.metrics.login("throttled");
+                    return Err(ApiError::throttled(wait));
                 }
-                Err(e) => tracing::warn!(code = e.code.as_str(), "could not record a soft lock"),
             }
         }
+        Ok(Reserved {
+            attempts,
+            device: device.is_some(),
+        })
+    }
+
+    /// Counts a failed sign-in; past the limit, an account known here gets a soft lock every
+    /// replica honours (clients with a device cookie for the login are not held by it).
+    pub async fn sign_in_failed(
+        &self,
+        reserved: Reserved,
+        login_key: &str,
+        account: Option<&Account>,
+    ) {
+        let device = reserved.device;
+        let failures = reserved.failed();
+        if device || failures < self.settings.soft_lock_after {
+            return;
+        }
+        // Unknown logins are locked here alike, for as long: the answer says nothing of
+        // whether a login exists.
+        self.by_login.lock_key(login_key, Instant::now());
+        let Some(account) = account else {
+            return;
+        };
+        let until = Timestamp::now()
+            .checked_add(SignedDuration::try_from(self.settings.soft_lock).unwrap_or_default())
+            .unwrap_or_else(|_| Timestamp::now());
+        let locked = self
+            .update_account(&account.id, |a| {
+                a.locked_until = Some(until);
+                Ok(true)
+            })
+            .await;
+        match locked {
+            Ok(_) => {
+                // The account holds the lock from now on, where `usher account unlock` ends it.
+                self.by_login.reset(login_key);
+                tracing::warn!(account = %account.id, until = %until, "soft lock after repeated failed logins");
+            }
+            Err(e) => tracing::warn!(code = e.code.as_str(), "could not record a soft lock"),
+        }
+    }
+
+    /// The 429 for a soft-locked account, for a client without a device cookie for it.
+    fn soft_lock(&self, reserved: &Reserved, account: Option<&Account>) -> Option<ApiError> {
+        if reserved.device {
+            return None;
+        }
+        let left = account.and_then(soft_locked)?;
+        self.metrics.throttled("soft_lock");
+        self.metrics.login("locked");
+        Some(ApiError::throttled(left))
     }
 }
 
@@ -91,9 +183,11 @@ fn invalid_credentials() -> ApiError {
     )
 }
 
+/// `POST /api/v1/login`.
 pub async fn login(
     Extract(st): Extract<State>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let canonical = canonical_login(&req.login).ok();
@@ -104,25 +198,18 @@ pub async fn login(
             .collect::<String>()
             .to_lowercase()
     });
-    let address = peer.ip().to_string();
-    let now = Instant::now();
-    for (throttle, key, scope) in [
-        (&st.by_address, address.as_str(), "address"),
-        (&st.by_login, login_key.as_str(), "login"),
-    ] {
-        if let Err(wait) = throttle.check(key, now) {
-            st.metrics.throttled(scope);
-            st.metrics.login("throttled");
-            return Err(ApiError::throttled(wait));
-        }
-    }
-    let account = canonical
-        .as_deref()
-        .and_then(|l| st.directory.account(&account_id(l)));
-    if let Some(left) = account.as_deref().and_then(soft_locked) {
-        st.metrics.throttled("soft_lock");
-        st.metrics.login("locked");
-        return Err(ApiError::throttled(left));
+    let address = st
+        .settings
+        .trusted_proxies
+        .client(peer.ip(), &headers)
+        .to_string();
+    let id = account_id(&login_key);
+    let device = device::presented(&st.keys.device, &headers, &id, unix_now());
+    let reserved = st.reserve_sign_in(&login_key, &address, device.as_deref(), Instant::now())?;
+    let account = canonical.as_deref().and_then(|_| st.directory.account(&id));
+    if let Some(refused) = st.soft_lock(&reserved, account.as_deref()) {
+        reserved.cancel();
+        return Err(refused);
     }
     let active: Vec<Membership> = account
         .as_ref()
@@ -146,26 +233,40 @@ pub async fn login(
     } else {
         unicode_normalization::UnicodeNormalization::nfc(req.password.as_str()).collect()
     };
-    let verified = st.hasher.verify(stored, password.clone()).await;
-    let Verified::Ok { rehash } = verified else {
-        st.login_failed(&login_key, &address, account.as_deref())
+    let verified = match st.hasher.verify(stored, password.clone()).await {
+        Ok(v) => v,
+        Err(_) => {
+            reserved.cancel();
+            st.metrics.login("busy");
+            return Err(ApiError::busy());
+        }
+    };
+    // Waiting for a hash thread may have outlasted a soft lock written meanwhile (here or on
+    // another replica): it holds this attempt too, whatever the verdict.
+    let account = account.and_then(|a| st.directory.account(&a.id).or(Some(a)));
+    if let Some(refused) = st.soft_lock(&reserved, account.as_deref()) {
+        reserved.cancel();
+        return Err(refused);
+    }
+    let (Verified::Ok { rehash }, Some(mut account)) = (verified, account.clone()) else {
+        st.sign_in_failed(reserved, &login_key, account.as_deref())
             .await;
         st.metrics.login("invalid_credentials");
         return Err(invalid_credentials());
     };
-    let Some(mut account) = account else {
-        return Err(invalid_credentials());
-    };
     let membership = match &req.organisation {
-        Some(org) => active
-            .iter()
-            .find(|m| m.org_name() == *org)
-            .cloned()
-            .ok_or_else(|| not_a_member(org))?,
+        Some(org) => match active.iter().find(|m| m.org_name() == *org) {
+            Some(m) => m.clone(),
+            None => {
+                reserved.cancel();
+                return Err(not_a_member(org));
+            }
+        },
         None => active.first().cloned().ok_or_else(invalid_credentials)?,
     };
     if st.settings.mfa_enabled && account.totp_secret.is_some() {
         let Some(code) = req.code.as_deref() else {
+            reserved.cancel();
             st.metrics.login("mfa_required");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -177,14 +278,17 @@ pub async fn login(
             Ok(a) => account = Arc::new(a),
             Err(e) => {
                 if e.code == ErrorCode::InvalidCode {
-                    st.login_failed(&login_key, &address, Some(&account)).await;
+                    st.sign_in_failed(reserved, &login_key, Some(&account))
+                        .await;
                     st.metrics.login("invalid_code");
+                } else {
+                    reserved.cancel();
                 }
                 return Err(e);
             }
         }
     }
-    st.by_login.reset(&login_key);
+    reserved.succeeded();
     if rehash {
         let st2 = st.clone();
         let id = account.id.clone();
@@ -211,7 +315,21 @@ pub async fn login(
     .map_err(|e| ApiError::internal(&e))?;
     let restricted = st.enrolment_required(&account, &membership);
     let body = st.directory.me(&account, &membership, restricted);
-    Ok(([(header::SET_COOKIE, st.cookie(&claims))], Json(body)).into_response())
+    let mut res = ([(header::SET_COOKIE, st.cookie(&claims))], Json(body)).into_response();
+    // A complete sign-in: this browser is a device of this login from now on.
+    if device.is_none()
+        && let Ok(token) = device::issue(&st.keys.device, &account.id, unix_now())
+    {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            device::cookie(&token, st.settings.secure()),
+        );
+    }
+    Ok(res)
+}
+
+fn unix_now() -> i64 {
+    Timestamp::now().as_second()
 }
 
 #[derive(Deserialize)]
@@ -241,7 +359,7 @@ pub async fn logout(
     }
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(st.settings.secure()))],
+        [(header::SET_COOKIE, st.cookie_scope().clear())],
     )
         .into_response())
 }
