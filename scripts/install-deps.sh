@@ -9,6 +9,7 @@ packages=(
   python3-aiosmtpd               # the real SMTP server of the mail tests
   oathtool zbar-tools            # real TOTP client and QR decoder of the MFA tests
   wrk                            # HTTP load generator of the auth benchmark
+  nginx-light                    # the real ingress (auth_request) of the forward-auth tests
   chromium                       # the real browser of the page tests (driven by playwright-core)
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
                                  # Go text/template + sprig: renders the Helm chart without Helm

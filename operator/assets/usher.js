@@ -45,7 +45,8 @@ async function submit(form) {
   const then = form.dataset.then || "reload";
   if (then === "reload") {
     location.reload();
-  } else if (then.startsWith("/")) {
+  } else if (then.startsWith("/") || then.startsWith("https://") || then.startsWith("http://")) {
+    // The server chose this place (a path here, or an app behind forward-auth it allows).
     location.assign(then);
   } else if (then === "totp") {
     document.getElementById("totp-qr").src = "data:image/png;base64," + data.qrPng;

@@ -1,8 +1,13 @@
 //! Forward-auth: `/api/v1/verify` answers ingress controllers.
 
+use kube::{Api, api::PostParams};
 use reqwest::{Method, StatusCode};
+use usher_crds::User;
 
-use crate::{common::auth::*, *};
+use crate::{
+    common::{auth::*, *},
+    *,
+};
 
 #[tokio::test]
 async fn verify_answers_ingress_controllers() {
@@ -59,8 +64,36 @@ async fn verify_answers_ingress_controllers() {
         bad_key.header("www-authenticate").as_deref(),
         Some("Bearer realm=\"usher\", error=\"invalid_token\"")
     );
+    // Every login has its own identity header: one with characters beyond visible ASCII is
+    // percent-encoded (before, such logins all had an empty X-Usher-Login), and the account id
+    // comes beside it.
+    let profile = profile(&client, &["manageCase"]).await;
+    let other = organisation(&client).await;
+    let ns = wait_ns(&client, &other).await;
+    let unicode = format!("jürgen-{}", crate::common::login("u"));
+    Api::<User>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &user("jurgen", &unicode, &profile))
+        .await
+        .unwrap();
+    onboard(&h.a, &h.smtp, &unicode).await;
+    let jurgen = h.b.session(&unicode, PASSWORD).await;
+    let ok = h.b.get("/api/v1/verify", Some(&jurgen)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let expected = unicode.replace('ü', "%C3%BC");
+    assert_eq!(
+        ok.header("x-usher-login").as_deref(),
+        Some(expected.as_str())
+    );
+    assert_eq!(
+        ok.header("x-usher-account").as_deref(),
+        Some(usher_operator::account_id(&unicode).as_str())
+    );
+
     // Metrics are served on their own listener, not on the public port.
-    assert_eq!(h.b.get("/metrics", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.b.get("/metrics", None).await.status,
+        StatusCode::NOT_FOUND
+    );
     let metrics = reqwest::get(format!("{}/metrics", h.b.metrics))
         .await
         .unwrap()

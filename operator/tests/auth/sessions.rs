@@ -264,6 +264,18 @@ async fn on_https_the_cookie_is_host_prefixed_and_secure() {
         "{set_cookie}"
     );
     assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    // Browsers are told to come back over https only.
+    assert_eq!(
+        ok.header("strict-transport-security").as_deref(),
+        Some("max-age=31536000")
+    );
+    assert!(
+        h.a.get("/healthz", None)
+            .await
+            .header("strict-transport-security")
+            .is_none(),
+        "not on a plain-http deployment"
+    );
     let token = ok.cookie().unwrap();
     let http = reqwest::Client::new();
     let me = |cookie: String| {

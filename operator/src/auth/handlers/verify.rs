@@ -49,27 +49,62 @@ pub async fn verify(
                 format!("this needs the permission {needed}"),
             ));
         }
-        let h = |v: &str| HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""));
         let headers = [
             (
                 HeaderName::from_static("x-usher-login"),
-                h(&p.account.login),
+                identity(&p.account.login),
+            ),
+            (
+                HeaderName::from_static("x-usher-account"),
+                identity(&p.account.id),
             ),
             (
                 HeaderName::from_static("x-usher-organisation"),
-                h(&p.membership.org_name()),
+                identity(&p.membership.org_name()),
             ),
             (
                 HeaderName::from_static("x-usher-profile"),
-                h(&p.membership.user.spec.profile),
+                identity(&p.membership.user.spec.profile),
             ),
             (
                 HeaderName::from_static("x-usher-permissions"),
-                h(&permissions.join(",")),
+                identity(&permissions.join(",")),
             ),
         ];
         Ok(p.respond((StatusCode::OK, headers)))
     });
     st.metrics.verified(via, started.elapsed().as_secs_f64());
     answer
+}
+
+/// Characters kept as they are in an identity header: visible ASCII but `%` (which starts an
+/// escape); everything else is percent-encoded (RFC 3986), so every login has one, readable
+/// header value and no two logins share one.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+
+/// The header value naming `value`: itself when it is visible ASCII, else percent-encoded.
+fn identity(value: &str) -> HeaderValue {
+    let encoded = percent_encoding::utf8_percent_encode(value, ESCAPED).to_string();
+    // Only visible ASCII is left, which a header value always takes.
+    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_login_gets_a_readable_distinct_header() {
+        assert_eq!(identity("alice@example.com"), "alice@example.com");
+        assert_eq!(
+            identity("jürgen@xn--bcher-kva.de"),
+            "j%C3%BCrgen@xn--bcher-kva.de"
+        );
+        assert_ne!(
+            identity("jürgen@example.com"),
+            identity("jörgen@example.com")
+        );
+        assert_eq!(identity("50%@example.com"), "50%25@example.com");
+        assert_eq!(identity("a\u{7f}b"), "a%7Fb");
+    }
 }

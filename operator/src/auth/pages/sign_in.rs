@@ -2,19 +2,60 @@
 //! link's fragment sets the password).
 
 use axum::{
-    extract::State as Extract,
+    extract::{Query, State as Extract},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 use maud::html;
+use serde::Deserialize;
 
 use super::layout::{layout, page, signed_in};
-use crate::auth::state::State;
+use crate::auth::{settings::Settings, state::State};
 
-/// `/login`.
-pub async fn login(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
+/// `rd` when the browser may be sent there after sign-in: a path on this server, or an http(s)
+/// URL (https when the public URL is) whose host is the public URL's or lies under the cookie
+/// domain. Nothing else: no open redirect.
+pub fn return_to(settings: &Settings, rd: &str) -> Option<String> {
+    if rd.starts_with('/') && !rd.starts_with("//") && !rd.starts_with("/\\") {
+        return Some(rd.to_owned());
+    }
+    let url = url::Url::parse(rd).ok()?;
+    let scheme_ok = match url.scheme() {
+        "https" => true,
+        "http" => !settings.secure(),
+        _ => false,
+    };
+    if !scheme_ok || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    let under_domain = settings
+        .cookie_domain
+        .as_deref()
+        .is_some_and(|d| host == d || host.ends_with(&format!(".{d}")));
+    (host == settings.public_host() || under_domain).then(|| url.to_string())
+}
+
+/// `/login?rd=` takes.
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    /// Where to send the browser after sign-in (an app behind forward-auth).
+    rd: Option<String>,
+}
+
+/// `/login`, and `/login?rd=<url>`: after sign-in (and the TOTP step) the browser goes back to
+/// `rd` when it is on the public host or under the cookie domain; any other `rd` is ignored.
+pub async fn login(
+    Extract(st): Extract<State>,
+    Query(q): Query<LoginQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let then =
+        q.rd.as_deref()
+            .and_then(|rd| return_to(&st.settings, rd))
+            .unwrap_or_else(|| "/account".to_owned());
     if signed_in(&st, &headers).is_ok() {
-        return Redirect::to("/account").into_response();
+        return Redirect::to(&then).into_response();
     }
     page(
         StatusCode::OK,
@@ -24,7 +65,7 @@ pub async fn login(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
             html! {
                 section {
                     h1 { "Sign in" }
-                    form data-api="/api/v1/login" data-then="/account" {
+                    form data-api="/api/v1/login" data-then=(then) {
                         label for="login" { "Login (email address)" }
                         input #login name="login" type="email" autocomplete="username" required autofocus;
                         label for="password" { "Password" }
@@ -69,4 +110,43 @@ pub async fn invite() -> Response {
             },
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_public_host_and_the_cookie_domain_are_returned_to() {
+        let mut s = Settings::new("usher-system", "https://login.example.com");
+        assert_eq!(return_to(&s, "/account").as_deref(), Some("/account"));
+        assert_eq!(
+            return_to(&s, "https://login.example.com/x").as_deref(),
+            Some("https://login.example.com/x")
+        );
+        for bad in [
+            "https://app.example.com/",
+            "https://evil.test/",
+            "//evil.test/",
+            "/\\evil.test",
+            "javascript:alert(1)",
+            "http://login.example.com/",
+            "https://login.example.com@evil.test/",
+            "https://user@login.example.com/",
+            "https://login.example.com.evil.test/",
+        ] {
+            assert_eq!(return_to(&s, bad), None, "{bad}");
+        }
+        s.cookie_domain = Some("example.com".into());
+        assert_eq!(
+            return_to(&s, "https://app.example.com/cases?id=7").as_deref(),
+            Some("https://app.example.com/cases?id=7")
+        );
+        assert_eq!(
+            return_to(&s, "https://example.com/").as_deref(),
+            Some("https://example.com/")
+        );
+        assert_eq!(return_to(&s, "https://notexample.com/"), None);
+        assert_eq!(return_to(&s, "https://evil.test/?example.com"), None);
+    }
 }

@@ -1,0 +1,93 @@
+// Forward-auth across hosts in a real browser: an app on app.usher.test behind a real nginx
+// (auth_request to Usher), Usher on login.usher.test behind the same nginx, both on loopback
+// through Chromium's host-resolver rules. Driven by operator/tests/ingress/forward_auth.rs,
+// which passes everything through the environment. Exits non-zero with the failing step.
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const APP = env("APP_URL"); // http://app.usher.test:PORT
+const LOGIN_BASE = env("LOGIN_URL"); // http://login.usher.test:PORT
+const LOGIN = env("LOGIN");
+const PASSWORD = env("PASSWORD");
+const TOTP_SECRET = env("TOTP_SECRET");
+const OUT = env("OUT");
+mkdirSync(OUT, { recursive: true });
+
+const totp = (offset) =>
+  execFileSync("oathtool", ["--totp", "-b", TOTP_SECRET, "--now", `@${Math.floor(Date.now() / 1000) + offset}`])
+    .toString()
+    .trim();
+
+let step = "start";
+const expect = (cond, what) => {
+  if (!cond) throw new Error(`expected ${what}`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP *.usher.test 127.0.0.1",
+  ],
+});
+
+async function signIn(page, code) {
+  await page.getByLabel("Login (email address)").fill(LOGIN);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByLabel("Code from your authenticator app").waitFor();
+  await page.getByLabel("Code from your authenticator app").fill(code);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+try {
+  const context = await browser.newContext();
+  // A cookie of the app's own, which must still reach it.
+  await context.addCookies([{ name: "app_pref", value: "compact", url: APP }]);
+  const page = await context.newPage();
+
+  step = "open the app: forward-auth sends the browser to Usher's sign-in";
+  await page.goto(`${APP}/cases?id=7`);
+  await page.waitForURL((url) => url.href.startsWith(`${LOGIN_BASE}/login?rd=`));
+  await page.screenshot({ path: `${OUT}/forward-auth-login.png`, fullPage: true });
+
+  step = "sign in with password and TOTP, and land back on the app";
+  await signIn(page, totp(0));
+  await page.waitForURL(`${APP}/cases?id=7`);
+  const seen = JSON.parse(await page.locator("body").innerText());
+  expect(seen["x-usher-login"] === LOGIN, `the app to see X-Usher-Login ${LOGIN}, got ${JSON.stringify(seen)}`);
+  expect(/^[0-9a-f]{20}$/.test(seen["x-usher-account"] || ""), `an X-Usher-Account, got ${JSON.stringify(seen)}`);
+  expect((seen["x-usher-permissions"] || "").includes("manageCase"), "the permissions");
+  expect(!(seen.cookie || "").includes("usher_session"), `Usher's cookie stripped, got ${seen.cookie}`);
+  expect((seen.cookie || "").includes("app_pref=compact"), `the app's own cookie kept, got ${seen.cookie}`);
+  await page.screenshot({ path: `${OUT}/forward-auth-app.png`, fullPage: true });
+  console.log(`APP_SAW=${JSON.stringify(seen)}`);
+
+  step = "a foreign rd is ignored";
+  const stranger = await browser.newContext();
+  const other = await stranger.newPage();
+  await other.goto(`${LOGIN_BASE}/login?rd=${encodeURIComponent("http://evil.test/steal")}`);
+  // The next code step: the previous one was used, and a code is accepted once.
+  await signIn(other, totp(30));
+  await other.waitForURL(`${LOGIN_BASE}/account`);
+  expect(!other.url().includes("evil"), `stay on Usher, got ${other.url()}`);
+
+  console.log("FORWARD_AUTH_OK");
+} catch (e) {
+  console.error(`FAILED at step "${step}": ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
