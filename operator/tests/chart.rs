@@ -298,7 +298,7 @@ async fn every_rendering_applies_to_a_real_api_server_with_restricted_pods() {
         .map(str::to_owned)
         .collect();
     let everything = format!(
-        "{MINIMAL}  existingSecret: usher-smtp\n  caSecret: relay-ca\nwebhook:\n  certManager: {{enabled: true}}\nnetworkPolicy: {{enabled: true}}\nserviceMonitor: {{enabled: true}}\nbuiltinProfiles: {{enabled: false}}\nnodeSelector: {{kubernetes.io/os: linux}}\n"
+        "{MINIMAL}  existingSecret: usher-smtp\n  caSecret: relay-ca\nwebhook:\n  certManager: {{enabled: true}}\nnetworkPolicy: {{enabled: true}}\nserviceMonitor: {{enabled: true}}\nbuiltinProfiles: {{enabled: false}}\nnodeSelector: {{kubernetes.io/os: linux}}\nauth:\n  trustedProxies: 10.0.0.0/8,fd00::/8\n  cookieDomain: example.com\n"
     );
     for (release, values) in [("usher", MINIMAL.to_owned()), ("prod", everything)] {
         let ns = unique_name("chart");
@@ -341,6 +341,26 @@ async fn every_rendering_applies_to_a_real_api_server_with_restricted_pods() {
                 .to_owned()
         };
         assert_ne!(account(controller), account(auth));
+        let env_of = |d: &Value, name: &str| {
+            d["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].as_str().unwrap_or_default().to_owned())
+        };
+        if full {
+            assert_eq!(
+                env_of(auth, "USHER_TRUSTED_PROXIES").as_deref(),
+                Some("10.0.0.0/8,fd00::/8")
+            );
+            assert_eq!(
+                env_of(auth, "USHER_COOKIE_DOMAIN").as_deref(),
+                Some("example.com")
+            );
+        } else {
+            assert_eq!(env_of(auth, "USHER_COOKIE_DOMAIN"), None);
+        }
         let webhook = deployments
             .iter()
             .find(|d| {
