@@ -3,15 +3,9 @@
 // through Chromium's host-resolver rules. Driven by operator/tests/ingress/forward_auth.rs,
 // which passes everything through the environment. Exits non-zero with the failing step.
 
-import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { env, expect, fillSignIn, launch, run, totp as codeAt } from "./common.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const APP = env("APP_URL"); // http://app.usher.test:PORT
 const LOGIN_BASE = env("LOGIN_URL"); // http://login.usher.test:PORT
 const LOGIN = env("LOGIN");
@@ -20,50 +14,28 @@ const TOTP_SECRET = env("TOTP_SECRET");
 const OUT = env("OUT");
 mkdirSync(OUT, { recursive: true });
 
-const totp = (offset) =>
-  execFileSync("oathtool", ["--totp", "-b", TOTP_SECRET, "--now", `@${Math.floor(Date.now() / 1000) + offset}`])
-    .toString()
-    .trim();
-
-let step = "start";
-const expect = (cond, what) => {
-  if (!cond) throw new Error(`expected ${what}`);
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP *.usher.test 127.0.0.1",
-  ],
-});
+const totp = (offset) => codeAt(TOTP_SECRET, offset);
+const browser = await launch(["--host-resolver-rules=MAP *.usher.test 127.0.0.1"]);
 
 async function signIn(page, code) {
-  await page.getByLabel("Login (email address)").fill(LOGIN);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await fillSignIn(page, LOGIN, PASSWORD);
   await page.getByLabel("Code from your authenticator app").waitFor();
   await page.getByLabel("Code from your authenticator app").fill(code);
   await page.getByRole("button", { name: "Sign in" }).click();
 }
 
-try {
+await run(browser, "FORWARD_AUTH_OK", async (at) => {
   const context = await browser.newContext();
   // A cookie of the app's own, which must still reach it.
   await context.addCookies([{ name: "app_pref", value: "compact", url: APP }]);
   const page = await context.newPage();
 
-  step = "open the app: forward-auth sends the browser to Usher's sign-in";
+  at("open the app: forward-auth sends the browser to Usher's sign-in");
   await page.goto(`${APP}/cases?id=7`);
   await page.waitForURL((url) => url.href.startsWith(`${LOGIN_BASE}/login?rd=`));
   await page.screenshot({ path: `${OUT}/forward-auth-login.png`, fullPage: true });
 
-  step = "sign in with password and TOTP, and land back on the app";
+  at("sign in with password and TOTP, and land back on the app");
   await signIn(page, totp(0));
   await page.waitForURL(`${APP}/cases?id=7`);
   const seen = JSON.parse(await page.locator("body").innerText());
@@ -75,7 +47,7 @@ try {
   await page.screenshot({ path: `${OUT}/forward-auth-app.png`, fullPage: true });
   console.log(`APP_SAW=${JSON.stringify(seen)}`);
 
-  step = "a foreign rd is ignored";
+  at("a foreign rd is ignored");
   const stranger = await browser.newContext();
   const other = await stranger.newPage();
   await other.goto(`${LOGIN_BASE}/login?rd=${encodeURIComponent("http://evil.test/steal")}`);
@@ -84,10 +56,4 @@ try {
   await other.waitForURL(`${LOGIN_BASE}/account`);
   expect(!other.url().includes("evil"), `stay on Usher, got ${other.url()}`);
 
-  console.log("FORWARD_AUTH_OK");
-} catch (e) {
-  console.error(`FAILED at step "${step}": ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -2,15 +2,9 @@
 // the real stack that operator/tests/pages.rs starts. It passes everything through the
 // environment; screenshots go to $OUT. Exits non-zero with the failing step on any failure.
 
-import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { env, expect, launch, signIn as signInAt, run, totp } from "./common.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("BASE");
 const OUT = env("OUT");
 const NINA = env("NINA_LOGIN");
@@ -24,45 +18,19 @@ const NEW_LOGIN = env("NEW_LOGIN");
 const PROFILE = env("PROFILE");
 mkdirSync(OUT, { recursive: true });
 
-const totp = (secret, offset) =>
-  execFileSync("oathtool", ["--totp", "-b", secret, "--now", `@${Math.floor(Date.now() / 1000) + offset}`])
-    .toString()
-    .trim();
+const browser = await launch();
+const signIn = (page, login, password) => signInAt(page, BASE, login, password);
 
-let step = "start";
-const expect = (cond, what) => {
-  if (!cond) throw new Error(`expected ${what}`);
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-
-async function signIn(page, login, password) {
-  await page.goto(`${BASE}/login`);
-  await page.getByLabel("Login (email address)").fill(login);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-}
-
-try {
+await run(browser, "OK", async (at) => {
   // --- A newcomer -------------------------------------------------------------------------
   const nina = await browser.newContext({ viewport: { width: 390, height: 844 } }); // a phone
   const page = await nina.newPage();
 
-  step = "unauthenticated pages go to /login";
+  at("unauthenticated pages go to /login");
   await page.goto(`${BASE}/account`);
   expect(page.url() === `${BASE}/login`, `/login, got ${page.url()}`);
 
-  step = "invitation: a weak password is explained";
+  at("invitation: a weak password is explained");
   await page.goto(env("INVITE_LINK"));
   expect(!page.url().includes("token="), "the token to leave the address bar");
   await page.getByLabel("New password").fill("password1234");
@@ -70,13 +38,13 @@ try {
   await page.getByRole("alert").filter({ hasText: "easy to guess" }).waitFor();
   await page.screenshot({ path: `${OUT}/invite-weak-password.png`, fullPage: true });
 
-  step = "invitation: the password is set";
+  at("invitation: the password is set");
   await page.getByLabel("New password").fill(PASSWORD);
   await page.getByRole("button", { name: "Set password" }).click();
   await page.getByText("Your password is set.").waitFor();
   await page.getByRole("link", { name: "Sign in" }).click();
 
-  step = "sign in with the password";
+  at("sign in with the password");
   await page.waitForURL(`${BASE}/login`);
   await page.screenshot({ path: `${OUT}/login.png`, fullPage: true });
   await signIn(page, NINA, PASSWORD);
@@ -84,7 +52,7 @@ try {
   await page.getByText(`Signed in as ${NINA}`).waitFor();
   await page.screenshot({ path: `${OUT}/account.png`, fullPage: true });
 
-  step = "enroll TOTP from the page";
+  at("enroll TOTP from the page");
   await page.getByRole("button", { name: "Set up two-factor authentication" }).click();
   await page.getByAltText("QR code for your authenticator app").waitFor();
   const secret = (await page.locator("#totp-secret").textContent()).trim();
@@ -97,7 +65,7 @@ try {
   await page.getByRole("button", { name: "Confirm" }).click();
   await page.getByText("TOTP is on").waitFor();
 
-  step = "sign in again with a code";
+  at("sign in again with a code");
   await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await page.waitForURL(`${BASE}/login`);
   await signIn(page, NINA, PASSWORD);
@@ -107,7 +75,7 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL(`${BASE}/account`);
 
-  step = "view and renew the API key";
+  at("view and renew the API key");
   await page.getByRole("button", { name: "Show key" }).click();
   const key = page.locator("#api-key");
   await key.waitFor();
@@ -121,13 +89,13 @@ try {
   console.log(`RENEWED_KEY=${renewed}`);
   console.log(`FIRST_KEY=${first}`);
 
-  step = "a non-admin gets no admin page";
+  at("a non-admin gets no admin page");
   expect((await page.getByRole("link", { name: "Users" }).count()) === 0, "no Users link");
   const forbidden = await page.goto(`${BASE}/organisation/users`);
   expect(forbidden.status() === 403, `403, got ${forbidden.status()}`);
   await page.getByRole("heading", { name: "Not allowed" }).waitFor();
 
-  step = "switch organisation";
+  at("switch organisation");
   await page.goto(`${BASE}/account`);
   await page.getByLabel("Organisation").selectOption(ORG2);
   await page.getByText(`Organisation: ${ORG2_DISPLAY}`).waitFor();
@@ -137,7 +105,7 @@ try {
   await page.getByText(`Organisation: ${ORG1}`).waitFor();
 
   // --- An organisation admin --------------------------------------------------------------
-  step = "admin signs in and opens the users table";
+  at("admin signs in and opens the users table");
   const adminContext = await browser.newContext();
   const admin = await adminContext.newPage();
   await signIn(admin, ADMIN, PASSWORD);
@@ -148,26 +116,26 @@ try {
   const row = (login) => admin.locator("tr", { has: admin.getByRole("cell", { name: login, exact: true }) });
   await row(NINA).waitFor();
 
-  step = "Add User";
+  at("Add User");
   await admin.getByLabel("Login (email address)").fill(NEW_LOGIN);
   await admin.getByLabel("Full name").first().fill("Added Person");
   await admin.locator("#add-profile").selectOption(PROFILE);
   await admin.getByRole("button", { name: "Add User" }).click();
   await row(NEW_LOGIN).waitFor();
 
-  step = "edit with the pencil";
+  at("edit with the pencil");
   await row(NINA).getByRole("button", { name: `Edit ${NINA}` }).click();
   await row(NINA).getByLabel("Full name").fill("Nina Edited");
   await row(NINA).getByRole("button", { name: "Save" }).click();
   await row(NINA).getByRole("cell", { name: "Nina Edited", exact: true }).waitFor();
 
-  step = "lock and unlock";
+  at("lock and unlock");
   await row(NINA).getByRole("button", { name: "Lock", exact: true }).click();
   await row(NINA).getByRole("cell", { name: "Locked", exact: true }).waitFor();
   await row(NINA).getByRole("button", { name: "Unlock" }).click();
   await row(NINA).getByRole("button", { name: "Lock", exact: true }).waitFor();
 
-  step = "Kill Session ends the newcomer's session";
+  at("Kill Session ends the newcomer's session");
   await row(NINA).getByRole("button", { name: "Kill Session" }).click();
   await admin.getByText("Kill Session requested").waitFor();
   let ended = false;
@@ -178,7 +146,7 @@ try {
   }
   expect(ended, "the killed session to be sent to /login");
 
-  step = "Create API Key and Renew";
+  at("Create API Key and Renew");
   await row(NEW_LOGIN).getByRole("button", { name: "Create API Key" }).click();
   await row(NEW_LOGIN).getByRole("button", { name: "Renew" }).waitFor();
   let issued = false;
@@ -198,10 +166,4 @@ try {
     if (!changed) await admin.waitForTimeout(250);
   }
   expect(changed, "a new fingerprint after Renew");
-  console.log("OK");
-} catch (e) {
-  console.error(`FAILED at step "${step}": ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

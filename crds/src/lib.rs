@@ -47,6 +47,8 @@ pub const ANNOTATION_KILL_SESSIONS: &str = "usher.dev/kill-sessions";
 pub const ANNOTATION_RENEW_API_KEY: &str = "usher.dev/renew-api-key";
 /// See [`ANNOTATION_KILL_SESSIONS`].
 pub const ANNOTATION_RESEND_INVITATION: &str = "usher.dev/resend-invitation";
+/// See [`ANNOTATION_KILL_SESSIONS`]: emails the person a password reset link.
+pub const ANNOTATION_RESET_PASSWORD: &str = "usher.dev/reset-password";
 
 /// The CustomResourceDefinitions of every Usher kind, in install order.
 pub fn crds() -> Vec<CustomResourceDefinition> {

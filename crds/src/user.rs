@@ -152,6 +152,9 @@ pub struct ObservedActions {
     /// Last processed value of `usher.dev/resend-invitation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resend_invitation: Option<String>,
+    /// Last processed value of `usher.dev/reset-password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_password: Option<String>,
 }
 
 /// What the controller observed about a User.
@@ -182,7 +185,8 @@ pub struct UserStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeyStatus>,
 
-    /// Sessions of the account started before this time are invalid.
+    /// Sessions acting in this organisation that started before this time are invalid (Kill
+    /// Session here, or an account-wide sign-out such as a password change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions_revoked_at: Option<Time>,
 

@@ -18,6 +18,10 @@ function showError(form, message) {
   }
 }
 
+// A form waiting for the person to confirm it is them (403 reauthentication_required): sent
+// again once the re-authentication form succeeds.
+let pendingForm = null;
+
 async function submit(form) {
   const method = form.dataset.method || "POST";
   const init = { method, credentials: "same-origin", headers: { "content-type": "application/json" } };
@@ -34,6 +38,14 @@ async function submit(form) {
     return;
   }
   if (!res.ok) {
+    const reauth = document.getElementById("reauth");
+    if (data && data.error === "reauthentication_required" && reauth) {
+      pendingForm = form;
+      reauth.hidden = false;
+      reauth.querySelector("input[name=password]").focus();
+      showError(form, data.message);
+      return;
+    }
     if (data && data.error === "mfa_required") {
       for (const el of form.querySelectorAll("[data-mfa]")) el.hidden = false;
       const code = form.querySelector("input[name=code]");
@@ -43,6 +55,15 @@ async function submit(form) {
     return;
   }
   const then = form.dataset.then || "reload";
+  if (then === "retry") {
+    // The re-authentication succeeded: the form that asked for it goes again.
+    form.hidden = true;
+    form.reset();
+    const again = pendingForm;
+    pendingForm = null;
+    if (again) submit(again);
+    return;
+  }
   if (then === "reload") {
     location.reload();
   } else if (then.startsWith("/") || then.startsWith("https://") || then.startsWith("http://")) {
@@ -59,7 +80,9 @@ async function submit(form) {
     out.hidden = false;
     document.getElementById("api-key-copy").hidden = false;
   } else if (then === "done") {
-    for (const el of document.querySelectorAll("[data-done]")) el.hidden = false;
+    // A form may name its own message (data-done-id); else every [data-done] shows.
+    const own = form.dataset.doneId && document.getElementById(form.dataset.doneId);
+    for (const el of own ? [own] : document.querySelectorAll("[data-done]")) el.hidden = false;
     form.hidden = true;
   }
 }
@@ -91,12 +114,15 @@ document.addEventListener("change", (event) => {
   }
 });
 
-// The invitation token travels in the URL fragment (never sent to servers or logs); it moves
-// into the form, and out of the address bar.
+// Invitation and reset tokens travel in the URL fragment (never sent to servers or logs); they
+// move into the form, and out of the address bar. On /reset, a token shows the new-password
+// form instead of the request form.
 window.addEventListener("DOMContentLoaded", () => {
   const token = document.querySelector("input[name=token]");
   if (token && location.hash.startsWith("#token=")) {
     token.value = decodeURIComponent(location.hash.slice("#token=".length));
     history.replaceState(null, "", location.pathname);
+    for (const el of document.querySelectorAll("[data-with-token]")) el.hidden = false;
+    for (const el of document.querySelectorAll("[data-without-token]")) el.hidden = true;
   }
 });

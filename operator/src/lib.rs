@@ -8,8 +8,8 @@ mod auth;
 mod cli;
 mod controller;
 mod crypto;
-mod invitation;
 mod keys;
+mod link_token;
 mod mail;
 mod password;
 mod runtime;
@@ -19,11 +19,11 @@ pub use account::{Account, AccountStore, StoreError, account_id, secret_name};
 pub use account::{KeyRecord, MembershipRecord, membership_key};
 pub use apikey::{ApiKey, delivery as apikey_delivery, renew as apikey_renew};
 pub use auth::{
-    Settings as AuthSettings, State as AuthState, api as auth_routes, layers as auth_layers,
-    router as auth_router,
+    SessionClaims, Settings as AuthSettings, State as AuthState, api as auth_routes,
+    layers as auth_layers, router as auth_router, seal_session,
 };
 pub use cli::{Cli, Command, run};
-pub use invitation::hash_token;
 pub use keys::Keys;
+pub use link_token::hash_token;
 pub use mail::{Invitation, Mailer, SmtpOptions, invitation_email};
 pub use totp::{CodeError, Enrolment, enrol as enrol_totp, verify as verify_totp};

@@ -17,6 +17,23 @@ use reqwest::StatusCode;
 use usher_crds::{User, UserPhase};
 use usher_testkit::{Envtest, SmtpSink};
 
+/// The API server, the mail sink and the one controller the browser tests share (two
+/// controllers on one API server would take turns leading, each mailing its own sink).
+async fn stack() -> (&'static Envtest, kube::Client, &'static SmtpSink) {
+    static STACK: tokio::sync::OnceCell<(&'static Envtest, SmtpSink, usher_testkit::Process)> =
+        tokio::sync::OnceCell::const_new();
+    let (env, smtp, _) = STACK
+        .get_or_init(|| async {
+            let env = Envtest::shared(usher_crds::crds).await.unwrap();
+            setup(env).await;
+            let smtp = SmtpSink::start().await.unwrap();
+            let controller = start_controller(env, &smtp.url(), "pages-controller");
+            (env, smtp, controller)
+        })
+        .await;
+    (env, env.client().await.unwrap(), smtp)
+}
+
 #[tokio::test]
 async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -31,10 +48,7 @@ async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
         "chromium is missing: run scripts/install-deps.sh (Debian package chromium)"
     );
 
-    let env = Envtest::shared(usher_crds::crds).await.unwrap();
-    let client = setup(env).await;
-    let smtp = SmtpSink::start().await.unwrap();
-    let _controller = start_controller(env, &smtp.url(), "pages-controller");
+    let (env, client, smtp) = stack().await;
     let auth = start_auth(env, "pages-auth", &[]).await;
 
     let admin_profile = profile(&client, &["manageUser", "manageCase"]).await;
@@ -65,10 +79,10 @@ async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
         .create(&PostParams::default(), &user("nina", &nina_login, &reader))
         .await
         .unwrap();
-    onboard(&auth, &smtp, &admin_login).await;
+    onboard(&auth, smtp, &admin_login).await;
     wait_phase(&client, &ns1, "nina", UserPhase::Invited).await;
     // The controller's links name its public URL; the browser goes to this auth server.
-    let token = invitation_token(&smtp, &nina_login, 1).await;
+    let token = invitation_token(smtp, &nina_login, 1).await;
     let link = format!("{}/invite#token={token}", auth.base);
     // The invitation must be in the server's cache before the browser uses it.
     eventually(
@@ -162,4 +176,106 @@ async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
     };
     assert_eq!(verify(key("RENEWED_KEY")).await, StatusCode::OK);
     assert_eq!(verify(key("FIRST_KEY")).await, StatusCode::UNAUTHORIZED);
+}
+
+/// Runs `e2e/passwords.mjs` in `phase` with `vars`; its stdout, or a panic with what failed.
+fn passwords_script(phase: &str, vars: &[(&str, String)], auth: &AuthServer) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = Command::new("node")
+        .arg(root.join("e2e/passwords.mjs"))
+        .env("PHASE", phase)
+        .env("OUT", root.join("test-output/pages"))
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap_or_else(|e| panic!("node is missing ({e}): install Node.js 20+"));
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success() && stdout.contains("OK"),
+        "browser test ({phase}) failed:\n{stdout}\n{}\nauth server log:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        auth.process.log_tail(30)
+    );
+    stdout
+}
+
+// Several threads: the browser runs in `block_in_place` while the server's SMTP sink and
+// caches go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_password_is_reset_changed_and_an_admin_ends_the_session_in_a_browser() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (env, client, smtp) = stack().await;
+    let auth = start_auth(env, "passwords-auth", &[("USHER_REAUTH_WINDOW", "2s")]).await;
+
+    let admin_profile = profile(&client, &["manageUser", "manageCase"]).await;
+    let analyst = profile(&client, &["manageCase"]).await;
+    let org = organisation(&client).await;
+    let ns = wait_ns(&client, &org).await;
+    let admin_login = login("admin");
+    let member_login = login("forgetful");
+    let users = Api::<User>::namespaced(client.clone(), &ns);
+    for (name, login, profile) in [
+        ("admin", &admin_login, &admin_profile),
+        ("forgetful", &member_login, &analyst),
+    ] {
+        users
+            .create(&PostParams::default(), &user(name, login, profile))
+            .await
+            .unwrap();
+        onboard(&auth, smtp, login).await;
+        wait_phase(&client, &ns, name, UserPhase::Active).await;
+    }
+    // The member is signed in elsewhere: the reset ends that session too.
+    let elsewhere = auth.session(&member_login, PASSWORD).await;
+
+    let base = [
+        ("BASE", auth.base.clone()),
+        ("MEMBER_LOGIN", member_login.clone()),
+    ];
+    tokio::task::block_in_place(|| passwords_script("request", &base, &auth));
+    let token = reset_token(smtp, &member_login, 1).await;
+    // The controller's links name its public URL; the browser goes to this auth server.
+    let link = format!("{}/reset#token={token}", auth.base);
+    let mut vars = base.to_vec();
+    vars.extend([
+        ("RESET_LINK", link),
+        ("NEW_PASSWORD", "Callisto-9!quiet-harbour-17".to_owned()),
+        ("NEWER_PASSWORD", "Io-volcano$paper-lantern-33".to_owned()),
+        ("ADMIN_LOGIN", admin_login.clone()),
+        ("ADMIN_PASSWORD", PASSWORD.to_owned()),
+    ]);
+    tokio::task::block_in_place(|| passwords_script("reset", &vars, &auth));
+
+    // What the browser did is what the server holds: the old session and both earlier
+    // passwords stop; the link was used up.
+    assert_eq!(
+        auth.get("/api/v1/me", Some(&elsewhere)).await.code(),
+        "session_ended"
+    );
+    for old in [PASSWORD, "Callisto-9!quiet-harbour-17"] {
+        assert_eq!(
+            auth.login(&member_login, old).await.code(),
+            "invalid_credentials"
+        );
+    }
+    let reused = auth
+        .post(
+            "/api/v1/password-reset/accept",
+            serde_json::json!({"token": token, "password": "Europa-ice!silver-comet-58"}),
+            None,
+        )
+        .await;
+    assert_eq!(reused.code(), "invalid_token");
+    for shot in [
+        "reset-requested.png",
+        "reset-weak-password.png",
+        "account-reauthenticate.png",
+        "account-sessions.png",
+        "organisation-sessions.png",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../test-output/pages")
+            .join(shot);
+        let meta = std::fs::metadata(&path).unwrap_or_else(|_| panic!("no {shot}"));
+        assert!(meta.len() > 1000, "{shot} is empty");
+    }
 }

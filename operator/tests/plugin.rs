@@ -56,6 +56,7 @@ async fn kubectl_usher_sets_the_one_shot_annotations() {
         ("kill-session", "usher.dev/kill-sessions"),
         ("renew-key", "usher.dev/renew-api-key"),
         ("resend-invitation", "usher.dev/resend-invitation"),
+        ("reset-password", "usher.dev/reset-password"),
     ] {
         let (ok, out) = kubectl(&["usher", action, "alice", "-n", &ns]);
         assert!(ok, "{out}");

@@ -1,5 +1,5 @@
 //! Reading the emails an SMTP sink received, as a person would: the recipient, the subject, the
-//! decoded plain-text part and the invitation link in it.
+//! decoded plain-text part and the links in it (invitations, password resets).
 
 /// One received email.
 #[derive(Clone, Debug)]
@@ -53,15 +53,26 @@ impl Email {
 
     /// The invitation link in the plain-text part.
     pub fn invitation_link(&self) -> Option<String> {
-        self.text
-            .split_whitespace()
-            .find(|w| w.contains("/invite#token="))
-            .map(str::to_owned)
+        self.link_to("invite")
     }
 
     /// The token of the invitation link.
     pub fn invitation_token(&self) -> Option<String> {
-        self.invitation_link()?
+        self.token_for("invite")
+    }
+
+    /// The link to page `page` (`invite`, `reset`) with a token, in the plain-text part.
+    pub fn link_to(&self, page: &str) -> Option<String> {
+        let marker = format!("/{page}#token=");
+        self.text
+            .split_whitespace()
+            .find(|w| w.contains(&marker))
+            .map(str::to_owned)
+    }
+
+    /// The token of the link to `page`.
+    pub fn token_for(&self, page: &str) -> Option<String> {
+        self.link_to(page)?
             .split_once("#token=")
             .map(|(_, t)| t.to_owned())
     }

@@ -6,9 +6,12 @@
 mod error;
 mod membership;
 mod record;
+mod reset;
+pub mod sessions;
 mod store;
 
 pub use error::StoreError;
 pub use membership::{KeyRecord, MembershipRecord, membership_key};
 pub use record::{Account, PendingInvitation, account_id, secret_name};
+pub use reset::PasswordReset;
 pub use store::AccountStore;

@@ -13,7 +13,11 @@ use usher_crds::LABEL_ACCOUNT;
 
 use usher_crds::User;
 
-use super::membership::{KeyRecord, MembershipRecord, membership_key};
+use super::{
+    membership::{KeyRecord, MembershipRecord, membership_key},
+    reset::PasswordReset,
+    sessions::SessionRecord,
+};
 use crate::crypto::{hex, sha256};
 
 const LOGIN: &str = "login";
@@ -31,8 +35,18 @@ const TOTP_LAST_STEP: &str = "totp.lastStep";
 const LOCKED_UNTIL: &str = "throttle.lockedUntil";
 const SESSIONS_ENDED: &str = "sessions.ended";
 const MEMBERSHIPS: &str = "memberships";
+const SESSIONS_ACTIVE: &str = "sessions.active";
+const RESET_REQUESTED_AT: &str = "reset.requestedAt";
+const RESET_TOKEN_HASH: &str = "reset.tokenHash";
+const RESET_EXPIRES_AT: &str = "reset.expiresAt";
+const RESET_SENT_AT: &str = "reset.sentAt";
 const KNOWN: &[&str] = &[
     MEMBERSHIPS,
+    SESSIONS_ACTIVE,
+    RESET_REQUESTED_AT,
+    RESET_TOKEN_HASH,
+    RESET_EXPIRES_AT,
+    RESET_SENT_AT,
     TOTP_SECRET,
     TOTP_PENDING,
     TOTP_LAST_STEP,
@@ -86,7 +100,8 @@ pub struct Account {
     pub invitation: Option<PendingInvitation>,
     /// When the password was first set.
     pub activated_at: Option<Timestamp>,
-    /// Sessions started before this are invalid (Kill Session, MFA reset).
+    /// Every session started before this (to the millisecond) is invalid: "Sign out
+    /// everywhere", a password change or reset, an MFA reset, `usher account kill-sessions`.
     pub sessions_revoked_at: Option<Timestamp>,
     /// When TOTP enrolment was confirmed.
     pub mfa_enrolled_at: Option<Timestamp>,
@@ -103,6 +118,10 @@ pub struct Account {
     pub sessions_ended: BTreeMap<String, i64>,
     /// Each membership's API key and Kill Session time, by `namespace/name` of its User.
     pub memberships: BTreeMap<String, MembershipRecord>,
+    /// The sessions people and admins can see (at most `sessions::MAX_SESSIONS`).
+    pub sessions: Vec<SessionRecord>,
+    /// A password reset in progress.
+    pub reset: PasswordReset,
     /// Fields of other writers, kept untouched.
     pub other: BTreeMap<String, ByteString>,
     /// The resourceVersion read; updates are preconditioned on it.
@@ -144,6 +163,20 @@ impl Account {
     /// True once a password was set through the invitation.
     pub fn is_activated(&self) -> bool {
         self.password_hash.is_some() && self.activated_at.is_some()
+    }
+
+    /// Ends every session of the account now (to the millisecond) and forgets their records.
+    pub fn end_all_sessions(&mut self, now: Timestamp) {
+        self.sessions_revoked_at = Some(now);
+        self.sessions.clear();
+        self.sessions_ended.clear();
+    }
+
+    /// True when a session that started at `iat` (Unix milliseconds) was ended by an
+    /// account-wide revocation.
+    pub fn revoked_since(&self, iat: i64) -> bool {
+        self.sessions_revoked_at
+            .is_some_and(|at| iat <= at.as_millisecond())
     }
 
     /// Removes the TOTP enrolment (confirmed or pending) and its replay state.
@@ -266,6 +299,22 @@ impl Account {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            sessions: text(SESSIONS_ACTIVE)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: SESSIONS_ACTIVE,
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            reset: PasswordReset {
+                requested_at: time(RESET_REQUESTED_AT)?,
+                token_hash: text(RESET_TOKEN_HASH)?.filter(|s| !s.is_empty()),
+                expires_at: time(RESET_EXPIRES_AT)?,
+                sent_at: time(RESET_SENT_AT)?,
+            },
             invitation,
             uid: secret.metadata.uid.clone(),
             other: data
@@ -306,6 +355,19 @@ impl Account {
         if !self.memberships.is_empty() {
             put(MEMBERSHIPS, serde_json::to_string(&self.memberships).ok());
         }
+        if !self.sessions.is_empty() {
+            put(SESSIONS_ACTIVE, serde_json::to_string(&self.sessions).ok());
+        }
+        put(
+            RESET_REQUESTED_AT,
+            self.reset.requested_at.map(|t| t.to_string()),
+        );
+        put(RESET_TOKEN_HASH, self.reset.token_hash.clone());
+        put(
+            RESET_EXPIRES_AT,
+            self.reset.expires_at.map(|t| t.to_string()),
+        );
+        put(RESET_SENT_AT, self.reset.sent_at.map(|t| t.to_string()));
         if let Some(inv) = &self.invitation {
             put(INVITATION_TOKEN_HASH, Some(inv.token_hash.clone()));
             put(INVITATION_EXPIRES_AT, Some(inv.expires_at.to_string()));
@@ -354,6 +416,20 @@ mod tests {
         a.totp_last_step = Some(58_800_000);
         a.locked_until = Some(ts("2026-11-27T10:15:00Z"));
         a.sessions_ended.insert("c2lk".into(), 1_764_000_000_000);
+        a.sessions.push(SessionRecord::new(
+            "c2lk",
+            "acme",
+            ts("2026-11-27T10:00:00.250Z"),
+            ts("2026-11-28T10:00:00Z"),
+            "Mozilla/5.0",
+            "203.0.113.9",
+        ));
+        a.reset = PasswordReset {
+            requested_at: Some(ts("2026-11-27T10:01:00Z")),
+            token_hash: Some("cd".repeat(32)),
+            expires_at: Some(ts("2026-11-27T11:01:00Z")),
+            sent_at: None,
+        };
         a.memberships.insert(
             "acme/alice".into(),
             MembershipRecord {

@@ -4,10 +4,15 @@
 //!
 //! [`AccountStore::modify`]: crate::account::AccountStore::modify
 
+use k8s_openapi::jiff::Timestamp;
+
 use super::{error::ApiError, session::Claims, state::State};
 use crate::{
-    account::{Account, StoreError},
-    runtime::clock::{now, now_ms},
+    account::{
+        Account, StoreError,
+        sessions::{self, SessionRecord},
+    },
+    runtime::clock::now_ms,
 };
 
 /// Most ended sessions remembered per account.
@@ -33,26 +38,72 @@ impl State {
         Ok(written)
     }
 
-    /// Records that a session ended (logout, organisation switch), dropping records of
-    /// sessions that have expired anyway.
-    pub async fn end_session(&self, claims: &Claims) -> Result<(), ApiError> {
-        let now_ms = now_ms();
-        let expires = claims.iat.saturating_add(
+    /// When a session that started at `iat` (Unix milliseconds) expires at the latest.
+    fn expires_ms(&self, iat: i64) -> i64 {
+        iat.saturating_add(
             i64::try_from(self.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX),
+        )
+    }
+
+    /// Records the session of `claims` (a sign-in, a switch, a reissue) in the account: what
+    /// people and their admins see. A 21st pushes the oldest out, and that session ends.
+    pub async fn start_session(
+        &self,
+        claims: &Claims,
+        user_agent: &str,
+        address: &str,
+    ) -> Result<Account, ApiError> {
+        let started = Timestamp::from_millisecond(claims.iat).unwrap_or_else(|_| Timestamp::now());
+        let expires =
+            Timestamp::from_millisecond(self.expires_ms(claims.iat)).unwrap_or(Timestamp::MAX);
+        let record = SessionRecord::new(
+            &claims.sid,
+            &claims.org,
+            started,
+            expires,
+            user_agent,
+            address,
         );
+        let now = Timestamp::now();
         self.update_account(&claims.acct, |a| {
+            for out in sessions::add(&mut a.sessions, record.clone(), now) {
+                a.sessions_ended
+                    .insert(out.id, out.expires_at.as_millisecond());
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Records that the session `sid` of account `account_id` ended (logout, switch, "Sign
+    /// out" of one session), dropping records of sessions that have expired anyway.
+    pub async fn end_session_id(
+        &self,
+        account_id: &str,
+        sid: &str,
+        iat: i64,
+    ) -> Result<(), ApiError> {
+        let now_ms = now_ms();
+        let expires = self.expires_ms(iat);
+        self.update_account(account_id, |a| {
             a.sessions_ended.retain(|_, until| *until > now_ms);
+            sessions::remove(&mut a.sessions, sid);
             if a.sessions_ended.len() >= MAX_ENDED_SESSIONS {
                 // Keeps the account Secret small: past this many sign-outs within one session
                 // lifetime, every session ends instead (the safe way to forget them).
-                a.sessions_ended.clear();
-                a.sessions_revoked_at = Some(now());
+                a.end_all_sessions(Timestamp::now());
             } else {
-                a.sessions_ended.insert(claims.sid.clone(), expires);
+                a.sessions_ended.insert(sid.to_owned(), expires);
             }
             Ok(true)
         })
         .await?;
         Ok(())
+    }
+
+    /// Records that the session of `claims` ended.
+    pub async fn end_session(&self, claims: &Claims) -> Result<(), ApiError> {
+        self.end_session_id(&claims.acct, &claims.sid, claims.iat)
+            .await
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use usher_crds::{Organisation, Profile, User, login::canonical_login, rules};
 
 use super::cache::{Cache, IndexFn};
-use crate::account::{Account, MembershipRecord, secret_name};
+use crate::account::{Account, MembershipRecord, secret_name, sessions::SessionRecord};
 
 /// An account parsed at a resourceVersion.
 type Parsed = (Option<String>, Arc<Account>);
@@ -74,11 +74,31 @@ fn data_text<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
         .and_then(|v| std::str::from_utf8(&v.0).ok())
 }
 
-/// An account Secret's index keys: its invitation token hash and its keys' hashes.
+/// The index key of a password reset token hash.
+pub fn reset_ix(hash: &str) -> String {
+    format!("reset:{hash}")
+}
+
+/// The index key of a recorded session id.
+pub fn session_ix(id: &str) -> String {
+    format!("session:{id}")
+}
+
+/// An account Secret's index keys: its invitation and reset token hashes, its keys' hashes and
+/// its recorded sessions.
 fn account_ix(s: &Secret) -> Vec<String> {
     let invitation = data_text(s, "invitation.tokenHash")
         .filter(|h| !h.is_empty())
         .map(invitation_ix);
+    let reset = data_text(s, "reset.tokenHash")
+        .filter(|h| !h.is_empty())
+        .map(reset_ix);
+    let sessions: Vec<String> = data_text(s, "sessions.active")
+        .and_then(|j| serde_json::from_str::<Vec<SessionRecord>>(j).ok())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| session_ix(&r.id))
+        .collect();
     let keys: Vec<String> = data_text(s, "memberships")
         .and_then(|j| serde_json::from_str::<BTreeMap<String, MembershipRecord>>(j).ok())
         .unwrap_or_default()
@@ -86,7 +106,12 @@ fn account_ix(s: &Secret) -> Vec<String> {
         .filter_map(|m| m.api_key.as_ref())
         .flat_map(|k| k.hashes().map(key_ix).collect::<Vec<_>>())
         .collect();
-    invitation.into_iter().chain(keys).collect()
+    invitation
+        .into_iter()
+        .chain(reset)
+        .chain(keys)
+        .chain(sessions)
+        .collect()
 }
 
 /// One membership of an account: the User, its organisation and its profile.
@@ -176,6 +201,25 @@ impl Directory {
             && self.accounts.is_ready()
     }
 
+    /// The fingerprint of `user`'s API key: the one its account records (in force from the
+    /// moment it is written, before the controller reports it), else the one in its status.
+    pub fn key_fingerprint(&self, user: &User) -> Option<String> {
+        let recorded = canonical_login(&user.spec.login)
+            .ok()
+            .and_then(|login| self.account(&crate::account::account_id(&login)))
+            .and_then(|a| {
+                let m = a.memberships.get(&crate::account::membership_key(user))?;
+                (m.uid == user.uid().unwrap_or_default())
+                    .then(|| m.api_key.as_ref().map(|k| k.fingerprint()))?
+            });
+        recorded.or_else(|| {
+            user.status
+                .as_ref()
+                .and_then(|s| s.api_key.as_ref())
+                .and_then(|k| k.fingerprint.clone())
+        })
+    }
+
     /// The account with id `id`, if it exists and reads (parsed once per resourceVersion).
     pub fn account(&self, id: &str) -> Option<Arc<Account>> {
         self.parse(
@@ -222,6 +266,22 @@ impl Directory {
             .find(&invitation_ix(token_hash))
             .first()
             .and_then(|s| Account::from_secret(s).ok())
+    }
+
+    /// The account whose password reset link has this token hash.
+    pub fn account_by_reset(&self, token_hash: &str) -> Option<Arc<Account>> {
+        let secret = self
+            .accounts
+            .find(&reset_ix(token_hash))
+            .into_iter()
+            .next()?;
+        self.parse(&secret)
+    }
+
+    /// The account that recorded session `id`.
+    pub fn account_by_session(&self, id: &str) -> Option<Arc<Account>> {
+        let secret = self.accounts.find(&session_ix(id)).into_iter().next()?;
+        self.parse(&secret)
     }
 
     /// The organisation holding `namespace`.

@@ -91,6 +91,10 @@ pub enum ErrorCode {
     NotReady,
     /// Too many passwords are being checked at once.
     Busy,
+    /// This needs a recent sign-in: re-authenticate first.
+    ReauthenticationRequired,
+    /// No such session (of this person, or in this organisation).
+    SessionNotFound,
     /// The request took longer than the server allows.
     Timeout,
 }
@@ -135,6 +139,8 @@ impl ErrorCode {
             ErrorCode::LoginTaken => "login_taken",
             ErrorCode::NotReady => "not_ready",
             ErrorCode::Busy => "busy",
+            ErrorCode::ReauthenticationRequired => "reauthentication_required",
+            ErrorCode::SessionNotFound => "session_not_found",
             ErrorCode::Timeout => "timeout",
         }
     }

@@ -51,6 +51,14 @@ pub fn killed_since(account: &Account, m: &Membership, iat: i64) -> bool {
         .is_some_and(|at| iat <= at.as_millisecond())
 }
 
+/// True when Kill Session in organisation `org` ended a session of `account` that started at
+/// `iat`.
+pub fn killed_since_in(st: &State, account: &Account, org: &str, iat: i64) -> bool {
+    st.directory
+        .membership(&account.login, org)
+        .is_some_and(|m| killed_since(account, &m, iat))
+}
+
 /// How a request authenticated.
 pub enum Via {
     /// A session cookie; `refresh` renews its idle clock.
@@ -96,6 +104,21 @@ impl Principal {
             Via::Session { claims, .. } => Ok(claims),
             Via::Bearer => Err(session_required()),
         }
+    }
+
+    /// Refuses a session whose sign-in (or last re-authentication) is older than `window`:
+    /// 403 `reauthentication_required`, answered by `POST /api/v1/me/reauthenticate`.
+    pub fn recently_authenticated(&self, window: std::time::Duration) -> Result<(), ApiError> {
+        let claims = self.session()?;
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        if now_ms().saturating_sub(claims.auth) <= window {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::ReauthenticationRequired,
+            "confirm it is you: enter your password again (and a code, when two-factor authentication is on)",
+        ))
     }
 
     /// Refuses sessions that must enroll TOTP first.
@@ -219,11 +242,9 @@ impl State {
             .account(&claims.acct)
             .filter(|a| a.uid.as_deref().unwrap_or_default() == claims.auid)
             .ok_or_else(|| ended("the account no longer exists"))?;
-        // Kill Session and MFA reset: sessions begun before (or in the same second as) the
-        // revocation end.
-        if let Some(revoked) = account.sessions_revoked_at
-            && claims.iat < revoked.as_second().saturating_add(1).saturating_mul(1000)
-        {
+        // "Sign out everywhere", password changes and resets, MFA reset, kill-sessions:
+        // sessions begun before the revocation (to the millisecond) end.
+        if account.revoked_since(claims.iat) {
             return Err(ended(
                 "the session was ended by an administrator; sign in again",
             ));
@@ -260,6 +281,14 @@ impl State {
             via: Via::Session { claims, refresh },
             enrolment_required,
         })
+    }
+
+    /// The client's address for a request from `peer` (behind the trusted proxies).
+    pub fn client_address(&self, peer: std::net::SocketAddr, headers: &HeaderMap) -> String {
+        self.settings
+            .trusted_proxies
+            .client(peer.ip(), headers)
+            .to_string()
     }
 
     /// Where this server's session cookie goes.

@@ -6,12 +6,14 @@ use axum::{
     extract::DefaultBodyLimit,
     http::StatusCode,
     middleware,
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 
 use super::{
     error::{ApiError, BODY_LIMIT, ErrorCode},
-    handlers::{admin, api_key, invitation, login, me, mfa, probes, verify},
+    handlers::{
+        admin, api_key, invitation, login, me, mfa, password, probes, reauth, sessions, verify,
+    },
     middleware::{body_cap, common_headers, cross_site, time_bound},
     pages,
     state::State,
@@ -50,6 +52,17 @@ pub fn api() -> Router<State> {
             post(mfa::totp_start).delete(mfa::totp_disable),
         )
         .route("/api/v1/me/mfa/totp/confirm", post(mfa::totp_confirm))
+        .route("/api/v1/me/password", post(password::change))
+        .route("/api/v1/me/reauthenticate", post(reauth::reauthenticate))
+        .route("/api/v1/me/sessions", get(sessions::mine))
+        .route("/api/v1/me/sessions/{id}", delete(sessions::end_mine))
+        .route("/api/v1/password-reset", post(password::request))
+        .route("/api/v1/password-reset/accept", post(password::accept))
+        .route("/api/v1/sessions", get(sessions::organisation))
+        .route(
+            "/api/v1/sessions/{id}",
+            delete(sessions::end_in_organisation),
+        )
         .route("/api/v1/me/api-key", get(api_key::view))
         .route("/api/v1/me/api-key/renew", post(api_key::renew_own))
         .route("/api/v1/verify", get(verify::verify))

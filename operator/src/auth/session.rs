@@ -29,6 +29,10 @@ pub struct Claims {
     pub iat: i64,
     /// Last activity seen (Unix seconds); the idle timeout counts from here.
     pub seen: i64,
+    /// The last time the person proved who they are (Unix milliseconds): the sign-in, or a
+    /// re-authentication. Viewing keys and changing TOTP need it recent.
+    #[serde(default)]
+    pub auth: i64,
 }
 
 impl Claims {
@@ -48,6 +52,7 @@ impl Claims {
             org: organisation.to_owned(),
             iat,
             seen: now_ms.div_euclid(1000),
+            auth: iat,
         })
     }
 }

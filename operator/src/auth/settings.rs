@@ -37,6 +37,9 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// The longest a request may take (body included); past it, 503 `timeout`.
     pub request_timeout: Duration,
+    /// Viewing or renewing one's own API key and starting or disabling TOTP need a sign-in (or a
+    /// re-authentication) this recent.
+    pub reauth_window: Duration,
     /// The domain the session cookie is scoped to (`example.com`), so apps on sibling hosts
     /// authenticate through forward-auth; `None`: the public URL's host only.
     pub cookie_domain: Option<String>,
@@ -59,6 +62,7 @@ impl Settings {
             trusted_proxies: TrustedProxies::default(),
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            reauth_window: Duration::from_secs(600),
             cookie_domain: None,
         }
         .with_default_queue()

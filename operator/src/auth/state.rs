@@ -50,6 +50,10 @@ pub struct Inner {
     pub by_address: Throttle,
     /// Failed sign-ins per device cookie (a login on one device that completed a sign-in).
     pub by_device: Throttle,
+    /// Password reset requests per login (each counts): no flood of mail.
+    pub resets_by_login: Throttle,
+    /// Password reset requests per client address.
+    pub resets_by_address: Throttle,
     /// Metrics.
     pub metrics: AuthMetrics,
 }
@@ -88,6 +92,15 @@ impl State {
             // must not become an unthrottled oracle.
             by_device: Throttle::new(Policy {
                 lock_after: Some(settings.soft_lock_after),
+                ..per_login
+            }),
+            resets_by_login: Throttle::new(Policy {
+                free: 3,
+                ..per_login
+            }),
+            resets_by_address: Throttle::new(Policy {
+                free: 20,
+                in_flight: u32::MAX,
                 ..per_login
             }),
             metrics: AuthMetrics::default(),

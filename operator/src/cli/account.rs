@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -14,7 +14,6 @@ use usher_crds::{LABEL_ACCOUNT, User, login::canonical_login};
 use crate::{
     account::{Account, AccountStore, StoreError, account_id},
     keys::{Keys, has_sealed, reseal_account},
-    runtime::clock::now,
 };
 
 /// Flags of `usher account`.
@@ -40,6 +39,11 @@ pub enum AccountCommand {
     List,
     /// Remove a login's TOTP enrolment (they enroll again at next login) and end their sessions.
     ResetMfa {
+        /// The login (email address).
+        login: String,
+    },
+    /// Email a login a link to choose a new password (the controller sends it).
+    ResetPassword {
         /// The login (email address).
         login: String,
     },
@@ -73,7 +77,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             store
                 .modify(account, |a| {
                     a.forget_totp();
-                    a.sessions_revoked_at = Some(now());
+                    a.end_all_sessions(Timestamp::now());
                     Ok::<_, StoreError>(true)
                 })
                 .await?;
@@ -83,12 +87,32 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             )?;
             Ok(())
         }
+        AccountCommand::ResetPassword { login } => {
+            let login = canonical(&login)?;
+            let account = existing(&store, &login).await?;
+            if !account.is_activated() {
+                anyhow::bail!(
+                    "{login} has not accepted its invitation yet; send a new invitation instead (kubectl usher resend-invitation)"
+                );
+            }
+            store
+                .modify(account, |a| {
+                    a.reset.requested_at = Some(Timestamp::now());
+                    Ok::<_, StoreError>(true)
+                })
+                .await?;
+            writeln!(
+                out,
+                "a password reset link goes to {login}: the controller sends it, and it stops the previous one"
+            )?;
+            Ok(())
+        }
         AccountCommand::KillSessions { login } => {
             let login = canonical(&login)?;
             let account = existing(&store, &login).await?;
             store
                 .modify(account, |a| {
-                    a.sessions_revoked_at = Some(now());
+                    a.end_all_sessions(Timestamp::now());
                     Ok::<_, StoreError>(true)
                 })
                 .await?;

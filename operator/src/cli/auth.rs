@@ -55,6 +55,10 @@ pub struct AuthArgs {
     /// other hosts can use forward-auth.
     #[arg(long, env = "USHER_COOKIE_DOMAIN")]
     pub cookie_domain: Option<String>,
+    /// Viewing one's API key and changing TOTP need a sign-in this recent (else the password
+    /// is asked again).
+    #[arg(long, env = "USHER_REAUTH_WINDOW", default_value = "10m")]
+    pub reauth_window: usher_crds::Duration,
     /// Address for /metrics (kept off the public port).
     #[arg(long, env = "USHER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
@@ -78,6 +82,7 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
         settings.hash_queue = q.max(1);
     }
     settings.trusted_proxies = args.trusted_proxies;
+    settings.reauth_window = args.reauth_window.get();
     settings.header_timeout = args.header_timeout.get().max(Duration::from_secs(1));
     settings.request_timeout = args.request_timeout.get().max(Duration::from_secs(1));
     settings.cookie_domain = args

@@ -35,7 +35,8 @@ pub enum Command {
     Controller(ControllerArgs),
     /// Run the auth server: invitations, login, sessions, TOTP, forward-auth, API keys.
     Auth(AuthArgs),
-    /// Platform-operator commands on accounts: list, reset-mfa, kill-sessions, unlock, rename.
+    /// Platform-operator commands on accounts: list, reset-mfa, reset-password, kill-sessions,
+    /// unlock, rename.
     Account(AccountArgs),
     /// Everything locally: control plane, webhook, controller, examples, invitation links.
     #[cfg(feature = "dev")]
@@ -46,6 +47,8 @@ pub enum Command {
     RenewKey(Target),
     /// Send a User a new invitation (`kubectl usher resend-invitation`).
     ResendInvitation(Target),
+    /// Email a User a password reset link (`kubectl usher reset-password`).
+    ResetPassword(Target),
 }
 
 impl Command {
@@ -75,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::KillSession(t) => one_shot(Action::KillSession, t).await,
         Command::RenewKey(t) => one_shot(Action::RenewKey, t).await,
         Command::ResendInvitation(t) => one_shot(Action::ResendInvitation, t).await,
+        Command::ResetPassword(t) => one_shot(Action::ResetPassword, t).await,
         Command::Account(args) => {
             let client = kube::Client::try_default().await?;
             account::run(client, args, &mut std::io::stdout().lock()).await

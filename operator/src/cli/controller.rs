@@ -41,6 +41,9 @@ pub struct ControllerArgs {
     /// Lifetime of an invitation link, such as 24h or 3d.
     #[arg(long, env = "USHER_INVITATION_TTL", default_value = "24h")]
     pub invitation_ttl: usher_crds::Duration,
+    /// Lifetime of a password reset link, such as 1h or 30m.
+    #[arg(long, env = "USHER_RESET_TTL", default_value = "1h")]
+    pub reset_ttl: usher_crds::Duration,
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "USHER_PROBE_LISTEN", default_value = "0.0.0.0:8081")]
     pub probe_listen: SocketAddr,
@@ -83,6 +86,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         public_url: args.common.public_url,
         mail_from: args.mail_from,
         invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),
+        reset_ttl: args.reset_ttl.get().max(Duration::from_secs(60)),
     };
     let result = tokio::select! {
         r = controller::run(client, settings, mailer, metrics) => r,

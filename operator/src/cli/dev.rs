@@ -93,6 +93,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         mail_from: "Usher <usher@usher.invalid>".into(),
         invitation_ttl: Duration::from_secs(24 * 3600),
+        reset_ttl: Duration::from_secs(3600),
     };
     let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
     let controller = tokio::spawn(controller::run(
@@ -121,7 +122,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("outbox:   {}", outbox.display());
     println!("sign in:  {public_url}/api/v1/login (after opening an invitation link)");
     println!(
-        "Invitation links appear below as the controller sends them. Ctrl-C stops everything."
+        "Invitation and password reset links appear below as the controller sends them. Ctrl-C stops everything."
     );
 
     let mut seen = HashSet::new();
@@ -342,6 +343,8 @@ fn print_new_invitations(outbox: &Path, seen: &mut HashSet<PathBuf>) {
             let email = Email::parse(&raw);
             if let Some(link) = email.invitation_link() {
                 println!("invitation for {}: {link}", email.to);
+            } else if let Some(link) = email.link_to("reset") {
+                println!("password reset for {}: {link}", email.to);
             }
             seen.insert(path);
         }

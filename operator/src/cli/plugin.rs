@@ -1,4 +1,4 @@
-//! `usher kill-session | renew-key | resend-invitation <user> [-n namespace]`: the one-shot
+//! `usher kill-session | renew-key | resend-invitation | reset-password <user> [-n namespace]`: the one-shot
 //! actions as commands, so the binary doubles as a kubectl plugin (installed as `kubectl-usher`
 //! on the PATH: `kubectl usher kill-session alice -n acme`). Each sets its annotation to a new
 //! value, which the controller processes once.
@@ -10,7 +10,8 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use usher_crds::{
-    ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION, User,
+    ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION,
+    ANNOTATION_RESET_PASSWORD, User,
 };
 
 /// Field manager of the plugin's writes.
@@ -25,6 +26,8 @@ pub enum Action {
     RenewKey,
     /// Send a new invitation link (the previous link stops working).
     ResendInvitation,
+    /// Email an activated member a link to choose a new password.
+    ResetPassword,
 }
 
 impl Action {
@@ -33,6 +36,7 @@ impl Action {
             Action::KillSession => ANNOTATION_KILL_SESSIONS,
             Action::RenewKey => ANNOTATION_RENEW_API_KEY,
             Action::ResendInvitation => ANNOTATION_RESEND_INVITATION,
+            Action::ResetPassword => ANNOTATION_RESET_PASSWORD,
         }
     }
 
@@ -41,6 +45,7 @@ impl Action {
             Action::KillSession => "sessions end at their next request",
             Action::RenewKey => "a new key goes into its Secret",
             Action::ResendInvitation => "a new invitation email goes out",
+            Action::ResetPassword => "a password reset email goes out",
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub mail_from: String,
     /// Lifetime of an invitation link.
     pub invitation_ttl: Duration,
+    /// Lifetime of a password reset link.
+    pub reset_ttl: Duration,
 }
 
 /// The caches the reconcilers read, and the channels that ask for recounts.

@@ -1,12 +1,12 @@
 //! The invitation email: plain text and HTML, naming the organisation, with the link and its
 //! expiry.
 
-use lettre::{
-    Message,
-    message::{Mailbox, MultiPart},
-};
+use lettre::Message;
 
-use super::transport::MailError;
+use super::{
+    text::{html_escape, message, one_line},
+    transport::MailError,
+};
 
 /// What an invitation says.
 pub struct Invitation<'a> {
@@ -24,17 +24,8 @@ pub struct Invitation<'a> {
 
 /// Builds the invitation email from `from` (`USHER_MAIL_FROM`).
 pub fn invitation_email(from: &str, inv: &Invitation<'_>) -> Result<Message, MailError> {
-    let from: Mailbox = from
-        .parse()
-        .map_err(|_| MailError::BadAddress("USHER_MAIL_FROM"))?;
     let name = one_line(inv.full_name);
     let org = one_line(inv.organisation);
-    let to = Mailbox::new(
-        Some(name.clone()),
-        inv.login
-            .parse()
-            .map_err(|_| MailError::BadAddress("the login"))?,
-    );
     let text = format!(
         "Hello {name},\n\n\
          You have been invited to {org}. Open this link to choose your password:\n\n\
@@ -55,37 +46,14 @@ pub fn invitation_email(from: &str, inv: &Invitation<'_>) -> Result<Message, Mai
         link = html_escape(inv.link),
         expires = html_escape(inv.expires),
     );
-    Message::builder()
-        .from(from)
-        .to(to)
-        .subject(format!("You are invited to {org}"))
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(MailError::Build)
-}
-
-/// Control characters (CR and LF among them) become spaces, so a name cannot start a new header
-/// or paragraph.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    message(
+        from,
+        &name,
+        inv.login,
+        format!("You are invited to {org}"),
+        text,
+        html,
+    )
 }
 
 #[cfg(test)]

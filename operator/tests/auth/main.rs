@@ -13,6 +13,7 @@ mod hostile;
 mod invitation;
 mod keys;
 mod login;
+mod passwords;
 mod router;
 mod sessions;
 mod tenancy;
@@ -85,4 +86,27 @@ pub async fn active_member(
     onboard(&h.a, &h.smtp, &login).await;
     wait_phase(client, &org.ns, &name, UserPhase::Active).await;
     (org, name, login)
+}
+
+/// Waits until `cookie` is refused as ended (`session_ended`) on both replicas.
+pub async fn ended_everywhere(h: &Harness, cookie: &str, what: &str) {
+    for server in [&h.a, &h.b] {
+        eventually(what, std::time::Duration::from_secs(10), || async {
+            (server.get("/api/v1/me", Some(cookie)).await.code() == "session_ended").then_some(())
+        })
+        .await;
+    }
+}
+
+/// An active admin of `org` (profile with `manageUser`), User `name`; returns the login.
+pub async fn active_admin(h: &Harness, client: &Client, org: &Org, name: &str) -> String {
+    let admin_profile = profile(client, &["manageUser", "manageCase"]).await;
+    let login = usher_testkit::unique_name("admin") + "@example.com";
+    Api::<User>::namespaced(client.clone(), &org.ns)
+        .create(&PostParams::default(), &user(name, &login, &admin_profile))
+        .await
+        .unwrap();
+    onboard(&h.a, &h.smtp, &login).await;
+    wait_phase(client, &org.ns, name, UserPhase::Active).await;
+    login
 }

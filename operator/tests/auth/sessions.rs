@@ -85,17 +85,7 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
             .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
-    for server in [&h.a, &h.b] {
-        eventually(
-            "the logout on every replica",
-            Duration::from_secs(5),
-            || async {
-                (server.get("/api/v1/me", Some(&new_cookie)).await.code() == "session_ended")
-                    .then_some(())
-            },
-        )
-        .await;
-    }
+    ended_everywhere(h, &new_cookie, "the logout on every replica").await;
     assert_eq!(
         h.a.get("/api/v1/me", Some(&on_b)).await.status,
         StatusCode::OK
@@ -109,17 +99,7 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
         h.a.post("/api/v1/logout?everywhere=true", json!({}), Some(&first))
             .await;
     assert_eq!(everywhere.status, StatusCode::NO_CONTENT);
-    for server in [&h.a, &h.b] {
-        eventually(
-            "sign-out everywhere on every replica",
-            Duration::from_secs(5),
-            || async {
-                (server.get("/api/v1/me", Some(&second)).await.code() == "session_ended")
-                    .then_some(())
-            },
-        )
-        .await;
-    }
+    ended_everywhere(h, &second, "sign-out everywhere on every replica").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let on_b = h.b.session_in(&login, PASSWORD, &org1.name).await;
 
@@ -308,4 +288,145 @@ async fn on_https_the_cookie_is_host_prefixed_and_secure() {
         .await
         .unwrap();
     assert_eq!(from_public.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn people_see_their_sessions_and_end_one_by_id() {
+    let (h, client) = harness().await;
+    let (org, _name, login) = active_member(h, &client, &["manageCase"]).await;
+    let mine = h.a.session(&login, PASSWORD).await;
+    let other = h.b.session(&login, PASSWORD).await;
+    let list = eventually(
+        "both sessions in the list",
+        Duration::from_secs(10),
+        || async {
+            let l = h.a.get("/api/v1/me/sessions", Some(&mine)).await;
+            (l.body.as_array().map(Vec::len) == Some(2)).then_some(l)
+        },
+    )
+    .await;
+    let sessions = list.body.as_array().unwrap();
+    let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1, "{}", list.body);
+    for s in sessions {
+        assert_eq!(s["organisation"], org.name.as_str());
+        assert_eq!(s["address"], "127.0.0.1");
+        assert!(s["startedAt"].is_string() && s["id"].is_string(), "{s}");
+    }
+    let other_id = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let ended =
+        h.a.delete(&format!("/api/v1/me/sessions/{other_id}"), Some(&mine))
+            .await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT);
+    ended_everywhere(h, &other, "the ended session refused on every replica").await;
+    assert_eq!(
+        h.a.get("/api/v1/me", Some(&mine)).await.status,
+        StatusCode::OK
+    );
+    let again =
+        h.a.delete(&format!("/api/v1/me/sessions/{other_id}"), Some(&mine))
+            .await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::NOT_FOUND, "session_not_found")
+    );
+    let list = h.a.get("/api/v1/me/sessions", Some(&mine)).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "{}", list.body);
+}
+
+#[tokio::test]
+async fn the_twenty_first_session_ends_the_oldest() {
+    let (h, client) = harness().await;
+    let (_org, _name, login) = active_member(h, &client, &["manageCase"]).await;
+    let first = h.a.session(&login, PASSWORD).await;
+    let mut last = String::new();
+    for _ in 0..20 {
+        last = h.a.session(&login, PASSWORD).await;
+    }
+    ended_everywhere(h, &first, "the oldest session to end").await;
+    let list = h.a.get("/api/v1/me/sessions", Some(&last)).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 20, "{}", list.body);
+}
+
+#[tokio::test]
+async fn admins_see_and_end_the_sessions_of_their_organisation_only() {
+    let (h, client) = harness().await;
+    let (org, _name, member_login) = active_member(h, &client, &["manageCase"]).await;
+    // A stronger admin profile holds manageUser; the member's profile is weaker.
+    let admin_login = active_admin(h, &client, &org, "sessions-admin").await;
+    // Someone signed in to another organisation only.
+    let (_elsewhere, _n, stranger) = active_member(h, &client, &["manageCase"]).await;
+    let stranger_session = h.b.session(&stranger, PASSWORD).await;
+
+    let member = h.b.session(&member_login, PASSWORD).await;
+    let admin = h.a.session(&admin_login, PASSWORD).await;
+    let list = eventually(
+        "the member's session in the organisation's list",
+        Duration::from_secs(10),
+        || async {
+            let l = h.a.get("/api/v1/sessions", Some(&admin)).await;
+            l.body
+                .as_array()?
+                .iter()
+                .any(|s| s["login"] == member_login.as_str())
+                .then_some(l)
+        },
+    )
+    .await;
+    let all = list.body.as_array().unwrap();
+    assert!(
+        all.iter().all(|s| s["login"] != stranger.as_str()),
+        "another organisation's sessions are not listed: {}",
+        list.body
+    );
+    assert!(
+        all.iter()
+            .any(|s| s["login"] == admin_login.as_str() && s["current"] == true)
+    );
+    let id = all
+        .iter()
+        .find(|s| s["login"] == member_login.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The member may not list or end sessions.
+    let refused = h.b.get("/api/v1/sessions", Some(&member)).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::FORBIDDEN, "permission_denied")
+    );
+    // Nor may the admin end a session not in the organisation (the stranger's id is unknown
+    // here).
+    let stranger_id =
+        h.b.get("/api/v1/me/sessions", Some(&stranger_session))
+            .await
+            .body[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let not_here =
+        h.a.delete(&format!("/api/v1/sessions/{stranger_id}"), Some(&admin))
+            .await;
+    assert_eq!(not_here.code(), "session_not_found");
+
+    let ended =
+        h.a.delete(&format!("/api/v1/sessions/{id}"), Some(&admin))
+            .await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT, "{}", ended.body);
+    ended_everywhere(h, &member, "the member's session to end").await;
+    assert_eq!(
+        h.b.get("/api/v1/me", Some(&stranger_session)).await.status,
+        StatusCode::OK
+    );
+    let events = h
+        .env
+        .kubectl_ok(&["get", "events", "-n", &org.ns, "-o", "json"])
+        .unwrap();
+    assert!(events.contains("SessionEnded"), "{events}");
 }

@@ -430,17 +430,7 @@ async fn kill_session_in_one_organisation_leaves_the_person_signed_in_elsewhere(
         )
         .await
         .unwrap();
-    for server in [&h.a, &h.b] {
-        eventually(
-            "the session in X to end",
-            Duration::from_secs(20),
-            || async {
-                (server.get("/api/v1/me", Some(&in_x)).await.code() == "session_ended")
-                    .then_some(())
-            },
-        )
-        .await;
-    }
+    ended_everywhere(h, &in_x, "the session in X to end").await;
     // The session in Y goes on, on both replicas, and cannot switch back into X.
     for server in [&h.a, &h.b] {
         let me = server.get("/api/v1/me", Some(&in_y)).await;

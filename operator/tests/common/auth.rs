@@ -191,6 +191,10 @@ impl AuthServer {
         self.call(Method::GET, path, None, cookie, None).await
     }
 
+    pub async fn delete(&self, path: &str, cookie: Option<&str>) -> Answer {
+        self.call(Method::DELETE, path, None, cookie, None).await
+    }
+
     pub async fn post(&self, path: &str, body: Value, cookie: Option<&str>) -> Answer {
         self.call(Method::POST, path, Some(body), cookie, None)
             .await
@@ -240,6 +244,29 @@ pub async fn invitation_token(smtp: &SmtpSink, login: &str, nth: usize) -> Strin
     )
     .await;
     emails[nth - 1].invitation_token().unwrap()
+}
+
+/// The reset emails `login` received so far.
+pub fn reset_emails(smtp: &SmtpSink, login: &str) -> Vec<usher_testkit::Email> {
+    smtp.emails_to(login)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject == "Reset your password")
+        .collect()
+}
+
+/// The token of the `nth` password reset email to `login`, waiting for it.
+pub async fn reset_token(smtp: &SmtpSink, login: &str, nth: usize) -> String {
+    let emails = eventually(
+        &format!("reset email {nth} to {login}"),
+        Duration::from_secs(30),
+        || async {
+            let got = reset_emails(smtp, login);
+            (got.len() >= nth).then_some(got)
+        },
+    )
+    .await;
+    emails[nth - 1].token_for("reset").unwrap()
 }
 
 /// Accepts the invitation emailed to `login` with [`PASSWORD`] (retrying while the replica's

@@ -20,8 +20,8 @@ use kube::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use usher_crds::{
-    ANNOTATION_KILL_SESSIONS, Profile, User, UserSpec, login::canonical_login,
-    permission::MANAGE_USER, rules,
+    ANNOTATION_KILL_SESSIONS, ANNOTATION_RESET_PASSWORD, Profile, User, UserSpec,
+    login::canonical_login, permission::MANAGE_USER, rules,
 };
 
 use crate::auth::{
@@ -43,6 +43,7 @@ pub fn routes() -> Router<State> {
         .route("/api/v1/users/{name}/kill-session", post(kill_session))
         .route("/api/v1/users/{name}/api-key", post(create_api_key))
         .route("/api/v1/users/{name}/api-key/renew", post(renew_api_key))
+        .route("/api/v1/users/{name}/reset-password", post(reset_password))
 }
 
 /// A User as the admin table shows it.
@@ -70,7 +71,7 @@ pub struct UserRow {
 }
 
 impl UserRow {
-    fn of(u: &User) -> UserRow {
+    fn of(st: &State, u: &User) -> UserRow {
         let status = u.status.as_ref();
         UserRow {
             name: u.name_any(),
@@ -81,21 +82,25 @@ impl UserRow {
             phase: status.and_then(|s| s.phase).map(|p| format!("{p:?}")),
             mfa_enrolled: status.and_then(|s| s.mfa_enrolled).unwrap_or(false),
             api_key: u.api_key_enabled(),
-            api_key_fingerprint: status
-                .and_then(|s| s.api_key.as_ref())
-                .and_then(|k| k.fingerprint.clone()),
+            api_key_fingerprint: u
+                .api_key_enabled()
+                .then(|| st.directory.key_fingerprint(u))
+                .flatten(),
         }
     }
 }
 
 /// An admin: authenticated, not restricted to enrolment, holding `manageUser`.
-struct Admin {
-    principal: Principal,
-    namespace: String,
+pub struct Admin {
+    /// Who is asking.
+    pub principal: Principal,
+    /// The namespace of the organisation they act in.
+    pub namespace: String,
 }
 
 impl Admin {
-    fn of(st: &State, headers: &HeaderMap) -> Result<Admin, ApiError> {
+    /// The admin of a request, or the answer to give instead.
+    pub fn of(st: &State, headers: &HeaderMap) -> Result<Admin, ApiError> {
         let principal = st.authenticate(headers, true)?;
         principal.not_restricted()?;
         // A locked admin keeps a live session (the product says so) but administers nothing,
@@ -166,7 +171,7 @@ impl Admin {
 
     /// Refuses any action on `target` whose current profile holds a permission this admin
     /// lacks: an admin acts only on members they could have made.
-    fn may_act_on(&self, st: &State, target: &User) -> Result<(), ApiError> {
+    pub fn may_act_on(&self, st: &State, target: &User) -> Result<(), ApiError> {
         let Some(profile) = st.directory.profiles.get("", &target.spec.profile) else {
             return Ok(());
         };
@@ -252,7 +257,8 @@ impl Admin {
         Ok(written)
     }
 
-    async fn record(&self, st: &State, user: &User, reason: &str, what: &str) {
+    /// Records an Event on `user` naming the admin.
+    pub async fn record(&self, st: &State, user: &User, reason: &str, what: &str) {
         let recorder = Recorder::new(
             st.client.clone(),
             Reporter {
@@ -307,7 +313,7 @@ async fn list(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Respons
         .directory
         .users_in(&admin.namespace)
         .iter()
-        .map(|u| UserRow::of(u))
+        .map(|u| UserRow::of(&st, u))
         .collect();
     Ok(admin.principal.respond(Json(json!({ "users": rows }))))
 }
@@ -405,7 +411,7 @@ async fn add(
     })?;
     st.directory.users.apply_own_write(user.clone());
     admin.record(&st, &user, "UserAdded", "added").await;
-    Ok((StatusCode::CREATED, Json(UserRow::of(&user))).into_response())
+    Ok((StatusCode::CREATED, Json(UserRow::of(&st, &user))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -450,7 +456,7 @@ async fn edit(
     let u = admin
         .change(&st, &name, json!({"spec": spec}), "UserEdited", "edited")
         .await?;
-    Ok(admin.principal.respond(Json(UserRow::of(&u))))
+    Ok(admin.principal.respond(Json(UserRow::of(&st, &u))))
 }
 
 async fn set_locked(
@@ -481,7 +487,7 @@ async fn set_locked(
             what,
         )
         .await?;
-    Ok(admin.principal.respond(Json(UserRow::of(&u))))
+    Ok(admin.principal.respond(Json(UserRow::of(&st, &u))))
 }
 
 async fn lock(
@@ -519,6 +525,26 @@ async fn kill_session(
             patch,
             "KillSessionRequested",
             "Kill Session requested",
+        )
+        .await?;
+    Ok(admin.principal.respond(StatusCode::ACCEPTED))
+}
+
+/// Sends the person a password reset link (the annotation; the controller mails it).
+async fn reset_password(
+    Extract(st): Extract<State>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let admin = Admin::of(&st, &headers)?;
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_RESET_PASSWORD: action_value()}}});
+    admin
+        .change(
+            &st,
+            &name,
+            patch,
+            "PasswordResetRequested",
+            "password reset requested",
         )
         .await?;
     Ok(admin.principal.respond(StatusCode::ACCEPTED))

@@ -34,6 +34,7 @@ pub async fn view(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Res
     // Sessions only: authenticate(.., false) refuses API keys.
     let p = st.authenticate(&headers, false)?;
     p.not_restricted()?;
+    p.recently_authenticated(st.settings.reauth_window)?;
     let user = &p.membership.user;
     if !user.api_key_enabled() {
         return Err(no_api_key());
@@ -50,6 +51,7 @@ pub async fn renew_own(
     // Sessions only: authenticate(.., false) refuses API keys.
     let p = st.authenticate(&headers, false)?;
     p.not_restricted()?;
+    p.recently_authenticated(st.settings.reauth_window)?;
     let key = st.renew_key(&p.membership.user).await?;
     tracing::info!(account = %p.account.id, fingerprint = %key.fingerprint(), "API key renewed by its user");
     Ok(p.respond(Json(serde_json::json!({ "key": key.expose() }))))

@@ -15,8 +15,7 @@ use crate::{
         error::{ApiError, ErrorCode, JsonBody},
         state::State,
     },
-    invitation::{hash_token, token_matches},
-    password::{self, HashError},
+    link_token::{hash_token, token_matches},
     runtime::clock::now,
 };
 
@@ -53,24 +52,7 @@ pub async fn accept(
         Ok(())
     };
     check(&account)?;
-    // Words a guesser tries first: the login, the person's names, the organisations.
-    let memberships = st.directory.memberships(&account.login);
-    let mut context: Vec<&str> = vec![account.login.as_str()];
-    for m in &memberships {
-        context.push(&m.user.spec.full_name);
-        context.push(&m.organisation.spec.display_name);
-    }
-    let nfc = password::check_policy(&req.password, &context).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::WeakPassword,
-            e.to_string(),
-        )
-    })?;
-    let hash = st.hasher.hash(nfc).await.map_err(|e| match e {
-        HashError::Busy => ApiError::busy(),
-        HashError::Failed => ApiError::internal(&e),
-    })?;
+    let hash = st.new_password_hash(&account, &req.password).await?;
     st.update_account(&account.id, |a| {
         // Single use: on a conflict the account is read again and the token checked again.
         check(a)?;

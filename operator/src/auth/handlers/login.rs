@@ -19,13 +19,14 @@ use crate::{
         device,
         directory::Membership,
         error::{ApiError, ErrorCode, JsonBody},
+        handlers::password::user_agent,
         principal::Via,
         session::Claims,
         state::State,
         throttle::{Attempt, Throttle},
     },
     password::{self, Verified},
-    runtime::clock::{now, now_ms},
+    runtime::clock::now_ms,
 };
 
 /// The attempts one sign-in reserved before any hashing: per device, for a client presenting a
@@ -138,7 +139,7 @@ impl State {
     }
 
     /// The 429 for a soft-locked account, for a client without a device cookie for it.
-    fn soft_lock(&self, reserved: &Reserved, account: Option<&Account>) -> Option<ApiError> {
+    pub fn soft_lock(&self, reserved: &Reserved, account: Option<&Account>) -> Option<ApiError> {
         if reserved.device {
             return None;
         }
@@ -175,7 +176,8 @@ pub fn not_a_member(org: &str) -> ApiError {
     )
 }
 
-fn invalid_credentials() -> ApiError {
+/// 401 `invalid_credentials`, the one answer for every failed sign-in.
+pub fn invalid_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         ErrorCode::InvalidCredentials,
@@ -313,6 +315,8 @@ pub async fn login(
         now,
     )
     .map_err(|e| ApiError::internal(&e))?;
+    st.start_session(&claims, user_agent(&headers), &address)
+        .await?;
     let restricted = st.enrolment_required(&account, &membership);
     let body = st.directory.me(&account, &membership, restricted);
     let mut res = ([(header::SET_COOKIE, st.cookie(&claims))], Json(body)).into_response();
@@ -349,7 +353,7 @@ pub async fn logout(
     {
         if q.everywhere {
             st.update_account(&claims.acct, |a| {
-                a.sessions_revoked_at = Some(now());
+                a.end_all_sessions(Timestamp::now());
                 Ok(true)
             })
             .await?;

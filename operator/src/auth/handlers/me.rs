@@ -1,8 +1,10 @@
 //! Who am I (`GET /api/v1/me`) and organisation switching.
 
+use std::net::SocketAddr;
+
 use axum::{
     Json,
-    extract::State as Extract,
+    extract::{ConnectInfo, State as Extract},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -13,6 +15,7 @@ use crate::{
     auth::{
         directory::Membership,
         error::{ApiError, ErrorCode, JsonBody},
+        handlers::password::user_agent,
         principal::killed_since,
         session::Claims,
         state::State,
@@ -38,6 +41,7 @@ pub struct SwitchRequest {
 /// `POST /api/v1/me/organisation`: a new session in another organisation of the same login.
 pub async fn switch_organisation(
     Extract(st): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<SwitchRequest>,
 ) -> Result<Response, ApiError> {
@@ -48,7 +52,6 @@ pub async fn switch_organisation(
         .membership(&p.account.login, &req.organisation)
         .filter(Membership::is_active)
         .ok_or_else(|| not_a_member(&req.organisation))?;
-    // A new session id; the lifetime still counts from the login.
     // Kill Session there ended this session's standing in it: sign in again to go back.
     if killed_since(&p.account, &target, claims.iat) {
         return Err(ApiError::new(
@@ -60,15 +63,26 @@ pub async fn switch_organisation(
             ),
         ));
     }
-    let fresh = Claims::new(
-        &p.account.id,
-        &claims.auid,
-        &target.org_name(),
-        claims.iat,
-        now_ms(),
-    )
-    .map_err(|e| ApiError::internal(&e))?;
+    // A new session id; the lifetime still counts from the login, and so does the last
+    // authentication.
+    let fresh = Claims {
+        auth: claims.auth,
+        ..Claims::new(
+            &p.account.id,
+            &claims.auid,
+            &target.org_name(),
+            claims.iat,
+            now_ms(),
+        )
+        .map_err(|e| ApiError::internal(&e))?
+    };
     st.end_session(claims).await?;
+    st.start_session(
+        &fresh,
+        user_agent(&headers),
+        &st.client_address(peer, &headers),
+    )
+    .await?;
     let restricted = st.enrolment_required(&p.account, &target);
     let body = st.directory.me(&p.account, &target, restricted);
     Ok(([(header::SET_COOKIE, st.cookie(&fresh))], Json(body)).into_response())

@@ -2,9 +2,11 @@
 //! sign-in shares: a code is accepted once, across replicas (its step is written with the
 //! account's resourceVersion precondition).
 
+use std::net::SocketAddr;
+
 use axum::{
     Json,
-    extract::State as Extract,
+    extract::{ConnectInfo, State as Extract},
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -86,11 +88,13 @@ impl State {
     }
 }
 
+/// `POST /api/v1/me/mfa/totp`: enrolment data; needs a recent sign-in.
 pub async fn totp_start(
     Extract(st): Extract<State>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let p = st.mfa_session(&headers)?;
+    p.recently_authenticated(st.settings.reauth_window)?;
     if p.account.totp_secret.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -147,24 +151,31 @@ pub struct CodeRequest {
     code: String,
 }
 
+/// `POST /api/v1/me/mfa/totp/confirm`: a wrong code counts like a failed sign-in.
 pub async fn totp_confirm(
     Extract(st): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<CodeRequest>,
 ) -> Result<Response, ApiError> {
     let p = st.mfa_session(&headers)?;
-    st.accept_code(&p.account.id, &req.code, true)
-        .await
-        .map_err(typo)?;
+    let reserved = st.reserve_for(peer, &headers, &p.account)?;
+    let result = st.accept_code(&p.account.id, &req.code, true).await;
+    st.settle_code(reserved, &p.account, &result).await;
+    result.map_err(typo)?;
     Ok(p.respond(StatusCode::NO_CONTENT))
 }
 
+/// `DELETE /api/v1/me/mfa/totp`: needs a recent sign-in and a code; a wrong code counts like a
+/// failed sign-in.
 pub async fn totp_disable(
     Extract(st): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<CodeRequest>,
 ) -> Result<Response, ApiError> {
     let p = st.mfa_session(&headers)?;
+    p.recently_authenticated(st.settings.reauth_window)?;
     if p.account.totp_secret.is_none() {
         return Err(mfa_not_enrolled());
     }
@@ -183,12 +194,15 @@ pub async fn totp_disable(
             ),
         ));
     }
-    st.update_account(&p.account.id, |a| {
-        st.check_code(a, a.totp_secret.as_deref(), &req.code, mfa_not_enrolled)
-            .map_err(typo)?;
-        a.forget_totp();
-        Ok(true)
-    })
-    .await?;
+    let reserved = st.reserve_for(peer, &headers, &p.account)?;
+    let result = st
+        .update_account(&p.account.id, |a| {
+            st.check_code(a, a.totp_secret.as_deref(), &req.code, mfa_not_enrolled)?;
+            a.forget_totp();
+            Ok(true)
+        })
+        .await;
+    st.settle_code(reserved, &p.account, &result).await;
+    result.map_err(typo)?;
     Ok(p.respond(StatusCode::NO_CONTENT))
 }

@@ -6,5 +6,8 @@ pub mod invitation;
 pub mod login;
 pub mod me;
 pub mod mfa;
+pub mod password;
 pub mod probes;
+pub mod reauth;
+pub mod sessions;
 pub mod verify;

@@ -8,7 +8,7 @@ use axum::{
 use maud::html;
 
 use super::layout::{layout, page, signed_in};
-use crate::auth::state::State;
+use crate::auth::{handlers::sessions::alive, state::State};
 
 /// `/account`.
 pub async fn account(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
@@ -17,6 +17,8 @@ pub async fn account(Extract(st): Extract<State>, headers: HeaderMap) -> Respons
         Err(r) => return *r,
     };
     let has_key = p.membership.user.api_key_enabled();
+    let sessions = alive(&st, &p.account);
+    let current = p.session().ok().map(|c| c.sid.clone());
     let org_display = p.membership.organisation.spec.display_name.clone();
     let body = html! {
         h1 { "Your account" }
@@ -64,8 +66,58 @@ pub async fn account(Extract(st): Extract<State>, headers: HeaderMap) -> Respons
                 }
             }
         }
+        section #reauth-section {
+            form #reauth data-api="/api/v1/me/reauthenticate" data-then="retry" hidden {
+                h2 { "Confirm it is you" }
+                p { "This needs a recent sign-in. Enter your password" @if me.mfa_enrolled { " and a code from your authenticator app" } "." }
+                label for="reauth-password" { "Password" }
+                input #reauth-password name="password" type="password" autocomplete="current-password" required;
+                @if me.mfa_enrolled {
+                    label for="reauth-code" { "Code from your authenticator app" }
+                    input #reauth-code name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
+                }
+                p.error data-error role="alert" hidden {}
+                button type="submit" { "Confirm" }
+            }
+        }
         section {
-            h2 { "Sessions" }
+            h2 { "Password" }
+            form data-api="/api/v1/me/password" data-then="done" {
+                label for="current-password" { "Current password" }
+                input #current-password name="currentPassword" type="password" autocomplete="current-password" required;
+                label for="change-password" { "New password" }
+                input #change-password name="newPassword" type="password" autocomplete="new-password" minlength="12" maxlength="128" required aria-describedby="change-policy";
+                p #change-policy .muted { "At least 12 characters; common passwords and ones containing your name or organisation are refused. Your other sessions end." }
+                p.error data-error role="alert" hidden {}
+                button type="submit" { "Change password" }
+            }
+            p data-done hidden role="status" { "Your password is changed. Your other sessions are signed out." }
+        }
+        section {
+            h2 { "Active sessions" }
+            table {
+                thead { tr { th { "Organisation" } th { "Since" } th { "Browser" } th { "Address" } th {} } }
+                tbody {
+                    @for s in &sessions {
+                        tr data-session=(s.id) {
+                            td data-label="Organisation" { (s.organisation) }
+                            td data-label="Since" { (s.started_at.strftime("%Y-%m-%d %H:%M UTC")) }
+                            td data-label="Browser" { (s.user_agent) }
+                            td data-label="Address" { (s.address) }
+                            td {
+                                @if current.as_deref() == Some(s.id.as_str()) {
+                                    strong { "This session" }
+                                } @else {
+                                    form data-api=(format!("/api/v1/me/sessions/{}", s.id)) data-method="DELETE" {
+                                        button.secondary type="submit" { "Sign out" }
+                                        p.error data-error role="alert" hidden {}
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             p { "Signed in somewhere you no longer use? End every session of your account, this one included." }
             form data-api="/api/v1/logout?everywhere=true" data-then="/login" {
                 p.error data-error role="alert" hidden {}

@@ -30,6 +30,7 @@ pub fn layout(title: &str, header_me: Option<&Me>, body: Markup) -> Markup {
                             a href="/account" { "Account" }
                             @if me.permissions.iter().any(|p| p == MANAGE_USER) {
                                 a href="/organisation/users" { "Users" }
+                                a href="/organisation/sessions" { "Sessions" }
                             }
                             form data-api="/api/v1/me/organisation" data-then="reload" {
                                 label.visually-hidden for="org-switch" { "Organisation" }
@@ -92,5 +93,29 @@ pub fn signed_in(st: &State, headers: &HeaderMap) -> Result<(Principal, Me), Box
     let me = st
         .directory
         .me(&p.account, &p.membership, p.enrolment_required);
+    Ok((p, me))
+}
+
+/// As [`signed_in`], for an organisation admin's page: someone who must still enroll TOTP goes
+/// to `/account`, and someone without `manageUser` gets a 403 page saying that `needs` needs it.
+pub fn signed_in_admin(
+    st: &State,
+    headers: &HeaderMap,
+    needs: &str,
+) -> Result<(Principal, Me), Box<Response>> {
+    let (p, me) = signed_in(st, headers)?;
+    if me.mfa_enrolment_required {
+        return Err(Box::new(Redirect::to("/account").into_response()));
+    }
+    if !me.permissions.iter().any(|x| x == MANAGE_USER) {
+        return Err(Box::new(page(
+            StatusCode::FORBIDDEN,
+            layout(
+                "Not allowed",
+                Some(&me),
+                html! { section { h1 { "Not allowed" } p { (needs) " needs the " code { (MANAGE_USER) } " permission in this organisation." } } },
+            ),
+        )));
+    }
     Ok((p, me))
 }

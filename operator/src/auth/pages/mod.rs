@@ -1,11 +1,12 @@
-//! The web pages, rendered on the server with maud: `/login`, `/invite`, `/account` and
-//! `/organisation/users`. One small script (`/assets/usher.js`) sends their forms as JSON to the
+//! The web pages, rendered on the server with maud: `/login`, `/reset`, `/invite`, `/account`,
+//! `/organisation/users` and `/organisation/sessions`. One small script (`/assets/usher.js`) sends their forms as JSON to the
 //! API and shows the answers. A page request without a session goes to `/login` (303); API keys
 //! cannot use the pages.
 
 mod account;
 mod layout;
 mod routes;
+mod sessions;
 mod sign_in;
 mod users;
 

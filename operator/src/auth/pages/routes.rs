@@ -2,7 +2,7 @@
 
 use axum::{Router, http::header, response::Redirect, routing::get};
 
-use super::{account, sign_in, users};
+use super::{account, sessions, sign_in, users};
 use crate::auth::state::State;
 
 const SCRIPT: &str = include_str!("../../../assets/usher.js");
@@ -14,6 +14,8 @@ pub fn routes() -> Router<State> {
         .route("/", get(|| async { Redirect::to("/account") }))
         .route("/login", get(sign_in::login))
         .route("/invite", get(sign_in::invite))
+        .route("/reset", get(sign_in::reset))
+        .route("/organisation/sessions", get(sessions::sessions))
         .route("/account", get(account::account))
         .route("/organisation/users", get(users::users))
         .route(

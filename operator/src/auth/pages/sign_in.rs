@@ -77,6 +77,48 @@ pub async fn login(
                         p.error data-error role="alert" hidden {}
                         button type="submit" { "Sign in" }
                     }
+                    p { a href="/reset" { "Forgot password?" } }
+                }
+            },
+        ),
+    )
+}
+
+/// `/reset`: without a token, asks for a link by email; with the link's token (in the
+/// fragment), sets the new password.
+pub async fn reset() -> Response {
+    page(
+        StatusCode::OK,
+        layout(
+            "Reset your password",
+            None,
+            html! {
+                section data-without-token {
+                    h1 { "Forgot your password?" }
+                    form data-api="/api/v1/password-reset" data-then="done" {
+                        p { "Enter your login. If it can sign in, a link to choose a new password is sent to it by email." }
+                        label for="reset-login" { "Login (email address)" }
+                        input #reset-login name="login" type="email" autocomplete="username" required autofocus;
+                        p.error data-error role="alert" hidden {}
+                        button type="submit" { "Send the link" }
+                    }
+                    p data-done hidden role="status" {
+                        "If an account with this login can sign in, a link is on its way. It works once, for a limited time. "
+                        a href="/login" { "Back to sign-in" }
+                    }
+                }
+                section data-with-token hidden {
+                    h1 { "Choose a new password" }
+                    form #reset-form data-api="/api/v1/password-reset/accept" data-then="/login" {
+                        input type="hidden" name="token";
+                        label for="new-password" { "New password" }
+                        input #new-password name="password" type="password" autocomplete="new-password" minlength="12" maxlength="128" required aria-describedby="reset-policy";
+                        p #reset-policy .muted {
+                            "At least 12 characters. A few unrelated words make a strong password; common passwords and ones containing your name or organisation are refused. Setting it signs you out everywhere."
+                        }
+                        p.error data-error role="alert" hidden {}
+                        button type="submit" { "Set password" }
+                    }
                 }
             },
         ),

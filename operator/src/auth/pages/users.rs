@@ -3,12 +3,12 @@
 use axum::{
     extract::State as Extract,
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::Response,
 };
 use maud::html;
-use usher_crds::{User, permission::MANAGE_USER};
+use usher_crds::User;
 
-use super::layout::{layout, page, signed_in};
+use super::layout::{layout, page, signed_in_admin};
 use crate::auth::state::State;
 
 fn phase_text(u: &User) -> String {
@@ -23,23 +23,10 @@ fn phase_text(u: &User) -> String {
 
 /// `/organisation/users`.
 pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
-    let (p, me) = match signed_in(&st, &headers) {
+    let (p, me) = match signed_in_admin(&st, &headers, "Managing users") {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    if me.mfa_enrolment_required {
-        return Redirect::to("/account").into_response();
-    }
-    if !me.permissions.iter().any(|x| x == MANAGE_USER) {
-        return page(
-            StatusCode::FORBIDDEN,
-            layout(
-                "Not allowed",
-                Some(&me),
-                html! { section { h1 { "Not allowed" } p { "Managing users needs the " code { (MANAGE_USER) } " permission in this organisation." } } },
-            ),
-        );
-    }
     let ns = p.membership.organisation.namespace_name();
     let list = st.directory.users_in(&ns);
     let mut profiles: Vec<String> = st
@@ -74,8 +61,8 @@ pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
                 tbody {
                     @for u in &list {
                         @let name = u.metadata.name.clone().unwrap_or_default();
-                        @let fingerprint = u.status.as_ref().and_then(|s| s.api_key.as_ref()).and_then(|k| k.fingerprint.clone());
                         @let key_on = u.api_key_enabled();
+                        @let fingerprint = if key_on { st.directory.key_fingerprint(u) } else { None };
                         tr data-user=(name) {
                             td data-label="Login" { (u.spec.login) }
                             td data-label="Name" { (u.spec.full_name) }
@@ -92,7 +79,10 @@ pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
                                 } @else {
                                     form data-api=(format!("/api/v1/users/{name}/lock")) { button.danger type="submit" { "Lock" } p.error data-error role="alert" hidden {} }
                                 }
-                                form data-api=(format!("/api/v1/users/{name}/kill-session")) data-then="done" { button.secondary type="submit" { "Kill Session" } p.error data-error role="alert" hidden {} }
+                                form data-api=(format!("/api/v1/users/{name}/kill-session")) data-then="done" data-done-id="killed" { button.secondary type="submit" { "Kill Session" } p.error data-error role="alert" hidden {} }
+                                @if u.status.as_ref().and_then(|s| s.activated_at.as_ref()).is_some() {
+                                    form data-api=(format!("/api/v1/users/{name}/reset-password")) data-then="done" data-done-id="reset-sent" { button.secondary type="submit" { "Reset password" } p.error data-error role="alert" hidden {} }
+                                }
                                 @if key_on {
                                     form data-api=(format!("/api/v1/users/{name}/api-key/renew")) { button.secondary type="submit" { "Renew" } p.error data-error role="alert" hidden {} }
                                 } @else {
@@ -115,7 +105,9 @@ pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
                     }
                 }
             }
-            p data-done hidden role="status" { "Kill Session requested: that person's sessions end at their next request." }
+            p #killed data-done hidden role="status" { "Kill Session requested: that person's sessions in this organisation end at their next request." }
+            p #reset-sent data-done hidden role="status" { "Password reset requested: a link goes to that person by email." }
+            p { a href="/organisation/sessions" { "Who is signed in to this organisation" } }
         }
     };
     page(StatusCode::OK, layout("Users", Some(&me), body))

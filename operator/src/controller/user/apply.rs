@@ -9,14 +9,14 @@ use usher_crds::{ApiKeyStatus, User, UserPhase};
 
 use super::{
     key,
-    plan::{Failure, Observed, Plan, Valid},
+    plan::{Failure, Observed, Plan, ResetBy, Valid},
     status,
 };
 use crate::{
-    account::{Account, PendingInvitation, membership_key},
+    account::{Account, PasswordReset, PendingInvitation, membership_key},
     controller::{context::Context, error::Error, status::apply_status},
-    invitation::InvitationToken,
-    mail::{Invitation, invitation_email},
+    link_token::LinkToken,
+    mail::{Invitation, PasswordResetMail, invitation_email, reset_email},
 };
 
 /// What carrying out a plan left behind.
@@ -129,6 +129,9 @@ pub async fn execute(
             Err(e) => return Err(e),
         }
     }
+    if let Some(by) = plan.reset {
+        account = reset(ctx, user, valid, account, by, now).await?;
+    }
     let (account, api_key, key_due) =
         key::apply(ctx, user, valid, plan, account, &observed).await?;
     Ok(Outcome {
@@ -155,6 +158,74 @@ async fn leave(ctx: &Context, user: &User, id: &str, delete: bool) -> Result<(),
     Ok(())
 }
 
+/// Issues a password reset link (replacing any other), emails it, and records that it was sent.
+/// A request in the account that another membership of the login answered meanwhile sends
+/// nothing more.
+async fn reset(
+    ctx: &Context,
+    user: &User,
+    valid: &Valid,
+    account: Account,
+    by: ResetBy,
+    now: Timestamp,
+) -> Result<Account, Error> {
+    let token = LinkToken::generate()?;
+    let ttl = k8s_openapi::jiff::SignedDuration::try_from(ctx.settings.reset_ttl)
+        .unwrap_or(k8s_openapi::jiff::SignedDuration::from_hours(1));
+    let expires_at = now.checked_add(ttl).unwrap_or(now);
+    let hash = token.hash();
+    let account = ctx
+        .accounts
+        .modify(account, |a| {
+            if !a.is_activated() || (by == ResetBy::Request && !a.reset.wanted()) {
+                return Ok::<_, Error>(false);
+            }
+            a.reset = PasswordReset {
+                requested_at: Some(a.reset.requested_at.map_or(now, |r| r.max(now))),
+                token_hash: Some(hash.clone()),
+                expires_at: Some(expires_at),
+                sent_at: None,
+            };
+            Ok(true)
+        })
+        .await?;
+    if account.reset.token_hash.as_deref() != Some(hash.as_str()) {
+        return Ok(account);
+    }
+    let message = reset_email(
+        &ctx.settings.mail_from,
+        &PasswordResetMail {
+            login: &valid.login,
+            full_name: &user.spec.full_name,
+            link: &token.link(&ctx.settings.public_url, "reset"),
+            expires: &expires_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        },
+    )?;
+    ctx.mailer.send(message).await?;
+    let account = ctx
+        .accounts
+        .modify(account, |a| {
+            if a.reset.token_hash.as_deref() != Some(hash.as_str()) {
+                return Ok::<_, Error>(false);
+            }
+            // Now to the nanosecond, not the reconcile's whole second: a request recorded
+            // earlier in this second is answered by this mail, and must not look newer.
+            a.reset.sent_at = Some(Timestamp::now().max(a.reset.requested_at.unwrap_or(now)));
+            Ok(true)
+        })
+        .await?;
+    ctx.event(
+        user,
+        "PasswordResetSent",
+        format!(
+            "a password reset link went to {}; it expires {expires_at}",
+            valid.login
+        ),
+    )
+    .await;
+    Ok(account)
+}
+
 /// Issues a new token (replacing any other), emails it, and records that it was sent.
 async fn invite(
     ctx: &Context,
@@ -163,7 +234,7 @@ async fn invite(
     account: Account,
     now: Timestamp,
 ) -> Result<Account, Error> {
-    let token = InvitationToken::generate()?;
+    let token = LinkToken::generate()?;
     let ttl = k8s_openapi::jiff::SignedDuration::try_from(ctx.settings.invitation_ttl)
         .unwrap_or(k8s_openapi::jiff::SignedDuration::from_hours(24));
     let expires_at = now.checked_add(ttl).unwrap_or(now);
@@ -197,7 +268,7 @@ async fn invite(
             login: &valid.login,
             full_name: &user.spec.full_name,
             organisation: &valid.organisation.spec.display_name,
-            link: &token.link(&ctx.settings.public_url),
+            link: &token.link(&ctx.settings.public_url, "invite"),
             expires: &expires_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
         },
     )?;

@@ -8,7 +8,7 @@ use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::ResourceExt;
 use usher_crds::{
     ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION,
-    ObservedActions, Organisation, User, login::canonical_login, rules,
+    ANNOTATION_RESET_PASSWORD, ObservedActions, Organisation, User, login::canonical_login, rules,
 };
 
 use crate::{
@@ -121,6 +121,7 @@ pub fn has_pending_action(user: &User) -> bool {
         (ANNOTATION_KILL_SESSIONS, &observed.kill_sessions),
         (ANNOTATION_RESEND_INVITATION, &observed.resend_invitation),
         (ANNOTATION_RENEW_API_KEY, &observed.renew_api_key),
+        (ANNOTATION_RESET_PASSWORD, &observed.reset_password),
     ]
     .iter()
     .any(|(annotation, seen)| {
@@ -265,6 +266,8 @@ pub struct Plan {
     pub kill_sessions: bool,
     /// Issue and email a new invitation.
     pub invite: Option<Invite>,
+    /// Issue and email a password reset link, and who asked.
+    pub reset: Option<ResetBy>,
     /// The API key.
     pub api_key: KeyPlan,
     /// A Secret the key was delivered in before `secretName` changed: delete it.
@@ -273,6 +276,17 @@ pub struct Plan {
     pub observed: ObservedActions,
     /// The actions to record if the invitation email fails (the resend is not done yet).
     pub observed_if_mail_fails: ObservedActions,
+}
+
+/// Who asked for a password reset link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetBy {
+    /// This User's `usher.dev/reset-password` annotation (an admin, `usher account`): a link
+    /// goes out whatever the account says.
+    Annotation,
+    /// The account (the person on `/reset`, or the platform operator): a link goes out only
+    /// while the request is still unanswered, so of the login's memberships only one sends it.
+    Request,
 }
 
 /// Decides what to do for a `valid` `user` given what was `observed`.
@@ -293,6 +307,11 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
         user,
         ANNOTATION_RENEW_API_KEY,
         before.renew_api_key.as_ref(),
+    );
+    let reset = new_action(
+        user,
+        ANNOTATION_RESET_PASSWORD,
+        before.reset_password.as_ref(),
     );
 
     let invite = if account.is_activated() {
@@ -318,6 +337,9 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
     if let Some(v) = &renew {
         done.renew_api_key = Some(v.clone());
     }
+    if let Some(v) = &reset {
+        done.reset_password = Some(v.clone());
+    }
     Plan {
         leave: observed
             .previous
@@ -326,6 +348,15 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
             .map(|(id, shared)| (id, !shared)),
         kill_sessions: kill.is_some(),
         invite,
+        // An invited account has its invitation; a locked membership cannot sign in (another
+        // membership of the login sends a link the person asked for).
+        reset: if !account.is_activated() || user.spec.locked {
+            None
+        } else if reset.is_some() {
+            Some(ResetBy::Annotation)
+        } else {
+            account.reset.wanted().then_some(ResetBy::Request)
+        },
         api_key: key_plan(
             user,
             &observed.account,
@@ -586,6 +617,35 @@ mod tests {
         let p = plan(&u, &observed(activated("alice@example.com")));
         assert_eq!(p.invite, None);
         assert_eq!(p.observed.resend_invitation.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_reset_link_goes_to_an_active_account_once_per_request() {
+        let u = annotated(alice(), ANNOTATION_RESET_PASSWORD, "r1");
+        let p = plan(&u, &observed(activated("alice@example.com")));
+        assert_eq!(p.reset, Some(ResetBy::Annotation));
+        assert_eq!(p.observed.reset_password.as_deref(), Some("r1"));
+        // An invited account gets none: it has its invitation.
+        assert_eq!(
+            plan(&u, &observed(invited("alice@example.com", true))).reset,
+            None
+        );
+        // The person's own request (in the account) is sent once.
+        let mut account = activated("alice@example.com");
+        account.reset.requested_at = Some(ts(NOW));
+        assert_eq!(
+            plan(&alice(), &observed(account.clone())).reset,
+            Some(ResetBy::Request)
+        );
+        account.reset.sent_at = Some(ts("2026-11-27T12:00:01Z"));
+        assert_eq!(plan(&alice(), &observed(account.clone())).reset, None);
+        // Not through a locked membership.
+        let mut locked = annotated(alice(), ANNOTATION_RESET_PASSWORD, "r2");
+        locked.spec.locked = true;
+        assert_eq!(
+            plan(&locked, &observed(activated("alice@example.com"))).reset,
+            None
+        );
     }
 
     #[test]

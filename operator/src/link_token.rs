@@ -1,5 +1,6 @@
-//! Invitation tokens: 256 bits from the OS CSPRNG, sent once in the link
-//! `${PUBLIC_URL}/invite#token=<token>` and stored only as a SHA-256 hash.
+//! The tokens of emailed links (invitations, password resets): 256 bits from the OS CSPRNG,
+//! sent once in the link (`${PUBLIC_URL}/invite#token=<token>`, `${PUBLIC_URL}/reset#token=…`)
+//! and stored only as a SHA-256 hash.
 
 use std::fmt;
 
@@ -10,17 +11,17 @@ use crate::crypto::{RandomError, constant_time_eq, hex, random_bytes, sha256};
 /// Length of an encoded token: 32 bytes in unpadded base64url.
 const TOKEN_LEN: usize = 43;
 
-/// A freshly issued invitation token. Its `Debug` never shows the value; it leaves this type only
-/// through [`InvitationToken::link`] (for the email) and [`InvitationToken::hash`] (for storage).
-pub struct InvitationToken(String);
+/// A freshly issued link token. Its `Debug` never shows the value; it leaves this type only
+/// through [`LinkToken::link`] (for the email) and [`LinkToken::hash`] (for storage).
+pub struct LinkToken(String);
 
-impl fmt::Debug for InvitationToken {
+impl fmt::Debug for LinkToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InvitationToken(<redacted>)")
+        f.write_str("LinkToken(<redacted>)")
     }
 }
 
-impl InvitationToken {
+impl LinkToken {
     /// A new random token.
     pub fn generate() -> Result<Self, RandomError> {
         Ok(Self(URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)))
@@ -31,11 +32,11 @@ impl InvitationToken {
         hash_token(&self.0)
     }
 
-    /// The acceptance link, with the token in the fragment so it never reaches server logs or
-    /// `Referer` headers.
-    pub fn link(&self, public_url: &str) -> String {
+    /// The link to `page` (`invite`, `reset`) with the token in the fragment, so it never
+    /// reaches server logs or `Referer` headers.
+    pub fn link(&self, public_url: &str, page: &str) -> String {
         format!(
-            "{}/invite#token={}",
+            "{}/{page}#token={}",
             public_url.trim_end_matches('/'),
             self.0
         )
@@ -67,8 +68,8 @@ mod tests {
 
     #[test]
     fn a_token_carries_256_bits_and_is_stored_only_hashed() {
-        let t = InvitationToken::generate().unwrap();
-        let link = t.link("https://usher.example.com/");
+        let t = LinkToken::generate().unwrap();
+        let link = t.link("https://usher.example.com/", "invite");
         assert!(
             link.starts_with("https://usher.example.com/invite#token="),
             "{link}"
@@ -84,11 +85,11 @@ mod tests {
 
     #[test]
     fn other_tokens_and_malformed_input_do_not_match() {
-        let a = InvitationToken::generate().unwrap();
-        let b = InvitationToken::generate().unwrap();
-        let link_b = b.link("http://localhost:8080");
+        let a = LinkToken::generate().unwrap();
+        let b = LinkToken::generate().unwrap();
+        let link_b = b.link("http://localhost:8080", "invite");
         assert!(!token_matches(token_of(&link_b), &a.hash()));
-        let link_a = a.link("http://x");
+        let link_a = a.link("http://x", "invite");
         let token = token_of(&link_a);
         for bad in [
             "",
@@ -102,10 +103,10 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_token() {
-        let t = InvitationToken::generate().unwrap();
-        let link = t.link("http://x");
+        let t = LinkToken::generate().unwrap();
+        let link = t.link("http://x", "invite");
         let shown = format!("{t:?}");
-        assert_eq!(shown, "InvitationToken(<redacted>)");
+        assert_eq!(shown, "LinkToken(<redacted>)");
         assert!(!shown.contains(token_of(&link)));
     }
 }

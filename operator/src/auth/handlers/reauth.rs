@@ -1,0 +1,159 @@
+//! Proving who you are again, inside a session: `POST /api/v1/me/reauthenticate` renews the
+//! re-authentication window (`USHER_REAUTH_WINDOW`) that viewing keys and changing TOTP need, and
+//! the same check guards a password change. Every guess counts like a sign-in failure.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, State as Extract},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use k8s_openapi::jiff::Timestamp;
+use serde::Deserialize;
+
+use super::login::{Reserved, invalid_credentials};
+use crate::{
+    account::Account,
+    auth::{
+        device,
+        error::{ApiError, ErrorCode, JsonBody},
+        session::Claims,
+        state::State,
+    },
+    password::Verified,
+    runtime::clock::now_ms,
+};
+
+impl State {
+    /// Reserves an attempt to prove who `account`'s owner is, for a request from `peer`: as a
+    /// sign-in would (per device cookie, else per address and per login), soft lock included.
+    pub fn reserve_for(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        account: &Account,
+    ) -> Result<Reserved, ApiError> {
+        let address = self.client_address(peer, headers);
+        let now = Timestamp::now().as_second();
+        let device = device::presented(&self.keys.device, headers, &account.id, now);
+        let reserved = self.reserve_sign_in(
+            &account.login,
+            &address,
+            device.as_deref(),
+            std::time::Instant::now(),
+        )?;
+        if let Some(refused) = self.soft_lock(&reserved, Some(account)) {
+            reserved.cancel();
+            return Err(refused);
+        }
+        Ok(reserved)
+    }
+
+    /// Settles `reserved` by how a code check ended: a wrong code counts as a failed sign-in.
+    pub async fn settle_code<T>(
+        &self,
+        reserved: Reserved,
+        account: &Account,
+        result: &Result<T, ApiError>,
+    ) {
+        match result {
+            Ok(_) => reserved.succeeded(),
+            Err(e) if e.code == ErrorCode::InvalidCode => {
+                self.sign_in_failed(reserved, &account.login, Some(account))
+                    .await;
+            }
+            Err(_) => reserved.cancel(),
+        }
+    }
+
+    /// Checks `password` (and `code`, when the account has TOTP and `with_code`) of `account`,
+    /// for a request from `peer`: throttled and counted like a sign-in, so a stolen session
+    /// cannot guess them faster than a stranger could.
+    pub async fn prove(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        account: &Account,
+        password: &str,
+        code: Option<&str>,
+        with_code: bool,
+    ) -> Result<Account, ApiError> {
+        let reserved = self.reserve_for(peer, headers, account)?;
+        let password = if password.len() > 4 * crate::password::MAX_CHARS {
+            String::new()
+        } else {
+            unicode_normalization::UnicodeNormalization::nfc(password).collect()
+        };
+        let verified = match self
+            .hasher
+            .verify(account.password_hash.clone(), password)
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => {
+                reserved.cancel();
+                return Err(ApiError::busy());
+            }
+        };
+        if !matches!(verified, Verified::Ok { .. }) {
+            self.sign_in_failed(reserved, &account.login, Some(account))
+                .await;
+            return Err(invalid_credentials());
+        }
+        if !(with_code && self.settings.mfa_enabled && account.totp_secret.is_some()) {
+            reserved.succeeded();
+            return Ok(account.clone());
+        }
+        let Some(code) = code else {
+            reserved.cancel();
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::MfaRequired,
+                "enter the 6-digit code from your authenticator app",
+            ));
+        };
+        let result = self.accept_code(&account.id, code, false).await;
+        self.settle_code(reserved, account, &result).await;
+        result
+    }
+}
+
+/// What `POST /api/v1/me/reauthenticate` takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthRequest {
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// `POST /api/v1/me/reauthenticate`: 204 and the session's cookie with a fresh authentication
+/// time.
+pub async fn reauthenticate(
+    Extract(st): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ReauthRequest>,
+) -> Result<Response, ApiError> {
+    let p = st.authenticate(&headers, false)?;
+    let claims = p.session()?.clone();
+    st.prove(
+        peer,
+        &headers,
+        &p.account,
+        &req.password,
+        req.code.as_deref(),
+        true,
+    )
+    .await?;
+    let renewed = Claims {
+        auth: now_ms(),
+        ..claims
+    };
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, st.cookie(&renewed))],
+    )
+        .into_response())
+}

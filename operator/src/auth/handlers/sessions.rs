@@ -1,0 +1,187 @@
+//! Sessions people and admins can see: one's own (`/api/v1/me/sessions`) and those acting in
+//! the organisation (`/api/v1/sessions`, for `manageUser` holders, under the admin authority
+//! rule), each ended by id.
+
+use axum::{
+    Json,
+    extract::{Path, State as Extract},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+
+use super::admin::Admin;
+use crate::{
+    account::{Account, sessions::SessionRecord},
+    auth::{
+        error::{ApiError, ErrorCode},
+        principal::killed_since_in,
+        state::State,
+    },
+};
+
+/// A session as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// Its id (what the DELETE routes take).
+    pub id: String,
+    /// The organisation it acts in.
+    pub organisation: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// The browser or client.
+    pub user_agent: String,
+    /// The client's address.
+    pub address: String,
+    /// True for the session making this request.
+    pub current: bool,
+    /// The login (admin list only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// The full name in this organisation (admin list only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_name: Option<String>,
+}
+
+/// The sessions of `account` that are still alive: not signed out, not ended by a revocation
+/// (account-wide, or a Kill Session in their organisation), not past their lifetime.
+pub fn alive(st: &State, account: &Account) -> Vec<SessionRecord> {
+    let now = Timestamp::now();
+    account
+        .sessions
+        .iter()
+        .filter(|s| s.expires_at > now)
+        .filter(|s| !account.sessions_ended.contains_key(&s.id))
+        .filter(|s| !account.revoked_since(s.started_at.as_millisecond()))
+        .filter(|s| !killed_since_in(st, account, &s.organisation, s.started_at.as_millisecond()))
+        .cloned()
+        .collect()
+}
+
+fn view(s: SessionRecord, current: Option<&str>) -> SessionView {
+    SessionView {
+        current: current == Some(s.id.as_str()),
+        id: s.id,
+        organisation: s.organisation,
+        started_at: s.started_at,
+        user_agent: s.user_agent,
+        address: s.address,
+        login: None,
+        full_name: None,
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::SessionNotFound,
+        "no such session: it ended already, or it is not one you can see",
+    )
+}
+
+/// `GET /api/v1/me/sessions`.
+pub async fn mine(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let p = st.authenticate(&headers, false)?;
+    let sid = p.session()?.sid.clone();
+    let list: Vec<SessionView> = alive(&st, &p.account)
+        .into_iter()
+        .map(|s| view(s, Some(&sid)))
+        .collect();
+    Ok(p.respond(Json(list)))
+}
+
+/// `DELETE /api/v1/me/sessions/{id}`: 204; ending the current one signs this browser out.
+pub async fn end_mine(
+    Extract(st): Extract<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = st.authenticate(&headers, false)?;
+    let current = p.session()?.sid == id;
+    let record = alive(&st, &p.account)
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(not_found)?;
+    st.end_session_id(
+        &p.account.id,
+        &record.id,
+        record.started_at.as_millisecond(),
+    )
+    .await?;
+    if current {
+        return Ok((
+            StatusCode::NO_CONTENT,
+            [(header::SET_COOKIE, st.cookie_scope().clear())],
+        )
+            .into_response());
+    }
+    Ok(p.respond(StatusCode::NO_CONTENT))
+}
+
+/// A session acting in an organisation, with the member and the account it belongs to.
+pub type MemberSession = (std::sync::Arc<usher_crds::User>, Account, SessionRecord);
+
+/// The sessions acting in organisation `org` (whose Users live in `namespace`), newest first.
+pub fn in_organisation(st: &State, namespace: &str, org: &str) -> Vec<MemberSession> {
+    let mut out = Vec::new();
+    for user in st.directory.users_in(namespace) {
+        let Some(account) = st
+            .directory
+            .account(&crate::account::account_id(&user.spec.login))
+        else {
+            continue;
+        };
+        for s in alive(st, &account) {
+            if s.organisation == org {
+                out.push((user.clone(), (*account).clone(), s));
+            }
+        }
+    }
+    out.sort_by_key(|(_, _, s)| std::cmp::Reverse(s.started_at));
+    out
+}
+
+/// `GET /api/v1/sessions`: who is signed in to this organisation, since when, from where.
+pub async fn organisation(
+    Extract(st): Extract<State>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let admin = Admin::of(&st, &headers)?;
+    let current = match &admin.principal.via {
+        crate::auth::principal::Via::Session { claims, .. } => Some(claims.sid.clone()),
+        crate::auth::principal::Via::Bearer => None,
+    };
+    let org = admin.principal.membership.org_name();
+    let list: Vec<SessionView> = in_organisation(&st, &admin.namespace, &org)
+        .into_iter()
+        .map(|(user, _, s)| SessionView {
+            login: Some(user.spec.login.clone()),
+            full_name: Some(user.spec.full_name.clone()),
+            ..view(s, current.as_deref())
+        })
+        .collect();
+    Ok(admin.principal.respond(Json(list)))
+}
+
+/// `DELETE /api/v1/sessions/{id}`: 204; a session of a member whose profile the admin holds.
+pub async fn end_in_organisation(
+    Extract(st): Extract<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let admin = Admin::of(&st, &headers)?;
+    let org = admin.principal.membership.org_name();
+    let (user, account, record) = in_organisation(&st, &admin.namespace, &org)
+        .into_iter()
+        .find(|(_, _, s)| s.id == id)
+        .ok_or_else(not_found)?;
+    admin.may_act_on(&st, &user)?;
+    st.end_session_id(&account.id, &record.id, record.started_at.as_millisecond())
+        .await?;
+    admin
+        .record(&st, &user, "SessionEnded", "a session ended")
+        .await;
+    Ok(admin.principal.respond(StatusCode::NO_CONTENT))
+}
