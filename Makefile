@@ -17,10 +17,12 @@ dev:
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo run -q --locked --bin usher -- dev
 
 ## What the tests use, each installed only when missing: Debian packages (needs root or sudo),
-## cargo-fuzz, and playwright-core for the browser tests.
+## cargo-fuzz, helm 4 + kubectl 1.33 + checkov for the chart, and playwright-core for the browser
+## tests.
 deps:
 	scripts/install-deps.sh
 	scripts/install-fuzz.sh
+	scripts/install-tools.sh
 	[ -d e2e/node_modules/playwright-core ] || npm ci --prefix e2e --no-audit --no-fund
 
 ## Run every test (unit and end to end against a real kube-apiserver), then the fuzz targets.

@@ -11,9 +11,8 @@ packages=(
   wrk                            # HTTP load generator of the auth benchmark
   nginx-light                    # the real ingress (auth_request) of the forward-auth tests
   chromium                       # the real browser of the page tests (driven by playwright-core)
-  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
-                                 # Go text/template + sprig: renders the Helm chart without Helm
-  python3-jsonschema python3-yaml  # checks chart values against values.schema.json
+  python3-venv                   # checkov's virtualenv (scripts/install-tools.sh)
+  lua5.4                         # runs the Argo CD health checks of docs/gitops.md
   etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
 )
 missing=()

@@ -19,11 +19,13 @@ pub mod user;
 pub mod watch;
 
 pub use duration::Duration;
-pub use organisation::{MfaPolicy, Organisation, OrganisationSpec, OrganisationStatus};
+pub use organisation::{
+    MfaPolicy, Organisation, OrganisationSpec, OrganisationStatus, UserManagement,
+};
 pub use profile::{Profile, ProfileSpec, ProfileStatus};
 pub use user::{
     ApiKeySpec, ApiKeyStatus, InvitationStatus, ObservedActions, User, UserPhase, UserSpec,
-    UserStatus,
+    UserStatus, UserType,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

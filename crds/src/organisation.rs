@@ -67,6 +67,30 @@ pub struct OrganisationSpec {
     /// Multi-factor authentication policy for members of this organisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaPolicy>,
+
+    /// Who edits this organisation's Users: `Any` (kubectl, GitOps and the admin API and pages)
+    /// or `GitOps` (Users come from Git only: the admin API and pages refuse to create, edit,
+    /// lock or give keys to Users, so that Argo CD or Flux never silently reverts them; one-shot
+    /// actions such as Kill Session and Reset password still work). Defaults to `Any`.
+    #[serde(default, skip_serializing_if = "UserManagement::is_any")]
+    pub user_management: UserManagement,
+}
+
+/// Who edits an organisation's Users.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UserManagement {
+    /// kubectl, GitOps and the admin API all edit Users.
+    #[default]
+    Any,
+    /// Users are managed in Git: the admin API and pages make no changes to them.
+    GitOps,
+}
+
+impl UserManagement {
+    /// True for the default, `Any`.
+    pub fn is_any(&self) -> bool {
+        *self == UserManagement::Any
+    }
 }
 
 /// Multi-factor authentication policy of an organisation.
@@ -100,8 +124,10 @@ pub struct OrganisationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Standard conditions; `Ready` is true when the namespace is held and labelled.
+    /// kstatus conditions, one per `type`: `Ready` (true when the namespace is held and
+    /// labelled), `Reconciling`, `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
@@ -113,6 +139,11 @@ impl Organisation {
             .clone()
             .or_else(|| self.metadata.name.clone())
             .unwrap_or_default()
+    }
+
+    /// True when the organisation's Users are managed in Git only.
+    pub fn managed_in_git(&self) -> bool {
+        self.spec.user_management == UserManagement::GitOps
     }
 
     /// True when members must use TOTP.

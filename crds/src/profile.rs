@@ -29,6 +29,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     ),
     printcolumn(name = "Users", type_ = "integer", json_path = ".status.users"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -65,8 +70,9 @@ pub struct ProfileStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Standard conditions; `Ready` is true when the profile is valid.
+    /// kstatus conditions, one per `type`: `Ready` is true when the profile is valid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

@@ -31,6 +31,11 @@ use crate::Duration;
     printcolumn(name = "Login", type_ = "string", json_path = ".spec.login"),
     printcolumn(name = "Profile", type_ = "string", json_path = ".spec.profile"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
     printcolumn(name = "MFA", type_ = "boolean", json_path = ".status.mfaEnrolled"),
     printcolumn(
         name = "Age",
@@ -68,6 +73,29 @@ pub struct UserSpec {
     /// An API key for applications acting as this membership, written to a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeySpec>,
+
+    /// `Person` (default): invited by email, signs in with a password (and TOTP). `Service`:
+    /// an application (TheHive's service accounts): no invitation, no password, no web sign-in;
+    /// it authenticates only with its API key.
+    #[serde(default, rename = "type", skip_serializing_if = "UserType::is_person")]
+    pub user_type: UserType,
+}
+
+/// What a membership is for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UserType {
+    /// A person: invitation, password, TOTP, sessions.
+    #[default]
+    Person,
+    /// An application: API key only.
+    Service,
+}
+
+impl UserType {
+    /// True for the default, `Person`.
+    pub fn is_person(&self) -> bool {
+        *self == UserType::Person
+    }
 }
 
 /// API key settings of a membership.
@@ -198,12 +226,20 @@ pub struct UserStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Standard conditions: `Ready`, `InvitationSent`, …
+    /// kstatus conditions, one per `type`: `Ready` (Usher did all it can: the User is Invited,
+    /// Active or Locked), `Reconciling` (work under way), `Stalled` (it cannot go on until
+    /// something is fixed; the message says what), `InvitationSent`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
 impl User {
+    /// True for a `Service` membership: API key only, never a sign-in.
+    pub fn is_service(&self) -> bool {
+        self.spec.user_type == UserType::Service
+    }
+
     /// True when `spec.apiKey.enabled`.
     pub fn api_key_enabled(&self) -> bool {
         self.spec.api_key.as_ref().is_some_and(|k| k.enabled)

@@ -111,6 +111,7 @@ async fn every_kind_round_trips_spec_and_status() {
                 required: true,
                 grace_period: Some("72h".parse().unwrap()),
             }),
+            user_management: usher_crds::UserManagement::GitOps,
         },
     );
     let created = orgs.create(&PostParams::default(), &org).await.unwrap();
@@ -315,7 +316,7 @@ async fn kubectl_shows_the_printer_columns_and_the_usher_category() {
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "LOGIN", "PROFILE", "PHASE", "MFA", "AGE"],
+        ["NAME", "LOGIN", "PROFILE", "PHASE", "READY", "MFA", "AGE"],
         "{out}"
     );
     assert!(
@@ -337,6 +338,7 @@ async fn kubectl_shows_the_printer_columns_and_the_usher_category() {
     }
     let out = env.kubectl_ok(&["get", "prof", &pname]).unwrap();
     assert!(out.lines().next().unwrap().contains("PERMISSIONS"), "{out}");
+    assert!(out.lines().next().unwrap().contains("READY"), "{out}");
     assert!(out.contains("manageCase"), "{out}");
 
     // The `usher` category lists all three kinds.

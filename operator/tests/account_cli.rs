@@ -105,6 +105,66 @@ async fn list_reset_mfa_and_rename_work_on_real_accounts() {
         "an active account is not invited again"
     );
 
+    // Under GitOps: only the account moves; Git then changes spec.login, and the controller
+    // links each User to the moved account (no invitation) and deletes the old one.
+    let in_git = renamed.replace("renamed", "ingit");
+    let (ok, out) = run_usher_account(env, &["rename", &renamed, &in_git, "--users-in-git"]);
+    assert!(ok && out.contains("set spec.login"), "{out}");
+    let password = secret_text(&moved, "passwordHash");
+    for org in [&a, &b] {
+        let users = Api::<User>::namespaced(client.clone(), &org.ns);
+        assert_eq!(
+            users.get("ops").await.unwrap().spec.login,
+            renamed,
+            "left to Git"
+        );
+        // What Argo CD or Flux applies from the repository.
+        users
+            .patch(
+                "ops",
+                &PatchParams::apply("argocd-controller").force(),
+                &Patch::Apply(serde_json::json!({
+                    "apiVersion": "usher.dev/v1alpha1",
+                    "kind": "User",
+                    "spec": {"login": in_git, "fullName": "Person ops", "profile": p},
+                })),
+            )
+            .await
+            .unwrap();
+    }
+    for org in [&a, &b] {
+        eventually(
+            "the User on the moved account",
+            Duration::from_secs(20),
+            || async {
+                let u = Api::<User>::namespaced(client.clone(), &org.ns)
+                    .get("ops")
+                    .await
+                    .ok()?;
+                let s = u.status?;
+                (s.phase == Some(UserPhase::Active)
+                    && s.account_id.as_deref() == Some(&usher_operator::account_id(&in_git)))
+                .then_some(())
+            },
+        )
+        .await;
+    }
+    let kept = account_secret(&client, &in_git).await.unwrap();
+    assert_eq!(
+        secret_text(&kept, "passwordHash"),
+        password,
+        "the password came along"
+    );
+    eventually("the old account to go", Duration::from_secs(20), || async {
+        account_secret(&client, &renamed)
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(smtp.emails_to(&in_git).unwrap().is_empty(), "no invitation");
+
     // Clear errors, no stack traces.
     let (ok, out) = run_usher_account(env, &["reset-mfa", "nobody@example.com"]);
     assert!(

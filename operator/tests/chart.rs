@@ -1,7 +1,8 @@
-//! The Helm chart, checked without Helm: values against `values.schema.json` (python3-jsonschema,
-//! the same draft Helm uses), templates rendered by Go text/template + sprig
-//! (`tools/chart-render`, built from Debian's packages), and every rendering applied with
-//! server-side dry-run to a real kube-apiserver.
+//! The Helm chart with the real Helm 4 and kubectl 1.33 (`scripts/install-tools.sh` fetches
+//! them, with checkov): `helm lint --strict` for each `charts/usher/ci/` values file, what the
+//! defaults alone say, the schema's refusals, checkov on the renders, and `helm install`,
+//! `upgrade` and `uninstall` against a real kube-apiserver of the test's own (the chart registers
+//! a webhook whose pods never run here, which would refuse other tests' objects).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
 
@@ -10,12 +11,10 @@ mod common;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
 };
 
-use common::*;
 use serde_json::Value;
-use usher_testkit::{Envtest, create_namespace, unique_name};
+use usher_testkit::Envtest;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,131 +24,161 @@ fn chart() -> PathBuf {
     root().join("charts/usher")
 }
 
-/// Builds tools/chart-render once per test binary.
-fn renderer() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chart-render");
-        let status = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(root().join("tools/chart-render/main.go"))
-            .env("GO111MODULE", "off")
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"))
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("go is missing ({e}): run scripts/install-deps.sh (golang-go, golang-github-masterminds-sprig-dev, golang-gopkg-yaml.v3-dev)")
-            });
-        assert!(status.success(), "building tools/chart-render failed; run scripts/install-deps.sh");
-        out
-    })
+/// Where `scripts/install-tools.sh` put helm, kubectl and checkov.
+fn tools() -> PathBuf {
+    let dir = std::env::var_os("USHER_TOOLS").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/usher/tools"),
+        PathBuf::from,
+    );
+    for tool in ["helm", "kubectl", "checkov/bin/checkov"] {
+        assert!(
+            dir.join(tool).is_file(),
+            "{tool} is missing in {}: run scripts/install-tools.sh",
+            dir.display()
+        );
+    }
+    dir
 }
 
-fn write_values(yaml: &str) -> tempfile::NamedTempFile {
+/// The output of a finished command: success, stdout, stderr.
+struct Run {
+    ok: bool,
+    out: String,
+    err: String,
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let o = cmd.output().unwrap();
+    Run {
+        ok: o.status.success(),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// `helm` with `args`, against `kubeconfig` when given (its caches in a temporary home).
+fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Run {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
+    let mut cmd = Command::new(tools().join("helm"));
+    cmd.args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    run(&mut cmd)
+}
+
+fn kubectl(env: &Envtest, args: &[&str]) -> Run {
+    run(Command::new(tools().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(env.kubeconfig())
+        .args(args))
+}
+
+fn ci_values() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    files
+}
+
+fn values_file(yaml: &str) -> tempfile::NamedTempFile {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), yaml).unwrap();
     f
 }
 
-/// Renders the chart as release `name` in `namespace`; Err carries the renderer's message.
-fn render(
-    name: &str,
-    namespace: &str,
-    values: &str,
-    api_versions: &[String],
-) -> Result<String, String> {
-    let file = write_values(values);
-    let mut cmd = Command::new(renderer());
-    cmd.args(["-name", name, "-namespace", namespace, "-f"])
-        .arg(file.path());
-    for v in api_versions {
-        cmd.args(["-api-versions", v]);
-    }
-    let out = cmd.arg(chart()).output().unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+/// `helm template` of the chart as release `usher` in `usher-system` with the values file
+/// `values`.
+fn template_with(values: &Path) -> Run {
+    helm(
+        &[
+            "template",
+            "usher",
+            chart().to_str().unwrap(),
+            "--namespace",
+            "usher-system",
+            "-f",
+            values.to_str().unwrap(),
+        ],
+        None,
+    )
 }
 
-/// Validates values.yaml with `overrides` merged over it, as Helm does before rendering.
-fn validate(overrides: &str) -> Result<(), String> {
-    let file = write_values(overrides);
-    let script = r#"
-import json, sys, yaml, jsonschema
-def merge(a, b):
-    for k, v in b.items():
-        a[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-    return a
-chart = sys.argv[1]
-values = merge(yaml.safe_load(open(chart + "/values.yaml")), yaml.safe_load(open(sys.argv[2])) or {})
-schema = json.load(open(chart + "/values.schema.json"))
-errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(values), key=str)
-for e in errors:
-    print("/".join(map(str, e.path)) or "(root)", ":", e.message)
-sys.exit(1 if errors else 0)
-"#;
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(chart())
-        .arg(file.path())
-        .output()
-        .unwrap_or_else(|e| panic!("python3 is missing ({e}): scripts/install-deps.sh"));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !text.contains("ModuleNotFoundError"),
-        "{text}: run scripts/install-deps.sh (python3-jsonschema, python3-yaml)"
-    );
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(text)
-    }
+/// [`template_with`] the values `values`.
+fn template(values: &str) -> Run {
+    let f = values_file(values);
+    template_with(f.path())
 }
 
 const MINIMAL: &str = "publicUrl: https://usher.example.com\nsmtp:\n  url: smtp://relay.example.com:587?tls=required\n";
 
 #[test]
-fn values_are_checked_against_the_schema() {
-    validate(MINIMAL).unwrap();
-    validate(&format!(
-        "{MINIMAL}  existingSecret: usher-smtp\nwebhook:\n  certManager:\n    enabled: true\n    issuerRef: {{name: corp-ca, kind: ClusterIssuer}}\nnetworkPolicy: {{enabled: true}}\nserviceMonitor: {{enabled: true, interval: 1m}}\n"
-    ))
-    .unwrap();
-    for (bad, says) in [
-        (format!("{MINIMAL}replica: 3\n"), "'replica' was unexpected"),
-        (
-            format!("{MINIMAL}webhook:\n  replicaCount: 3\n"),
-            "'replicaCount' was unexpected",
-        ),
-        (
-            format!("{MINIMAL}session:\n  idleTimeout: 1 hour\n"),
-            "does not match",
-        ),
-        (
-            format!("{MINIMAL}mfa:\n  enabled: yes please\n"),
-            "is not of type 'boolean'",
-        ),
-        ("smtp:\n  url: smtp://relay:25\n".to_owned(), "publicUrl"),
-    ] {
-        let e = validate(&bad).unwrap_err();
-        assert!(e.contains(says), "{bad}: {e}");
+fn helm_lint_strict_passes_for_each_ci_values_file() {
+    for values in ci_values() {
+        let r = helm(
+            &[
+                "lint",
+                "--strict",
+                chart().to_str().unwrap(),
+                "-f",
+                values.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(r.ok, "{}: {}{}", values.display(), r.out, r.err);
+        assert!(r.out.contains("0 chart(s) failed"), "{}", r.out);
     }
 }
 
 #[test]
-fn the_chart_says_what_is_missing() {
-    let e = render(
-        "usher",
-        "usher-system",
-        "smtp:\n  url: smtp://relay:25\n",
-        &[],
-    )
-    .unwrap_err();
-    assert!(e.contains("publicUrl is required"), "{e}");
+fn the_defaults_alone_name_each_required_value_and_nothing_else() {
+    let r = template("");
+    assert!(!r.ok);
+    assert!(r.err.contains("Usher needs these values"), "{}", r.err);
+    assert!(r.err.contains("publicUrl (where people reach"), "{}", r.err);
+    assert!(r.err.contains("smtp.url (the mail relay"), "{}", r.err);
+    assert!(!r.err.contains("does not match pattern"), "{}", r.err);
+    // One missing value: only it is named.
+    let r = template("publicUrl: https://usher.example.com\n");
+    assert!(!r.ok);
+    assert!(
+        r.err.contains("smtp.url (") && !r.err.contains("publicUrl ("),
+        "{}",
+        r.err
+    );
+    assert!(template(MINIMAL).ok);
+}
+
+#[test]
+fn values_are_checked_against_the_schema() {
+    for (bad, says) in [
+        (format!("{MINIMAL}replica: 3\n"), "replica"),
+        (
+            format!("{MINIMAL}webhook:\n  replicaCount: 3\n"),
+            "replicaCount",
+        ),
+        (
+            format!("{MINIMAL}session:\n  idleTimeout: 1 hour\n"),
+            "idleTimeout",
+        ),
+        (format!("{MINIMAL}mfa:\n  enabled: yes please\n"), "enabled"),
+        (format!("{MINIMAL}image:\n  digest: latest\n"), "digest"),
+        (
+            "publicUrl: usher.example.com\nsmtp:\n  url: smtp://relay:25\n".to_owned(),
+            "publicUrl",
+        ),
+    ] {
+        let r = template(&bad);
+        assert!(!r.ok, "{bad} was accepted");
+        assert!(r.err.contains(says), "{bad}: {}", r.err);
+    }
 }
 
 #[test]
@@ -172,9 +201,16 @@ fn rbac_rules_each_give_their_reason_and_profiles_match_the_examples() {
         }
     }
     assert!(rules >= 8, "{rules}");
+    // The chart's built-in profiles carry labels of their own; the rest is the examples'.
     let strip = |text: &str| -> String {
         text.lines()
-            .filter(|l| !l.starts_with('#') && !l.starts_with("{{"))
+            .filter(|l| {
+                let t = l.trim_start();
+                !l.starts_with('#')
+                    && !t.starts_with("{{")
+                    && t != "labels:"
+                    && !t.starts_with("usher.dev/built-in")
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -187,29 +223,80 @@ fn rbac_rules_each_give_their_reason_and_profiles_match_the_examples() {
     );
 }
 
-/// Objects of a server-side dry-run.
-fn dry_run(env: &Envtest, manifests: &str) -> Vec<Value> {
-    let file = write_values(manifests);
-    let out = env
-        .kubectl()
-        .args([
+#[test]
+fn checkov_fails_no_check_on_the_renders_and_each_skip_says_why() {
+    // Not a dot-directory: checkov skips those.
+    let dir = tempfile::Builder::new()
+        .prefix("chart-render")
+        .tempdir()
+        .unwrap();
+    let mut rendered = String::new();
+    for values in ci_values() {
+        let r = template_with(&values);
+        assert!(r.ok, "{}", r.err);
+        let name = values.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::write(dir.path().join(&name), &r.out).unwrap();
+        rendered += &r.out;
+    }
+    let r = run(Command::new(tools().join("checkov/bin/checkov"))
+        .args(["--framework", "kubernetes", "--quiet", "-o", "json", "-d"])
+        .arg(dir.path())
+        .env("BC_SKIP_MAPPING", "TRUE"));
+    let report: Value = serde_json::from_str(&r.out)
+        .unwrap_or_else(|e| panic!("checkov printed no JSON ({e}):\n{}\n{}", r.out, r.err));
+    let reports = match report {
+        Value::Array(a) => a,
+        one => vec![one],
+    };
+    for report in &reports {
+        // With nothing to check, checkov prints only its summary.
+        let summary = report.get("summary").unwrap_or(report);
+        assert!(
+            summary["resource_count"].as_u64().unwrap() > 40,
+            "{summary}"
+        );
+        let failed: Vec<String> = report["results"]["failed_checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("{} {} ({})", c["check_id"], c["resource"], c["check_name"]))
+            .collect();
+        assert!(failed.is_empty(), "checkov failed checks: {failed:#?}");
+        assert_eq!(summary["failed"], 0, "{summary}");
+        assert_eq!(summary["parsing_errors"], 0);
+        assert!(summary["passed"].as_u64().unwrap() > 100, "{summary}");
+    }
+    // Each deliberate exception carries its reason next to it.
+    let skips: Vec<&str> = rendered
+        .lines()
+        .filter(|l| l.contains("checkov.io/skip"))
+        .collect();
+    assert!(!skips.is_empty());
+    for skip in skips {
+        let (_, reason) = skip.split_once('=').unwrap();
+        assert!(reason.len() > 40, "a skip without a reason: {skip}");
+    }
+}
+
+/// Objects as the API server would store them: `manifest` through a server-side dry run.
+fn stored(env: &Envtest, manifest: &str) -> Vec<Value> {
+    let f = values_file(manifest);
+    let r = kubectl(
+        env,
+        &[
             "apply",
             "--server-side",
             "--dry-run=server",
+            "--force-conflicts",
             "--field-manager=helm",
             "-o",
             "json",
             "-f",
-        ])
-        .arg(file.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "server-side dry-run refused the chart:\n{}\n{manifests}",
-        String::from_utf8_lossy(&out.stderr)
+            f.path().to_str().unwrap(),
+        ],
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r.ok, "server-side dry run refused:\n{}\n{manifest}", r.err);
+    let v: Value = serde_json::from_str(&r.out).unwrap();
     match v["kind"].as_str() {
         Some("List") => v["items"].as_array().unwrap().clone(),
         _ => vec![v],
@@ -269,6 +356,142 @@ fn assert_auth_reaches_no_secret_outside(objects: &[Value], sa: &str, ns: &str) 
     assert!(in_release, "the auth server needs its accounts in {ns}");
 }
 
+/// What a user checks of an installed release `release` in `ns`.
+fn assert_release(env: &Envtest, release: &str, ns: &str, full: bool) {
+    let manifest = helm(
+        &["get", "manifest", release, "-n", ns],
+        Some(env.kubeconfig()),
+    );
+    assert!(manifest.ok, "{}", manifest.err);
+    let objects = stored(env, &manifest.out);
+
+    // Restricted pod security everywhere, and the API token only as a projected volume.
+    let deployments = of_kind(&objects, "Deployment");
+    assert_eq!(deployments.len(), 3, "{release}");
+    for d in &deployments {
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let token = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "kube-api-access")
+            .expect("the projected API token");
+        assert!(token["projected"]["sources"][0]["serviceAccountToken"].is_object());
+        for c in pod["containers"].as_array().unwrap() {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
+            assert_eq!(sc["allowPrivilegeEscalation"], false);
+            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            assert!(c["resources"]["limits"]["cpu"].is_string(), "{}", c["name"]);
+            assert!(c["resources"]["limits"]["memory"].is_string());
+        }
+    }
+    for sa in of_kind(&objects, "ServiceAccount") {
+        assert_eq!(sa["automountServiceAccountToken"], false);
+    }
+    // The controller and the auth server each in their own pod, with their own ServiceAccount.
+    let by_args = |arg: &str| {
+        *deployments
+            .iter()
+            .find(|d| d["spec"]["template"]["spec"]["containers"][0]["args"][0] == arg)
+            .unwrap_or_else(|| panic!("no Deployment runs `usher {arg}`"))
+    };
+    let (controller, auth) = (by_args("controller"), by_args("auth"));
+    let account = |d: &Value| {
+        d["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(account(controller), account(auth));
+    let env_of = |d: &Value, name: &str| {
+        d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap_or_default().to_owned())
+    };
+    let image = auth["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    if full {
+        assert_eq!(
+            env_of(auth, "USHER_TRUSTED_PROXIES").as_deref(),
+            Some("10.0.0.0/8,fd00::/8")
+        );
+        assert_eq!(
+            env_of(auth, "USHER_COOKIE_DOMAIN").as_deref(),
+            Some("example.com")
+        );
+        assert!(image.contains("@sha256:"), "{image}");
+    } else {
+        assert_eq!(env_of(auth, "USHER_COOKIE_DOMAIN"), None);
+        assert!(image.ends_with(":0.1.0"), "{image}");
+    }
+    assert_auth_reaches_no_secret_outside(&objects, &account(auth), ns);
+    assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
+    // NetworkPolicies by default: one per pod.
+    assert_eq!(of_kind(&objects, "NetworkPolicy").len(), 3);
+
+    let vwc = of_kind(&objects, "ValidatingWebhookConfiguration");
+    let hooks = vwc[0]["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 2);
+    for hook in hooks {
+        assert_eq!(hook["failurePolicy"], "Fail");
+        assert_eq!(hook["clientConfig"]["service"]["namespace"], ns);
+    }
+    let profiles_hook = hooks
+        .iter()
+        .find(|h| h["rules"][0]["resources"] == serde_json::json!(["profiles"]))
+        .unwrap();
+    assert_eq!(
+        profiles_hook["objectSelector"]["matchExpressions"][0]["key"],
+        "usher.dev/built-in"
+    );
+    if full {
+        assert!(vwc[0]["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string());
+        assert_eq!(of_kind(&objects, "Certificate").len(), 1);
+        assert_eq!(of_kind(&objects, "ServiceMonitor").len(), 1);
+        assert!(of_kind(&objects, "Profile").is_empty());
+    } else {
+        assert!(
+            hooks[0]["clientConfig"]["caBundle"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        );
+        assert_eq!(
+            of_kind(&objects, "Secret").len(),
+            1,
+            "the generated serving certificate"
+        );
+        assert_eq!(of_kind(&objects, "Profile").len(), 4);
+    }
+    // The ClusterRoles never grant everything.
+    for role in of_kind(&objects, "ClusterRole") {
+        for rule in role["rules"].as_array().unwrap() {
+            assert!(
+                !rule["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from("*"))
+            );
+            assert!(
+                !rule["resources"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from("*"))
+            );
+        }
+    }
+}
+
 /// A CRD that accepts anything, standing in for cert-manager's and the Prometheus Operator's.
 fn stub_crd(group: &str, kind: &str, plural: &str) -> String {
     format!(
@@ -277,145 +500,154 @@ fn stub_crd(group: &str, kind: &str, plural: &str) -> String {
     )
 }
 
+/// Every object of release `release` left in the cluster (by the chart's instance label), and
+/// Helm's own record of it.
+fn leftovers(env: &Envtest, release: &str) -> String {
+    let kinds = "deployments,services,secrets,configmaps,serviceaccounts,roles,rolebindings,\
+                 clusterroles,clusterrolebindings,validatingwebhookconfigurations,networkpolicies,\
+                 poddisruptionbudgets,profiles.usher.dev,certificates.cert-manager.io,\
+                 issuers.cert-manager.io,servicemonitors.monitoring.coreos.com";
+    let labelled = kubectl(
+        env,
+        &[
+            "get",
+            kinds,
+            "-A",
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert!(labelled.ok, "{}", labelled.err);
+    let records = kubectl(
+        env,
+        &[
+            "get",
+            "secrets",
+            "-A",
+            "-l",
+            &format!("owner=helm,name={release}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert!(records.ok, "{}", records.err);
+    labelled.out + &records.out
+}
+
 #[tokio::test]
-async fn every_rendering_applies_to_a_real_api_server_with_restricted_pods() {
-    let env = Envtest::shared(usher_crds::crds).await.unwrap();
-    let client = setup(env).await;
+async fn install_upgrade_and_uninstall_on_a_real_api_server_leave_nothing_behind() {
+    // A server of its own, without Usher's CRDs: Helm installs them from the chart.
+    let env = Envtest::start().await.unwrap();
     for crd in [
         stub_crd("cert-manager.io", "Issuer", "issuers"),
         stub_crd("cert-manager.io", "Certificate", "certificates"),
         stub_crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
     ] {
-        let f = write_values(&crd);
-        env.kubectl_ok(&["apply", "-f", f.path().to_str().unwrap()])
-            .unwrap();
+        let f = values_file(&crd);
+        let r = kubectl(&env, &["apply", "-f", f.path().to_str().unwrap()]);
+        assert!(r.ok, "{}", r.err);
     }
-    // Helm renders against the cluster's API versions.
-    let api_versions: Vec<String> = env
-        .kubectl_ok(&["api-versions"])
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let everything = format!(
-        "{MINIMAL}  existingSecret: usher-smtp\n  caSecret: relay-ca\nwebhook:\n  certManager: {{enabled: true}}\nnetworkPolicy: {{enabled: true}}\nserviceMonitor: {{enabled: true}}\nbuiltinProfiles: {{enabled: false}}\nnodeSelector: {{kubernetes.io/os: linux}}\nauth:\n  trustedProxies: 10.0.0.0/8,fd00::/8\n  cookieDomain: example.com\n"
+    let kubeconfig = Some(env.kubeconfig());
+    let chart_dir = chart();
+    let chart_path = chart_dir.to_str().unwrap();
+    let [minimal, full] = [
+        chart().join("ci/minimal-values.yaml"),
+        chart().join("ci/full-values.yaml"),
+    ];
+    for (release, ns, values) in [
+        ("usher", "usher-system", &minimal),
+        ("prod", "prod-usher", &full),
+    ] {
+        // The first install works although the webhook's pods never run: the chart's own
+        // Profiles are not sent to it.
+        let r = helm(
+            &[
+                "install",
+                release,
+                chart_path,
+                "--namespace",
+                ns,
+                "--create-namespace",
+                "-f",
+                values.to_str().unwrap(),
+                "--timeout",
+                "2m",
+            ],
+            kubeconfig,
+        );
+        assert!(r.ok, "helm install {release}: {}{}", r.out, r.err);
+        assert_release(&env, release, ns, values == &full);
+    }
+    // Helm installed the CRDs, and the built-in Profiles exist.
+    let profiles = kubectl(&env, &["get", "profiles", "-o", "name"]);
+    assert!(profiles.ok, "{}", profiles.err);
+    assert_eq!(profiles.out.lines().count(), 4, "{}", profiles.out);
+    // Anything else reaches the webhook, which refuses while it is unreachable (failurePolicy
+    // Fail): the cluster is guarded from the first install.
+    let f = values_file(
+        "apiVersion: usher.dev/v1alpha1\nkind: Profile\nmetadata: {name: unchecked}\nspec: {permissions: [manageCase]}\n",
     );
-    for (release, values) in [("usher", MINIMAL.to_owned()), ("prod", everything)] {
-        let ns = unique_name("chart");
-        create_namespace(&client, &ns).await.unwrap();
-        validate(&values).unwrap();
-        let rendered = render(release, &ns, &values, &api_versions).unwrap();
-        let objects = dry_run(env, &rendered);
-        let full = values.contains("certManager: {enabled: true}");
+    let refused = kubectl(&env, &["apply", "-f", f.path().to_str().unwrap()]);
+    assert!(!refused.ok, "{}", refused.out);
+    assert!(refused.err.contains("webhook"), "{}", refused.err);
 
-        // Restricted pod security everywhere.
-        let deployments = of_kind(&objects, "Deployment");
-        assert_eq!(deployments.len(), 3, "{release}");
-        for d in &deployments {
-            let pod = &d["spec"]["template"]["spec"];
-            assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-            assert_eq!(
-                pod["securityContext"]["seccompProfile"]["type"],
-                "RuntimeDefault"
-            );
-            for c in pod["containers"].as_array().unwrap() {
-                let sc = &c["securityContext"];
-                assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
-                assert_eq!(sc["allowPrivilegeEscalation"], false);
-                assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
-            }
-        }
-        // The controller and the auth server each in their own pod, with their own
-        // ServiceAccount.
-        let by_args = |arg: &str| {
-            *deployments
-                .iter()
-                .find(|d| d["spec"]["template"]["spec"]["containers"][0]["args"][0] == arg)
-                .unwrap_or_else(|| panic!("no Deployment runs `usher {arg}`"))
-        };
-        let (controller, auth) = (by_args("controller"), by_args("auth"));
-        let account = |d: &Value| {
-            d["spec"]["template"]["spec"]["serviceAccountName"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        };
-        assert_ne!(account(controller), account(auth));
-        let env_of = |d: &Value, name: &str| {
-            d["spec"]["template"]["spec"]["containers"][0]["env"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["name"] == name)
-                .map(|e| e["value"].as_str().unwrap_or_default().to_owned())
-        };
-        if full {
-            assert_eq!(
-                env_of(auth, "USHER_TRUSTED_PROXIES").as_deref(),
-                Some("10.0.0.0/8,fd00::/8")
-            );
-            assert_eq!(
-                env_of(auth, "USHER_COOKIE_DOMAIN").as_deref(),
-                Some("example.com")
-            );
-        } else {
-            assert_eq!(env_of(auth, "USHER_COOKIE_DOMAIN"), None);
-        }
-        let webhook = deployments
-            .iter()
-            .find(|d| {
-                d["metadata"]["name"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with("-webhook")
-            })
-            .unwrap();
-        assert_eq!(webhook["spec"]["replicas"], 2);
-        assert_auth_reaches_no_secret_outside(&objects, &account(auth), &ns);
-        assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
+    // An upgrade changes what it says and nothing else.
+    let r = helm(
+        &[
+            "upgrade",
+            "usher",
+            chart_path,
+            "--namespace",
+            "usher-system",
+            "-f",
+            minimal.to_str().unwrap(),
+            "--set",
+            "replicas=3",
+            "--set",
+            "session.idleTimeout=30m",
+        ],
+        kubeconfig,
+    );
+    assert!(r.ok, "helm upgrade: {}{}", r.out, r.err);
+    let auth = kubectl(
+        &env,
+        &[
+            "get",
+            "deployment",
+            "usher-auth",
+            "-n",
+            "usher-system",
+            "-o",
+            "json",
+        ],
+    );
+    let auth: Value = serde_json::from_str(&auth.out).unwrap();
+    assert_eq!(auth["spec"]["replicas"], 3);
+    let idle = auth["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "USHER_SESSION_IDLE_TIMEOUT")
+        .unwrap()["value"]
+        .clone();
+    assert_eq!(idle, "30m");
+    let history = helm(&["history", "usher", "-n", "usher-system"], kubeconfig);
+    assert_eq!(history.out.lines().count(), 3, "{}", history.out);
 
-        let vwc = of_kind(&objects, "ValidatingWebhookConfiguration");
-        let hook = &vwc[0]["webhooks"][0];
-        assert_eq!(hook["failurePolicy"], "Fail");
-        assert_eq!(hook["clientConfig"]["service"]["namespace"], ns.as_str());
-        if full {
-            assert!(
-                vwc[0]["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string()
-            );
-            assert_eq!(of_kind(&objects, "Certificate").len(), 1);
-            assert_eq!(of_kind(&objects, "NetworkPolicy").len(), 3);
-            assert_eq!(of_kind(&objects, "ServiceMonitor").len(), 1);
-            assert!(of_kind(&objects, "Profile").is_empty());
-        } else {
-            assert!(
-                hook["clientConfig"]["caBundle"]
-                    .as_str()
-                    .is_some_and(|c| !c.is_empty())
-            );
-            assert_eq!(
-                of_kind(&objects, "Secret").len(),
-                1,
-                "the generated serving certificate"
-            );
-            assert_eq!(of_kind(&objects, "Profile").len(), 4);
-            assert!(of_kind(&objects, "NetworkPolicy").is_empty());
-        }
-        // The ClusterRoles never grant everything.
-        for role in of_kind(&objects, "ClusterRole") {
-            for rule in role["rules"].as_array().unwrap() {
-                assert!(
-                    !rule["verbs"]
-                        .as_array()
-                        .unwrap()
-                        .contains(&Value::from("*"))
-                );
-                assert!(
-                    !rule["resources"]
-                        .as_array()
-                        .unwrap()
-                        .contains(&Value::from("*"))
-                );
-            }
-        }
+    for (release, ns) in [("usher", "usher-system"), ("prod", "prod-usher")] {
+        let r = helm(
+            &["uninstall", release, "--namespace", ns, "--wait"],
+            kubeconfig,
+        );
+        assert!(r.ok, "helm uninstall {release}: {}{}", r.out, r.err);
+        let left = leftovers(&env, release);
+        assert!(left.trim().is_empty(), "{release} left behind:\n{left}");
     }
+    // As Helm does, the CRDs stay (deleting them would delete every User); nothing else does.
+    let crds = kubectl(&env, &["get", "crd", "users.usher.dev", "-o", "name"]);
+    assert!(crds.ok, "{}", crds.err);
+    let profiles = kubectl(&env, &["get", "profiles", "-o", "name"]);
+    assert!(profiles.out.trim().is_empty(), "{}", profiles.out);
 }

@@ -47,6 +47,29 @@ async fn users_wait_for_the_mail_server_and_lose_nothing() {
     )
     .await;
     assert_eq!(waiting.0, Some(UserPhase::Pending));
+    // kstatus: not Ready, Reconciling (it is retried by itself), and a Warning Event says why.
+    let u = users.get("grace").await.unwrap();
+    assert_eq!(argo_health(&u).0, "Progressing");
+    let conditions = u.status.unwrap().conditions;
+    assert_eq!(condition(&conditions, "Ready").unwrap().status, "False");
+    let reconciling = condition(&conditions, "Reconciling").unwrap();
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", "MailUnavailable")
+    );
+    let warned = eventually(
+        "a Warning Event about the mail server",
+        Duration::from_secs(20),
+        || async {
+            let w = warnings(env, &org.ns, "grace");
+            w.iter().any(|(r, _)| r == "MailUnavailable").then_some(w)
+        },
+    )
+    .await;
+    assert!(
+        warned.iter().all(|(_, note)| !note.contains("password")),
+        "{warned:?}"
+    );
     assert!(
         !waiting.1.message.contains("password"),
         "{}",
@@ -65,6 +88,10 @@ async fn users_wait_for_the_mail_server_and_lose_nothing() {
     .await;
     let mails = smtp.emails_to(&login).unwrap();
     assert_eq!(mails.len(), 1, "one invitation once the server is back");
+    let u = users.get("grace").await.unwrap();
+    let conditions = u.status.unwrap().conditions;
+    assert_eq!(condition(&conditions, "Ready").unwrap().status, "True");
+    assert!(condition(&conditions, "Reconciling").is_none());
     let secret = account_secret(&client, &login).await.unwrap();
     assert_eq!(
         secret_text(&secret, "invitation.tokenHash"),

@@ -183,6 +183,11 @@ impl Envtest {
                 "--disable-admission-plugins",
                 "ServiceAccount",
                 "--allow-privileged=true",
+                // Tests reach loopback only. A webhook configuration naming a Service (the
+                // chart's) would otherwise send the API server to that Service's cluster IP;
+                // through its Endpoints instead, of which there are none, the call fails at once
+                // without dialling anything.
+                "--enable-aggregator-routing",
             ]),
             &dir.join("kube-apiserver.log"),
             Some(&dir),

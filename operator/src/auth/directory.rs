@@ -136,6 +136,12 @@ impl Membership {
         !self.user.spec.locked
     }
 
+    /// True when a person may sign in to (or switch to) this membership: not locked, and not a
+    /// service user (which authenticates with its API key only).
+    pub fn can_sign_in(&self) -> bool {
+        self.is_active() && !self.user.is_service()
+    }
+
     /// The profile's permissions (none when the profile is missing).
     pub fn permissions(&self) -> Vec<String> {
         self.profile
@@ -382,7 +388,7 @@ impl Directory {
         let organisations = self
             .memberships(&account.login)
             .into_iter()
-            .filter(Membership::is_active)
+            .filter(Membership::can_sign_in)
             .map(|m| OrgEntry {
                 display_name: m.organisation.spec.display_name.clone(),
                 profile: m.user.spec.profile.clone(),

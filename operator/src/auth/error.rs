@@ -95,6 +95,10 @@ pub enum ErrorCode {
     ReauthenticationRequired,
     /// No such session (of this person, or in this organisation).
     SessionNotFound,
+    /// The organisation's Users are managed in Git (`spec.userManagement: GitOps`).
+    ManagedInGit,
+    /// A service user has no password or sessions.
+    ServiceUser,
     /// The request took longer than the server allows.
     Timeout,
 }
@@ -141,6 +145,8 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::ReauthenticationRequired => "reauthentication_required",
             ErrorCode::SessionNotFound => "session_not_found",
+            ErrorCode::ManagedInGit => "managed_in_git",
+            ErrorCode::ServiceUser => "service_user",
             ErrorCode::Timeout => "timeout",
         }
     }

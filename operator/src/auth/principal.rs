@@ -258,6 +258,12 @@ impl State {
             .ok_or_else(|| {
                 ended("you are no longer a member of this organisation; sign in again")
             })?;
+        // A membership made a service user signs in no more (its key still works).
+        if membership.user.is_service() {
+            return Err(ended(
+                "this membership is a service user now: it authenticates with its API key only",
+            ));
+        }
         // Kill Session in this organisation.
         if killed_since(&account, &membership, claims.iat) {
             return Err(ended(

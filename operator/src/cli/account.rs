@@ -63,6 +63,12 @@ pub enum AccountCommand {
         old: String,
         /// The new login.
         new: String,
+        /// The Users are managed in Git: only move the account (password, MFA, keys) to the
+        /// new login and leave `spec.login` to the repository. When Git changes it, the
+        /// controller links each User to the new account (no invitation) and deletes the old
+        /// account after the last one.
+        #[arg(long)]
+        users_in_git: bool,
     },
 }
 
@@ -138,7 +144,11 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             }
             Ok(())
         }
-        AccountCommand::Rename { old, new } => {
+        AccountCommand::Rename {
+            old,
+            new,
+            users_in_git,
+        } => {
             let (old, new) = (canonical(&old)?, canonical(&new)?);
             let account = existing(&store, &old).await?;
             if store.get(&new).await?.is_some() {
@@ -170,6 +180,19 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
                 .into_iter()
                 .filter(|u| canonical_login(&u.spec.login).ok().as_deref() == Some(old.as_str()))
                 .collect();
+            if users_in_git {
+                let names: Vec<String> = users
+                    .iter()
+                    .map(|u| format!("{}/{}", u.namespace().unwrap_or_default(), u.name_any()))
+                    .collect();
+                writeln!(
+                    out,
+                    "copied the account of {old} to {new}: now set spec.login: {new} in Git for {} User(s) ({}); the controller moves each to the new account without an invitation, and deletes the account of {old} after the last",
+                    users.len(),
+                    names.join(", ")
+                )?;
+                return Ok(());
+            }
             let patch = serde_json::json!({"spec": {"login": new}});
             for u in &users {
                 Api::<User>::namespaced(client.clone(), &u.namespace().unwrap_or_default())

@@ -13,8 +13,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kube::{Api, Client};
-use usher_crds::Organisation;
+use kube::Client;
 use usher_testkit::{
     Email, Envtest, Process, TestCa, create_namespace, free_port, register_webhook,
 };
@@ -112,7 +111,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     ));
 
     step(5, &format!("examples from {}", args.examples.display()));
-    apply_examples(&env, &client, &args.examples).await?;
+    apply_examples(&env, &args.examples).await?;
 
     step(6, "ready");
     println!(
@@ -287,46 +286,24 @@ async fn start_webhook(
 
 /// Profiles and Organisations first; once the controller has created the organisations'
 /// namespaces, everything (`kubectl apply -k`).
-async fn apply_examples(env: &Envtest, client: &Client, examples: &Path) -> anyhow::Result<()> {
-    let file = |name: &str| examples.join(name).to_string_lossy().into_owned();
-    // The webhook may need a moment before it is called; retry the first apply briefly.
-    let mut last = None;
-    for _ in 0..20 {
-        match env.kubectl_ok(&[
-            "apply",
-            "-f",
-            &file("profiles.yaml"),
-            "-f",
-            &file("organisations.yaml"),
-        ]) {
-            Ok(_) => {
-                last = None;
-                break;
+async fn apply_examples(env: &Envtest, examples: &Path) -> anyhow::Result<()> {
+    // One `kubectl apply -k`, as a GitOps tool does; retried only while the webhook that was
+    // just started is not yet answering.
+    let dir = examples.to_string_lossy();
+    let mut attempts = 0;
+    loop {
+        match env.kubectl_ok(&["apply", "-k", &dir]) {
+            Ok(out) => {
+                eprint!("{out}");
+                return Ok(());
             }
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    if let Some(e) = last {
-        return Err(e);
-    }
-    let orgs = Api::<Organisation>::all(client.clone())
-        .list(&Default::default())
-        .await?;
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    for org in &orgs.items {
-        let ns = org.namespace_name();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while namespaces.get_opt(&ns).await?.is_none() {
-            if Instant::now() > deadline {
-                bail!("the controller did not create namespace {ns}");
+            Err(e) if attempts < 20 && e.to_string().contains("failed calling webhook") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(e) => return Err(e),
         }
     }
-    let out = env.kubectl_ok(&["apply", "-k", &examples.to_string_lossy()])?;
-    eprint!("{out}");
-    Ok(())
 }
 
 fn print_new_invitations(outbox: &Path, seen: &mut HashSet<PathBuf>) {

@@ -189,11 +189,32 @@ impl Context {
         }
     }
 
-    /// Publishes an Event about `obj`. Failures are logged, never fatal. Notes never carry a
-    /// secret.
+    /// Publishes a Normal Event about `obj`. Failures are logged, never fatal. Notes never carry
+    /// a secret.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        self.publish(obj, EventType::Normal, reason, note).await;
+    }
+
+    /// Publishes a Warning Event about `obj`: something failed, and the note says what to fix
+    /// (or that it is retried).
+    pub async fn warning<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: &str,
+        note: String,
+    ) {
+        self.publish(obj, EventType::Warning, reason, note).await;
+    }
+
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let ev = Event {
-            type_: EventType::Normal,
+            type_,
             reason: reason.to_owned(),
             note: Some(note),
             action: reason.to_owned(),

@@ -40,4 +40,13 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
         }
     }
+
+    /// The reason of the Warning Event a failed reconcile publishes.
+    pub fn event_reason(&self) -> &'static str {
+        match self {
+            Error::Mail(_) => "MailUnavailable",
+            Error::Kube(_) | Error::Account(_) => "ApiUnavailable",
+            Error::Random(_) | Error::Finalizer(_) => "ReconcileFailed",
+        }
+    }
 }

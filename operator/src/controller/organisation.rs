@@ -13,7 +13,7 @@ use usher_crds::{LABEL_ORGANISATION, Organisation, rules};
 use super::{
     context::{Context, MANAGER},
     error::Error,
-    status::{apply_status, set_condition},
+    status::{Progress, apply_status, set_progress},
 };
 use crate::runtime::clock::now;
 
@@ -64,14 +64,19 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
     let now = now();
     match plan(&name, &state) {
         NamespacePlan::Taken(owner) => {
-            set_condition(
+            let message = format!(
+                "namespace {ns_name:?} belongs to Organisation {owner:?}; set spec.namespace to another namespace"
+            );
+            let news = !status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.reason == "NamespaceTaken");
+            if news {
+                ctx.warning(org, "NamespaceTaken", message.clone()).await;
+            }
+            set_progress(
                 &mut status.conditions,
-                "Ready",
-                false,
-                "NamespaceTaken",
-                format!(
-                    "namespace {ns_name:?} belongs to Organisation {owner:?}; set spec.namespace to another namespace"
-                ),
+                &Progress::Stalled("NamespaceTaken", message),
                 generation,
                 now,
             );
@@ -101,12 +106,12 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
                     .await;
                 }
             }
-            set_condition(
+            set_progress(
                 &mut status.conditions,
-                "Ready",
-                true,
-                "NamespaceHeld",
-                format!("Users of this organisation live in namespace {ns_name}"),
+                &Progress::Ready(
+                    "NamespaceHeld",
+                    format!("Users of this organisation live in namespace {ns_name}"),
+                ),
                 generation,
                 now,
             );

@@ -8,7 +8,7 @@ use usher_crds::{Profile, rules};
 use super::{
     context::Context,
     error::Error,
-    status::{apply_status, set_condition},
+    status::{Progress, apply_status, set_progress},
 };
 use crate::runtime::clock::now;
 
@@ -23,12 +23,12 @@ pub async fn reconcile(profile: Arc<Profile>, ctx: Arc<Context>) -> Result<Actio
         status.users = Some(u32::try_from(count).unwrap_or(u32::MAX));
     }
     status.observed_generation = profile.metadata.generation;
-    set_condition(
+    set_progress(
         &mut status.conditions,
-        "Ready",
-        true,
-        "Valid",
-        format!("{} permission(s)", profile.spec.permissions.len()),
+        &Progress::Ready(
+            "Valid",
+            format!("{} permission(s)", profile.spec.permissions.len()),
+        ),
         profile.metadata.generation,
         now(),
     );

@@ -206,7 +206,7 @@ fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(kind: &str, r: Result<K,
 /// by a success); each failure is counted.
 fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     let kind = K::kind(&()).to_string();
     ctx.metrics.reconcile_failed(&kind, err.metric_label());
@@ -219,5 +219,11 @@ where
         retry_in = ?delay,
         "reconcile failed"
     );
+    // A Warning Event on the object, so `kubectl describe` and GitOps tools show the failure.
+    let (reason, note) = (
+        err.event_reason(),
+        format!("{err}; retrying in {}s", delay.as_secs()),
+    );
+    tokio::spawn(async move { ctx.warning(obj.as_ref(), reason, note).await });
     Action::requeue(delay)
 }

@@ -69,6 +69,58 @@ pub fn set_condition(
     }
 }
 
+/// Where an object stands, in kstatus terms: each carries the condition's reason and a message
+/// that, when something must be fixed, says what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Usher did all it can for the object: `Ready=True`.
+    Ready(&'static str, String),
+    /// Work is under way (and retried by itself): `Ready=False`, `Reconciling=True`.
+    Reconciling(&'static str, String),
+    /// It cannot go on until someone fixes something: `Ready=False`, `Stalled=True`.
+    Stalled(&'static str, String),
+}
+
+/// Sets `Ready`, and `Reconciling` or `Stalled` when they apply (they are removed otherwise, as
+/// kstatus reads an absent abnormal-true condition as false), so that `kubectl wait
+/// --for=condition=Ready`, Flux and Argo CD read the object alike.
+pub fn set_progress(
+    conditions: &mut Vec<Condition>,
+    progress: &Progress,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let (ready, abnormal, reason, message) = match progress {
+        Progress::Ready(r, m) => (true, None, *r, m),
+        Progress::Reconciling(r, m) => (false, Some("Reconciling"), *r, m),
+        Progress::Stalled(r, m) => (false, Some("Stalled"), *r, m),
+    };
+    set_condition(
+        conditions,
+        "Ready",
+        ready,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    for kind in ["Reconciling", "Stalled"] {
+        if Some(kind) == abnormal {
+            set_condition(
+                conditions,
+                kind,
+                true,
+                reason,
+                message.clone(),
+                generation,
+                now,
+            );
+        } else {
+            conditions.retain(|c| c.type_ != kind);
+        }
+    }
+}
+
 /// The condition `type_`, if present.
 #[cfg(test)]
 pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
@@ -78,6 +130,36 @@ pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_sets_ready_and_one_abnormal_condition_at_most() {
+        let t0: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
+        let mut c = Vec::new();
+        set_progress(
+            &mut c,
+            &Progress::Reconciling("Provisioning", "sending".into()),
+            Some(1),
+            t0,
+        );
+        assert_eq!(condition(&c, "Ready").unwrap().status, "False");
+        assert_eq!(condition(&c, "Reconciling").unwrap().status, "True");
+        set_progress(
+            &mut c,
+            &Progress::Stalled("UnknownProfile", "create it".into()),
+            Some(1),
+            t0,
+        );
+        assert!(condition(&c, "Reconciling").is_none());
+        assert_eq!(condition(&c, "Stalled").unwrap().reason, "UnknownProfile");
+        set_progress(
+            &mut c,
+            &Progress::Ready("Invited", "waiting".into()),
+            Some(2),
+            t0,
+        );
+        assert_eq!(condition(&c, "Ready").unwrap().status, "True");
+        assert_eq!(c.len(), 1, "{c:?}");
+    }
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {

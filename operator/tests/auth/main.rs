@@ -9,6 +9,7 @@
 mod common;
 
 mod forward_auth;
+mod gitops;
 mod hostile;
 mod invitation;
 mod keys;

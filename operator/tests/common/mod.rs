@@ -8,7 +8,7 @@ pub mod auth;
 use std::{
     collections::BTreeMap,
     future::Future,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
@@ -237,4 +237,139 @@ pub fn run_usher_account(env: &Envtest, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// Where `scripts/install-tools.sh` put helm, kubectl 1.33 and checkov (`USHER_TOOLS`, else
+/// `~/.cache/usher/tools`); `tool` must be there.
+pub fn tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("USHER_TOOLS").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/usher/tools"),
+        PathBuf::from,
+    );
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{name} is missing in {}: run scripts/install-tools.sh",
+        dir.display()
+    );
+    path
+}
+
+/// The Warning Events about object `name` in namespace `ns` (Organisations: "default"), as
+/// (reason, note).
+pub fn warnings(env: &Envtest, ns: &str, name: &str) -> Vec<(String, String)> {
+    let selector = format!("involvedObject.name={name},type=Warning");
+    let out = env
+        .kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            &selector,
+            "-o",
+            "json",
+        ])
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+                e["message"]
+                    .as_str()
+                    .or(e["note"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The condition `type_` of a status's conditions.
+pub fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conditions.iter().find(|c| c.type_ == type_).cloned()
+}
+
+/// `value` as a Lua expression: objects become tables with string keys, arrays sequences,
+/// `null` nil (as Argo CD hands a resource to a health script).
+fn lua_literal(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let string = |s: &str| {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    };
+    match value {
+        Value::Null => "nil".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => string(s),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(lua_literal).collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("[{}] = {}", string(k), lua_literal(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+    }
+}
+
+/// What the Argo CD health check of docs/gitops/health.lua says of `obj` (a live object),
+/// run by a real Lua 5.4 interpreter: (status, message).
+pub fn argo_health(obj: &impl serde::Serialize) -> (String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gitops/health.lua");
+    // The page people copy it from shows this very script.
+    let doc = std::fs::read_to_string(script.with_file_name("../gitops.md")).unwrap();
+    let indented: String = std::fs::read_to_string(&script)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::from("\n")
+            } else {
+                format!("    {l}\n")
+            }
+        })
+        .collect();
+    assert!(
+        doc.contains(&indented),
+        "docs/gitops.md does not show docs/gitops/health.lua"
+    );
+    let program = format!(
+        "obj = {}\nlocal check = assert(loadfile({:?}))\nlocal hs = check()\nio.write(hs.status, \"\\n\", hs.message or \"\")\n",
+        lua_literal(&serde_json::to_value(obj).unwrap()),
+        script.display().to_string()
+    );
+    let out = Command::new("lua5.4")
+        .args(["-e", &program])
+        .output()
+        .unwrap_or_else(|e| panic!("lua5.4 is missing ({e}): run scripts/install-deps.sh"));
+    assert!(
+        out.status.success(),
+        "the health check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (status, message) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.to_owned(), message.to_owned())
 }

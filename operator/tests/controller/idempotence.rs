@@ -22,18 +22,35 @@ async fn a_settled_user_reconciled_again_makes_zero_writes() {
         .await
         .unwrap();
     wait_phase(&client, &a.ns, "frank", UserPhase::Invited).await;
-    // Let the follow-up reconciles (finalizer, status, organisation and profile counts) finish.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let before_user = users.get("frank").await.unwrap().resource_version();
-    let before_account = account_secret(&client, &login)
-        .await
-        .unwrap()
-        .resource_version();
-    let before_org = Api::<Organisation>::all(client.clone())
-        .get(&a.name)
-        .await
-        .unwrap()
-        .resource_version();
+    // Let the follow-up reconciles (finalizer, status, organisation and profile counts) finish:
+    // the three objects keep their resourceVersions for two seconds (the machine may be busy).
+    let versions = || async {
+        let u = users.get("frank").await.unwrap().resource_version();
+        let s = account_secret(&client, &login)
+            .await
+            .unwrap()
+            .resource_version();
+        let o = Api::<Organisation>::all(client.clone())
+            .get(&a.name)
+            .await
+            .unwrap()
+            .resource_version();
+        (u, s, o)
+    };
+    let mut last = versions().await;
+    let mut still = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while still < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the User never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = versions().await;
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    let (before_user, before_account, before_org) = last;
 
     // Changing the profile's description triggers a reconcile of its Users and nothing else.
     let patch = serde_json::json!({"spec": {"description": "touched"}});

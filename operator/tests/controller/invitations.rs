@@ -207,6 +207,22 @@ async fn an_unknown_profile_fails_with_the_fix_and_no_email_until_the_profile_ex
         ("False", "UnknownProfile")
     );
     assert!(ready.message.contains(&missing), "{}", ready.message);
+    // kstatus: Stalled until someone fixes it, and a Warning Event saying what.
+    let u = users.get("dave").await.unwrap();
+    let (health, why) = argo_health(&u);
+    assert_eq!(health, "Degraded");
+    assert!(why.contains(&missing), "{why}");
+    let stalled = condition(&u.status.unwrap().conditions, "Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "UnknownProfile")
+    );
+    let warned = eventually("the Warning Event", Duration::from_secs(10), || async {
+        let w = warnings(h.env, &a.ns, "dave");
+        w.into_iter().find(|(r, _)| r == "UnknownProfile")
+    })
+    .await;
+    assert!(warned.1.contains(&missing), "{warned:?}");
     assert!(
         account_secret(&client, &login).await.is_none(),
         "no account for a failed User"
@@ -223,6 +239,78 @@ async fn an_unknown_profile_fails_with_the_fix_and_no_email_until_the_profile_ex
         .unwrap();
     wait_phase(&client, &a.ns, "dave", UserPhase::Invited).await;
     assert_eq!(emails_to(h, &login, 1).await.len(), 1);
+    let u = users.get("dave").await.unwrap();
+    assert!(condition(&u.status.unwrap().conditions, "Stalled").is_none());
+}
+
+#[tokio::test]
+async fn kubectl_wait_for_ready_returns_for_invited_locked_and_service_users() {
+    let (h, client) = harness().await;
+    let p = profile(&client, &["manageCase"]).await;
+    let org = organisation(&client).await;
+    let ns = wait_ns(&client, &org).await;
+    let users: Api<User> = Api::namespaced(client.clone(), &ns);
+    let mut locked = user("locked", &login("locked"), &p);
+    locked.spec.locked = true;
+    let mut service = user("service", &login("service"), &p);
+    service.spec.user_type = usher_crds::UserType::Service;
+    service.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
+    for u in [
+        user("invited", &login("invited"), &p),
+        locked,
+        service.clone(),
+    ] {
+        users.create(&PostParams::default(), &u).await.unwrap();
+    }
+    // What a GitOps pipeline runs after applying: kubectl 1.33 waits on the Ready condition.
+    let wait = std::process::Command::new(tool("kubectl"))
+        .args(["--kubeconfig", h.env.kubeconfig().to_str().unwrap()])
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "users",
+            "--all",
+            "-n",
+            &ns,
+            "--timeout=60s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        wait.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&wait.stdout),
+        String::from_utf8_lossy(&wait.stderr)
+    );
+    for (name, phase, reason) in [
+        ("invited", UserPhase::Invited, "Invited"),
+        ("locked", UserPhase::Locked, "Locked"),
+        ("service", UserPhase::Active, "ServiceUser"),
+    ] {
+        let live = users.get(name).await.unwrap();
+        // Argo CD's health check (docs/gitops.md) reads it alike.
+        assert_eq!(argo_health(&live).0, "Healthy", "{name}");
+        let status = live.status.unwrap();
+        assert_eq!(status.phase, Some(phase), "{name}");
+        assert_eq!(
+            condition(&status.conditions, "Ready").unwrap().reason,
+            reason
+        );
+        // At most one condition per type (a map list keyed by type).
+        let mut types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+        types.sort();
+        types.dedup();
+        assert_eq!(types.len(), status.conditions.len(), "{name}");
+    }
+    // The service user was not invited, and its key was delivered.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.smtp.emails_to(&service.spec.login).unwrap().is_empty());
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let key = secrets.get("service-api-key").await.unwrap();
+    assert!(key.data.unwrap().contains_key("api-key"));
 }
 
 #[tokio::test]

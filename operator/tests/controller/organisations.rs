@@ -13,6 +13,11 @@ async fn a_namespace_held_by_another_organisation_is_refused_and_its_users_fail_
     let (_, client) = harness().await;
     let a = organisation(&client).await;
     wait_ns(&client, &a).await;
+    let held = Api::<Organisation>::all(client.clone())
+        .get(&a.name)
+        .await
+        .unwrap();
+    assert_eq!(argo_health(&held).0, "Healthy");
     let thief = usher_testkit::unique_name("thief");
     Api::<Organisation>::all(client.clone())
         .create(
@@ -40,6 +45,35 @@ async fn a_namespace_held_by_another_organisation_is_refused_and_its_users_fail_
     })
     .await;
     assert!(ready.message.contains(&a.name), "{}", ready.message);
+    // Stalled, a Warning Event, and Degraded for Argo CD: someone must pick another namespace.
+    let o = Api::<Organisation>::all(client.clone())
+        .get(&thief)
+        .await
+        .unwrap();
+    assert_eq!(argo_health(&o).0, "Degraded");
+    assert_eq!(
+        condition(&o.status.unwrap().conditions, "Stalled")
+            .unwrap()
+            .reason,
+        "NamespaceTaken"
+    );
+    // (Its Warning Event is published too, but this 1.20 API server refuses Events about
+    // cluster-scoped objects; 1.22 and later keep them.)
+    // A Profile is Healthy once seen.
+    let p = profile(&client, &["manageCase"]).await;
+    let seen = eventually(
+        "the Profile to be Ready",
+        Duration::from_secs(10),
+        || async {
+            let live = Api::<usher_crds::Profile>::all(client.clone())
+                .get(&p)
+                .await
+                .ok()?;
+            (argo_health(&live).0 == "Healthy").then_some(live)
+        },
+    )
+    .await;
+    assert!(seen.status.is_some());
     let ns = Api::<Namespace>::all(client.clone())
         .get(&a.ns)
         .await

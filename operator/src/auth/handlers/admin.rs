@@ -68,6 +68,9 @@ pub struct UserRow {
     pub api_key: bool,
     /// The key's fingerprint, once issued.
     pub api_key_fingerprint: Option<String>,
+    /// `Person` or `Service` (API key only).
+    #[serde(rename = "type")]
+    pub user_type: usher_crds::UserType,
 }
 
 impl UserRow {
@@ -86,6 +89,7 @@ impl UserRow {
                 .api_key_enabled()
                 .then(|| st.directory.key_fingerprint(u))
                 .flatten(),
+            user_type: u.spec.user_type,
         }
     }
 }
@@ -132,6 +136,24 @@ impl Admin {
             principal,
             namespace,
         })
+    }
+
+    /// Refuses changes to Users when the organisation manages them in Git
+    /// (`spec.userManagement: GitOps`): Argo CD or Flux would revert them. One-shot actions
+    /// (Kill Session, Reset password, key renewal) are not changes to what Git holds.
+    pub fn may_edit(&self) -> Result<(), ApiError> {
+        let org = &self.principal.membership.organisation;
+        if !org.managed_in_git() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::ManagedInGit,
+            format!(
+                "organisation {} manages its users in Git (spec.userManagement: GitOps): change them in the repository, as Argo CD or Flux would revert an edit made here",
+                org.spec.display_name
+            ),
+        ))
     }
 
     /// The permissions of `profile` this admin does not hold.
@@ -362,6 +384,7 @@ async fn add(
     JsonBody(req): JsonBody<AddRequest>,
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
+    admin.may_edit()?;
     let login = login_of(&req.login)?;
     admin.login_free(&st, &login, None)?;
     admin.may_grant(&st, &req.profile)?;
@@ -432,6 +455,7 @@ async fn edit(
     JsonBody(req): JsonBody<EditRequest>,
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
+    admin.may_edit()?;
     let mut spec = serde_json::Map::new();
     if let Some(f) = req.full_name {
         spec.insert("fullName".into(), json!(f));
@@ -466,6 +490,7 @@ async fn set_locked(
     locked: bool,
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
+    admin.may_edit()?;
     if locked && admin.principal.membership.user.name_any() == name {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -537,6 +562,13 @@ async fn reset_password(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
+    if admin.user(&st, &name)?.is_service() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::ServiceUser,
+            "a service user has no password: it authenticates with its API key (renew the key instead)",
+        ));
+    }
     let patch = json!({"metadata": {"annotations": {ANNOTATION_RESET_PASSWORD: action_value()}}});
     admin
         .change(
@@ -556,6 +588,7 @@ async fn create_api_key(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let admin = Admin::of(&st, &headers)?;
+    admin.may_edit()?;
     let u = admin
         .change(
             &st,

@@ -219,7 +219,7 @@ pub async fn login(
             st.directory
                 .memberships(&a.login)
                 .into_iter()
-                .filter(Membership::is_active)
+                .filter(Membership::can_sign_in)
                 .collect()
         })
         .unwrap_or_default();

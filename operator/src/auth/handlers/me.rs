@@ -50,7 +50,7 @@ pub async fn switch_organisation(
     let target = st
         .directory
         .membership(&p.account.login, &req.organisation)
-        .filter(Membership::is_active)
+        .filter(Membership::can_sign_in)
         .ok_or_else(|| not_a_member(&req.organisation))?;
     // Kill Session there ended this session's standing in it: sign in again to go back.
     if killed_since(&p.account, &target, claims.iat) {

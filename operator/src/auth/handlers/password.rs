@@ -170,7 +170,7 @@ pub async fn request(
                 .directory
                 .memberships(&a.login)
                 .iter()
-                .any(Membership::is_active)
+                .any(Membership::can_sign_in)
     });
     if let Some(account) = eligible {
         // Recorded after the answer: the answer takes as long whether the login exists or not.

@@ -38,9 +38,17 @@ pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
         .collect();
     profiles.sort();
     let org_display = p.membership.organisation.spec.display_name.clone();
+    // Users managed in Git are changed in the repository; here only the one-shot actions stay.
+    let editable = !p.membership.organisation.managed_in_git();
     let body = html! {
         h1 { "Users of " (org_display) }
-        section {
+        @if !editable {
+            p.notice role="note" #managed-in-git {
+                strong { "Managed in Git. " }
+                "This organisation's users come from its Git repository (Argo CD or Flux): add, edit, lock and API keys are changed there. Kill Session, Reset password and Renew still work here."
+            }
+        }
+        @if editable { section {
             h2 { "Add User" }
             form data-api="/api/v1/users" data-then="reload" {
                 label for="add-login" { "Login (email address)" }
@@ -54,7 +62,7 @@ pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
                 p.error data-error role="alert" hidden {}
                 button type="submit" { "Add User" }
             }
-        }
+        } }
         section {
             table {
                 thead { tr { th { "Login" } th { "Name" } th { "Profile" } th { "Status" } th { "MFA" } th { "API key" } th { "Actions" } } }
@@ -67,28 +75,32 @@ pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
                             td data-label="Login" { (u.spec.login) }
                             td data-label="Name" { (u.spec.full_name) }
                             td data-label="Profile" { (u.spec.profile) }
-                            td data-label="Status" { (phase_text(u)) }
+                            td data-label="Status" { (phase_text(u)) @if u.is_service() { " · " span.badge { "service user" } } }
                             td data-label="MFA" { @if u.status.as_ref().and_then(|s| s.mfa_enrolled).unwrap_or(false) { "on" } @else { "off" } }
                             td data-label="API key" {
                                 @if let Some(f) = &fingerprint { code { (f) } } @else if key_on { "issuing…" } @else { "none" }
                             }
                             td data-label="Actions" {
-                                button.secondary type="button" data-toggle=(format!("edit-{name}")) aria-label=(format!("Edit {}", u.spec.login)) { "✎ Edit" }
-                                @if u.spec.locked {
-                                    form data-api=(format!("/api/v1/users/{name}/unlock")) { button.secondary type="submit" { "Unlock" } p.error data-error role="alert" hidden {} }
-                                } @else {
-                                    form data-api=(format!("/api/v1/users/{name}/lock")) { button.danger type="submit" { "Lock" } p.error data-error role="alert" hidden {} }
+                                @if editable {
+                                    button.secondary type="button" data-toggle=(format!("edit-{name}")) aria-label=(format!("Edit {}", u.spec.login)) { "✎ Edit" }
+                                    @if u.spec.locked {
+                                        form data-api=(format!("/api/v1/users/{name}/unlock")) { button.secondary type="submit" { "Unlock" } p.error data-error role="alert" hidden {} }
+                                    } @else {
+                                        form data-api=(format!("/api/v1/users/{name}/lock")) { button.danger type="submit" { "Lock" } p.error data-error role="alert" hidden {} }
+                                    }
                                 }
-                                form data-api=(format!("/api/v1/users/{name}/kill-session")) data-then="done" data-done-id="killed" { button.secondary type="submit" { "Kill Session" } p.error data-error role="alert" hidden {} }
-                                @if u.status.as_ref().and_then(|s| s.activated_at.as_ref()).is_some() {
+                                @if !u.is_service() {
+                                    form data-api=(format!("/api/v1/users/{name}/kill-session")) data-then="done" data-done-id="killed" { button.secondary type="submit" { "Kill Session" } p.error data-error role="alert" hidden {} }
+                                }
+                                @if !u.is_service() && u.status.as_ref().and_then(|s| s.activated_at.as_ref()).is_some() {
                                     form data-api=(format!("/api/v1/users/{name}/reset-password")) data-then="done" data-done-id="reset-sent" { button.secondary type="submit" { "Reset password" } p.error data-error role="alert" hidden {} }
                                 }
                                 @if key_on {
                                     form data-api=(format!("/api/v1/users/{name}/api-key/renew")) { button.secondary type="submit" { "Renew" } p.error data-error role="alert" hidden {} }
-                                } @else {
+                                } @else if editable {
                                     form data-api=(format!("/api/v1/users/{name}/api-key")) { button.secondary type="submit" { "Create API Key" } p.error data-error role="alert" hidden {} }
                                 }
-                                form #(format!("edit-{name}")) data-api=(format!("/api/v1/users/{name}")) data-method="PATCH" hidden {
+                                @if editable { form #(format!("edit-{name}")) data-api=(format!("/api/v1/users/{name}")) data-method="PATCH" hidden {
                                     label for=(format!("edit-{name}-fullName")) { "Full name" }
                                     input #(format!("edit-{name}-fullName")) name="fullName" value=(u.spec.full_name);
                                     label for=(format!("edit-{name}-login")) { "Login" }
@@ -99,7 +111,7 @@ pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response 
                                     }
                                     p.error data-error role="alert" hidden {}
                                     button type="submit" { "Save" }
-                                }
+                                } }
                             }
                         }
                     }

@@ -53,7 +53,7 @@ pub async fn fail(
 ) -> Result<(), Error> {
     let status = status::failed_status(user, failure, now);
     if user.status.as_ref().and_then(|s| s.phase) != Some(UserPhase::Failed) {
-        ctx.event(user, failure.reason.as_str(), failure.message.clone())
+        ctx.warning(user, failure.reason.as_str(), failure.message.clone())
             .await;
     }
     write_status(ctx, user, &status).await

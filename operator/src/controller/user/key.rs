@@ -74,7 +74,7 @@ pub async fn apply(
             return Ok((account, None, None));
         }
         KeyPlan::Taken => {
-            ctx.event(
+            ctx.warning(
                 user,
                 "ApiKeySecretTaken",
                 format!("Secret {name} exists and is not this User's; set spec.apiKey.secretName to another name"),

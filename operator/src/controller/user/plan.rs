@@ -314,7 +314,8 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
         before.reset_password.as_ref(),
     );
 
-    let invite = if account.is_activated() {
+    // A service user is never invited (another, personal membership of its login may be).
+    let invite = if account.is_activated() || user.is_service() {
         None
     } else if resend.is_some() {
         Some(Invite::Resend)
@@ -350,7 +351,7 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
         invite,
         // An invited account has its invitation; a locked membership cannot sign in (another
         // membership of the login sends a link the person asked for).
-        reset: if !account.is_activated() || user.spec.locked {
+        reset: if !account.is_activated() || user.spec.locked || user.is_service() {
             None
         } else if reset.is_some() {
             Some(ResetBy::Annotation)
@@ -617,6 +618,25 @@ mod tests {
         let p = plan(&u, &observed(activated("alice@example.com")));
         assert_eq!(p.invite, None);
         assert_eq!(p.observed.resend_invitation.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_service_user_is_never_invited_nor_sent_a_reset_link() {
+        let mut u = annotated(alice(), ANNOTATION_RESET_PASSWORD, "r1");
+        u.spec.user_type = usher_crds::UserType::Service;
+        assert_eq!(
+            plan(&u, &observed(Account::new("alice@example.com"))).invite,
+            None
+        );
+        assert_eq!(
+            plan(&u, &observed(activated("alice@example.com"))).reset,
+            None
+        );
+        // The same login as a person is invited as usual.
+        assert_eq!(
+            plan(&alice(), &observed(Account::new("alice@example.com"))).invite,
+            Some(Invite::First)
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use usher_crds::{
 use super::plan::Failure;
 use crate::{
     account::{Account, KeyRecord},
-    controller::status::set_condition,
+    controller::status::{Progress, set_condition, set_progress},
 };
 
 /// How often a settled User is looked at again.
@@ -73,7 +73,7 @@ pub fn desired_status(
     let sent = invitation.and_then(|i| i.sent_at);
     let phase = if user.spec.locked {
         UserPhase::Locked
-    } else if account.is_activated() {
+    } else if account.is_activated() || user.is_service() {
         UserPhase::Active
     } else if sent.is_some() {
         UserPhase::Invited
@@ -82,15 +82,21 @@ pub fn desired_status(
     };
     let mut conds = current.conditions.clone();
     let expired = invitation.is_some_and(|i| i.expires_at <= now);
-    let (ready, reason, message) = match phase {
-        UserPhase::Active => (true, "Active", "the account is active".to_owned()),
-        UserPhase::Locked => (
-            false,
+    let key_wanted = user.api_key_enabled() && api_key.is_none();
+    let progress = match phase {
+        UserPhase::Locked => Progress::Ready(
             "Locked",
             "spec.locked is true: this membership cannot authenticate".to_owned(),
         ),
-        UserPhase::Invited if expired => (
-            false,
+        UserPhase::Active if key_wanted => {
+            Progress::Reconciling("IssuingApiKey", "the API key is being issued".to_owned())
+        }
+        UserPhase::Active if user.is_service() => Progress::Ready(
+            "ServiceUser",
+            "a service user: it authenticates with its API key only".to_owned(),
+        ),
+        UserPhase::Active => Progress::Ready("Active", "the account is active".to_owned()),
+        UserPhase::Invited if expired => Progress::Stalled(
             "InvitationExpired",
             format!(
                 "the invitation expired; send a new one with kubectl annotate user {} -n {} {ANNOTATION_RESEND_INVITATION}=\"$(date +%s)\" --overwrite",
@@ -98,18 +104,27 @@ pub fn desired_status(
                 user.namespace().unwrap_or_default()
             ),
         ),
-        UserPhase::Invited => (
-            false,
+        UserPhase::Invited => Progress::Ready(
             "Invited",
-            format!("waiting for {} to accept the invitation", account.login),
+            format!(
+                "the invitation went to {}; the account becomes active when its link sets a password",
+                account.login
+            ),
         ),
-        _ => (
-            false,
-            "Pending",
-            "the invitation has not been sent yet".to_owned(),
-        ),
+        _ => match mail_error {
+            Some(err) => Progress::Reconciling(
+                "MailUnavailable",
+                format!(
+                    "the invitation email could not be sent ({err}); retrying. Check USHER_SMTP_URL and the mail server"
+                ),
+            ),
+            None => Progress::Reconciling(
+                "Provisioning",
+                "the invitation has not been sent yet".to_owned(),
+            ),
+        },
     };
-    set_condition(&mut conds, "Ready", ready, reason, message, generation, now);
+    set_progress(&mut conds, &progress, generation, now);
     if let Some(err) = mail_error {
         set_condition(
             &mut conds,
@@ -133,7 +148,7 @@ pub fn desired_status(
             generation,
             now,
         );
-    } else if account.is_activated() {
+    } else if account.is_activated() || user.is_service() {
         conds.retain(|c| c.type_ != "InvitationSent");
     }
     UserStatus {
@@ -163,12 +178,9 @@ pub fn failed_status(user: &User, failure: &Failure, now: Timestamp) -> UserStat
     let mut status = user.status.clone().unwrap_or_default();
     status.phase = Some(UserPhase::Failed);
     status.observed_generation = user.metadata.generation;
-    set_condition(
+    set_progress(
         &mut status.conditions,
-        "Ready",
-        false,
-        failure.reason.as_str(),
-        failure.message.clone(),
+        &Progress::Stalled(failure.reason.as_str(), failure.message.clone()),
         user.metadata.generation,
         now,
     );
@@ -262,6 +274,12 @@ mod tests {
 
         let s = desired_status(&u, &account, &none, None, None, now);
         assert_eq!(s.phase, Some(UserPhase::Pending));
+        // Work under way: not Ready, Reconciling.
+        assert_eq!(condition(&s.conditions, "Ready").unwrap().status, "False");
+        assert_eq!(
+            condition(&s.conditions, "Reconciling").unwrap().reason,
+            "Provisioning"
+        );
 
         account.invitation = Some(PendingInvitation {
             token_hash: "h".into(),
@@ -275,11 +293,13 @@ mod tests {
             s.invitation.as_ref().unwrap().expires_at,
             Some(Time(ts("2026-11-28T12:00:00Z")))
         );
+        // Usher did all it can: an Invited User is Ready (kubectl wait and GitOps health).
         let ready = condition(&s.conditions, "Ready").unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "Invited")
+            ("True", "Invited")
         );
+        assert!(condition(&s.conditions, "Reconciling").is_none());
         // Until it expires, the User is looked at again just after the expiry.
         assert_eq!(
             requeue_after(&account, None, now),
@@ -295,6 +315,8 @@ mod tests {
         let s = desired_status(&u, &account, &none, None, None, later);
         let ready = condition(&s.conditions, "Ready").unwrap();
         assert_eq!(ready.reason, "InvitationExpired");
+        assert_eq!(ready.status, "False");
+        assert_eq!(condition(&s.conditions, "Stalled").unwrap().status, "True");
         assert!(
             ready.message.contains("usher.dev/resend-invitation"),
             "{}",
@@ -310,6 +332,8 @@ mod tests {
         u.spec.locked = true;
         let s = desired_status(&u, &account, &none, None, None, now);
         assert_eq!(s.phase, Some(UserPhase::Locked));
+        assert_eq!(condition(&s.conditions, "Ready").unwrap().status, "True");
+        assert!(condition(&s.conditions, "Stalled").is_none());
 
         // A mail outage shows in InvitationSent without touching the phase logic.
         let fresh = Account::new("alice@example.com");
@@ -327,6 +351,20 @@ mod tests {
             (sent.status.as_str(), sent.reason.as_str()),
             ("False", "MailUnavailable")
         );
+        let reconciling = condition(&s.conditions, "Reconciling").unwrap();
+        assert_eq!(reconciling.reason, "MailUnavailable");
+        assert!(reconciling.message.contains("USHER_SMTP_URL"));
+
+        // A service user is never invited: Active, Ready once its key is issued.
+        let mut service = alice();
+        service.spec.user_type = usher_crds::UserType::Service;
+        let s = desired_status(&service, &fresh, &none, None, None, now);
+        assert_eq!(s.phase, Some(UserPhase::Active));
+        assert_eq!(
+            condition(&s.conditions, "Ready").unwrap().reason,
+            "ServiceUser"
+        );
+        assert!(condition(&s.conditions, "InvitationSent").is_none());
     }
 
     #[test]
