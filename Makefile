@@ -36,7 +36,9 @@ test: deps
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: run scripts/install-fuzz.sh"; exit 1; }
 	cd fuzz && for t in session_token api_key; do \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | tail -1; done
+	  log="$$(mktemp)"; \
+	  if RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) >"$$log" 2>&1; \
+	  then tail -1 "$$log"; else tail -40 "$$log"; rm -f "$$log"; exit 1; fi; rm -f "$$log"; done
 
 ## Build or find the envtest binaries (etcd, kube-apiserver, kube-controller-manager, kubectl).
 envtest:

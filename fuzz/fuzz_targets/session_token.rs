@@ -18,9 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let claims = usher_fuzz::session::Claims {
         sid: "s".into(),
         acct: "a".into(),
+        auid: "u".into(),
         org: token.to_owned(),
         iat: 1,
         seen: 1,
+        auth: 1,
     };
     let sealed = seal(&key, &claims);
     if sealed.len() <= usher_fuzz::session::MAX_TOKEN_LEN {
