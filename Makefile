@@ -57,6 +57,7 @@ bench:
 	cargo bench -p usher-webhook --bench admission
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench onboarding
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench auth
+	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench scale
 
 ## Regenerate crds/*.yaml and charts/usher/crds/*.yaml from the Rust types.
 crds:

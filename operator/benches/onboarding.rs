@@ -18,54 +18,19 @@ use std::{
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
-    Api, Client,
-    api::{ListParams, ObjectMeta, PostParams},
+    Api,
+    api::{ObjectMeta, PostParams},
 };
-use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserPhase, UserSpec};
-use usher_testkit::{Envtest, Process, SmtpSink, create_namespace, free_port};
+use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
+use usher_testkit::{Envtest, SmtpSink, create_namespace, free_port};
+
+mod common;
+use common::{
+    api_requests, cpu_by_process, deltas, invited, rss_kib, spawn_controller, trace, verdict,
+    writes,
+};
 
 const CONCURRENCY: usize = 32;
-
-/// `apiserver_request_total` by verb and resource.
-async fn api_requests(client: &Client) -> BTreeMap<String, f64> {
-    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(req).await.unwrap();
-    let mut by = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let key = format!("{} {}", label("verb"), label("resource"));
-        *by.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
-    }
-    by
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
 
 async fn create_all<T, F>(n: usize, make: F) -> Duration
 where
@@ -78,6 +43,31 @@ where
         .collect::<Vec<_>>()
         .await;
     started.elapsed()
+}
+
+/// With `USHER_BENCH_PROFILE=<file>`: the API server's CPU profile of the next 8 s, written to
+/// the file (`go tool pprof -top <file>` reads it).
+fn profile_api_server(env: &Envtest, out: &std::ffi::OsStr) -> std::process::Child {
+    let kubeconfig = std::fs::read_to_string(env.kubeconfig()).unwrap();
+    let field = |name: &str| {
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    Command::new("curl")
+        .args(["-skf", "-o"])
+        .arg(out)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", field("token:")))
+        .arg(format!(
+            "{}/debug/pprof/profile?seconds=8",
+            field("server:")
+        ))
+        .spawn()
+        .unwrap()
 }
 
 fn main() {
@@ -115,17 +105,12 @@ fn main() {
             .await
             .unwrap();
         let log = std::env::temp_dir().join("usher-bench-controller.log");
-        let controller = Process::spawn(
-            Command::new(env!("CARGO_BIN_EXE_usher"))
-                .arg("controller")
-                .env("KUBECONFIG", env.kubeconfig())
-                .env("USHER_SMTP_URL", smtp.url())
-                .env("USHER_PROBE_LISTEN", format!("127.0.0.1:{}", free_port().unwrap()))
-                .env("RUST_LOG", "warn"),
+        let controller = spawn_controller(
+            &env,
+            &smtp,
+            &format!("127.0.0.1:{}", free_port().unwrap()),
             &log,
-            None,
-        )
-        .unwrap();
+        );
         // The controller creates the organisation's namespace.
         while Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
             .get_opt("bench")
@@ -155,7 +140,9 @@ fn main() {
         .await;
 
         let requests_before = api_requests(&client).await;
+        let cpu_before = cpu_by_process();
         let users: Api<User> = Api::namespaced(client.clone(), "bench");
+        let profile = std::env::var_os("USHER_BENCH_PROFILE").map(|out| profile_api_server(&env, &out));
         let started = Instant::now();
         let created = create_all(n, |i| {
             let users = users.clone();
@@ -176,13 +163,10 @@ fn main() {
         let mut polls = 0u32;
         loop {
             polls += 1;
-            let list = users.list(&ListParams::default()).await.unwrap();
-            let invited = list
-                .items
-                .iter()
-                .filter(|u| u.status.as_ref().and_then(|s| s.phase) == Some(UserPhase::Invited))
-                .count();
-            if invited == n && smtp.messages().unwrap().len() >= n {
+            let invited = invited(&users).await;
+            let mails = smtp.messages().unwrap().len();
+            trace(|| format!("  {:>6.2} s: {invited} Invited, {mails} emails", started.elapsed().as_secs_f64()));
+            if invited == n && mails >= n {
                 break;
             }
             if started.elapsed() > Duration::from_secs(900) {
@@ -191,30 +175,60 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let onboarded = started.elapsed();
+        if let Some(mut curl) = profile {
+            curl.wait().unwrap();
+        }
+        let cpu_after = cpu_by_process();
         // Let trailing status/count writes land before counting requests.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let own = n as f64 + f64::from(polls) + 1.0;
         let after = api_requests(&client).await;
-        let mut deltas: Vec<(String, f64)> = after
-            .iter()
-            .map(|(k, v)| (k.clone(), v - requests_before.get(k).copied().unwrap_or(0.0)))
-            .filter(|(_, d)| *d > 0.0)
-            .collect();
-        deltas.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let controller_requests = deltas.iter().map(|(_, d)| d).sum::<f64>() - own;
+        let deltas = deltas(&requests_before, &after);
+        // The benchmark's own: the creates and the polls. Events are aside (the contract).
+        let by = |k: &str| deltas.iter().find(|(d, _)| d == k).map_or(0.0, |(_, v)| *v);
+        let events = by("POST events") + by("PATCH events");
+        let all: f64 = deltas.iter().map(|(_, d)| d).sum();
+        let controller_requests = all - n as f64 - f64::from(polls) - events;
+        let controller_writes = writes(&deltas) - n as f64 - events;
         let emails = smtp.messages().unwrap().len();
+        let per_user = |v: f64| v / n as f64;
+        let rate_ratio = raw.as_secs_f64() / onboarded.as_secs_f64();
 
         println!("onboarding benchmark: {n} Users created at once ({CONCURRENCY} concurrent creates), envtest kube-apiserver 1.20");
         println!("  raw create of {n} ConfigMaps (baseline)  {:>8.2} s", raw.as_secs_f64());
         println!("  create of {n} Users                       {:>8.2} s", created.as_secs_f64());
-        println!("  all Invited with mail delivered          {:>8.2} s", onboarded.as_secs_f64());
-        println!("  ratio onboarding / raw create             {:>8.2}", onboarded.as_secs_f64() / raw.as_secs_f64());
-        println!("  API requests by the controller per User   {:>8.1}", controller_requests / n as f64);
-        println!("  emails delivered                          {emails:>8}");
-        println!("  requests by verb and resource (benchmark's own {own} included):");
+        println!("  all Invited with mail delivered          {:>8.2} s ({emails} emails)", onboarded.as_secs_f64());
+        println!(
+            "  onboarding rate / raw create rate         {rate_ratio:>8.2}  (target >= 0.25) {}",
+            verdict(rate_ratio >= 0.25)
+        );
+        println!(
+            "  API requests per new User, Events aside   {:>8.1}  (target <= 5) {}",
+            per_user(controller_requests),
+            verdict(per_user(controller_requests) <= 5.0)
+        );
+        println!(
+            "  API writes per new User, Events aside     {:>8.1}  (target <= 3) {}",
+            per_user(controller_writes),
+            verdict(per_user(controller_writes) <= 3.0)
+        );
+        println!("  Events per new User                       {:>8.1}", per_user(events));
+        println!("  requests by verb and resource, from apiserver_request_total (the benchmark's {n} creates and {polls} lists included):");
         for (k, d) in deltas.iter().take(10) {
             println!("    {k:<40} {:>8.0}  ({:.1} per User)", d, d / n as f64);
         }
+        let mut cpu: Vec<(String, f64)> = cpu_after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - cpu_before.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, d)| *d > 0.05)
+            .collect();
+        cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!(
+            "  CPU seconds while onboarding: {}",
+            cpu.iter()
+                .map(|(k, d)| format!("{k} {d:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         println!(
             "  controller RSS now / peak                 {:>5} / {} MiB",
             rss_kib(controller.id(), "VmRSS:") / 1024,

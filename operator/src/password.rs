@@ -124,6 +124,11 @@ impl Hasher {
             let spawned = std::thread::Builder::new()
                 .name(format!("usher-argon2-{n}"))
                 .spawn(move || {
+                    // Below the runtime's threads: a flood of sign-ins waits for the CPU
+                    // before requests that need none (forward-auth, pages) do.
+                    if let Err(e) = rustix::process::nice(10) {
+                        tracing::debug!(error = %e, "could not lower the hashing thread's priority");
+                    }
                     loop {
                         let job = match rx.lock() {
                             Ok(rx) => rx.recv(),

@@ -12,8 +12,8 @@ use kube::ResourceExt;
 use serde::Serialize;
 use usher_crds::{Organisation, Profile, User, login::canonical_login, rules};
 
-use super::cache::{Cache, IndexFn};
 use crate::account::{Account, MembershipRecord, secret_name, sessions::SessionRecord};
+use crate::runtime::cache::{Cache, IndexFn};
 
 /// An account parsed at a resourceVersion.
 type Parsed = (Option<String>, Arc<Account>);
@@ -197,6 +197,15 @@ impl Directory {
             profiles: Cache::new(no_index::<Profile> as IndexFn<Profile>),
             accounts: Cache::new(account_ix as IndexFn<Secret>),
         }
+    }
+
+    /// Changes seen by the caches so far: an answer computed from them at one generation is
+    /// out of date at another.
+    pub fn generation(&self) -> u64 {
+        self.users.generation()
+            + self.organisations.generation()
+            + self.profiles.generation()
+            + self.accounts.generation()
     }
 
     /// True once every cache holds its first list.

@@ -1,5 +1,7 @@
-//! What every request goes through: the body cap (413 before any handler), the cross-site rule
-//! for state-changing requests, and the security headers of every answer.
+//! What every request goes through, in one layer ([`guard`], so the common path costs one
+//! boxed future rather than one per rule): the body cap (413 before any handler), the
+//! cross-site rule for state-changing requests, the time bound, and the security headers of
+//! every answer.
 
 use axum::{
     extract::{Request, State as Extract},
@@ -13,9 +15,27 @@ use super::{
     state::State,
 };
 
-/// Adds the headers every answer carries: no caching, no sniffing, no referrer, a strict CSP,
-/// and HSTS when the public URL is https.
-pub async fn common_headers(Extract(st): Extract<State>, mut res: Response) -> Response {
+/// Every rule of this module, in order: the body cap, the cross-site rule, the time bound; then
+/// the common headers on whatever answered.
+pub async fn guard(Extract(st): Extract<State>, req: Request, next: Next) -> Response {
+    let res = if let Some(refused) = too_large(req.headers()) {
+        drain(req).await;
+        refused
+    } else if let Some(refused) = cross_site_refusal(&st, &req) {
+        refused
+    } else {
+        time_bound(&st, next.run(req)).await
+    };
+    common_headers(&st, res)
+}
+
+/// Adds the headers every answer carries: no caching, no sniffing, no referrer; HSTS when the
+/// public URL is https; on pages, a strict CSP and no framing.
+pub fn common_headers(st: &State, mut res: Response) -> Response {
+    let html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     let h = res.headers_mut();
     if st.settings.secure() {
         h.insert(
@@ -32,22 +52,24 @@ pub async fn common_headers(Extract(st): Extract<State>, mut res: Response) -> R
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    // Pages load only their own script, style and (QR code) data images; no framing.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if html {
+        // Pages load only their own script, style and (QR code) data images; no framing.
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     res
 }
 
-/// Bounds each request's time (`USHER_REQUEST_TIMEOUT`), its body included: past it, 503
+/// Bounds a request's time (`USHER_REQUEST_TIMEOUT`), its body included: past it, 503
 /// `timeout` and the work is dropped.
-pub async fn time_bound(Extract(st): Extract<State>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(st.settings.request_timeout, next.run(req)).await {
+async fn time_bound(st: &State, work: impl std::future::Future<Output = Response>) -> Response {
+    match tokio::time::timeout(st.settings.request_timeout, work).await {
         Ok(res) => res,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -59,64 +81,66 @@ pub async fn time_bound(Extract(st): Extract<State>, req: Request, next: Next) -
     }
 }
 
-/// Bodies announced larger than the cap are refused with 413 before any handler runs. Up to
-/// 4 MiB of such a body is read and dropped first: closing a connection with unread data makes
+/// 413 for a body announced larger than the cap, before any handler runs.
+fn too_large(headers: &axum::http::HeaderMap) -> Option<Response> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())?;
+    (announced > BODY_LIMIT).then(|| ApiError::too_large().into_response())
+}
+
+/// Reads and drops up to 4 MiB of a refused body: closing a connection with unread data makes
 /// the kernel reset it, and the client would see a reset instead of the 413.
-pub async fn body_cap(req: Request, next: Next) -> Response {
+async fn drain(req: Request) {
     const DRAIN_LIMIT: usize = 4 << 20;
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if let Some(len) = announced
-        && len > BODY_LIMIT
-    {
-        if len <= DRAIN_LIMIT {
-            let drain = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
-        }
-        return ApiError::too_large().into_response();
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    if announced <= DRAIN_LIMIT {
+        let body = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), body).await;
     }
-    next.run(req).await
 }
 
 /// State-changing requests that carry a cookie (and every login) are refused when the browser
 /// says they come from another site: `Sec-Fetch-Site: cross-site` or a foreign `Origin`.
 /// Requests without those headers (curl, scripts) pass.
-pub async fn cross_site(Extract(st): Extract<State>, req: Request, next: Next) -> Response {
+fn cross_site_refusal(st: &State, req: &Request) -> Option<Response> {
     let changes = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    if changes {
-        let h = req.headers();
-        let guarded = h.contains_key(header::COOKIE) || req.uri().path() == "/api/v1/login";
-        let cross = h
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-        // Same origin: the public URL's, or the host the browser addressed (127.0.0.1 and
-        // localhost are both this server during `usher dev`).
-        let scheme = if st.settings.secure() {
-            "https"
-        } else {
-            "http"
-        };
-        let addressed = h
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(|host| format!("{scheme}://{host}"));
-        let foreign = h.get(header::ORIGIN).is_some_and(|o| {
-            o.to_str()
-                .map_or(true, |o| o != st.origin && Some(o) != addressed.as_deref())
-        });
-        if guarded && (cross || foreign) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::CrossSiteRequest,
-                "requests from other sites cannot change anything here",
-            )
-            .into_response();
-        }
+    if !changes {
+        return None;
     }
-    next.run(req).await
+    let h = req.headers();
+    let guarded = h.contains_key(header::COOKIE) || req.uri().path() == "/api/v1/login";
+    let cross = h
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    // Same origin: the public URL's, or the host the browser addressed (127.0.0.1 and
+    // localhost are both this server during `usher dev`).
+    let scheme = if st.settings.secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let addressed = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|host| format!("{scheme}://{host}"));
+    let foreign = h.get(header::ORIGIN).is_some_and(|o| {
+        o.to_str()
+            .map_or(true, |o| o != st.origin && Some(o) != addressed.as_deref())
+    });
+    (guarded && (cross || foreign)).then(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::CrossSiteRequest,
+            "requests from other sites cannot change anything here",
+        )
+        .into_response()
+    })
 }

@@ -5,11 +5,11 @@
 //!
 //! A request goes `router` → `middleware` (body cap, cross-site rule, headers) → a handler in
 //! `handlers/` or a page in `pages/` → `principal` (who is asking: key or session) → the
-//! `directory` (memberships from the `cache`) → writes through `account` (the account store's
+//! `directory` (memberships from the watch caches of `runtime::cache`) → writes through `account` (the account store's
 //! one modify, applied to the cache at once) or the Kubernetes API (admin actions on Users).
 
 mod account;
-mod cache;
+mod answers;
 mod client;
 mod cookie;
 mod device;

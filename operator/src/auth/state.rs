@@ -56,6 +56,8 @@ pub struct Inner {
     pub resets_by_address: Throttle,
     /// Metrics.
     pub metrics: AuthMetrics,
+    /// Forward-auth answers to API keys (the hot path of `/api/v1/verify`).
+    pub key_answers: crate::auth::answers::KeyAnswers,
 }
 
 impl State {
@@ -104,6 +106,7 @@ impl State {
                 ..per_login
             }),
             metrics: AuthMetrics::default(),
+            key_answers: Default::default(),
             settings,
         })))
     }

@@ -69,7 +69,11 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let listener = tokio::net::TcpListener::bind(args.probe_listen).await?;
     let scrape = metrics.clone();
-    tokio::spawn(serve_probes(listener, move || scrape.encode()));
+    // A standby is ready (it waits for the Lease, healthy); the leader once its caches synced.
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    tokio::spawn(serve_probes(listener, ready.clone(), move || {
+        scrape.encode()
+    }));
     let elector = Elector::new(
         client.clone(),
         &args.common.namespace,
@@ -89,7 +93,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         reset_ttl: args.reset_ttl.get().max(Duration::from_secs(60)),
     };
     let result = tokio::select! {
-        r = controller::run(client, settings, mailer, metrics) => r,
+        r = controller::run(client, settings, mailer, metrics, ready) => r,
         () = elector.hold() => Err(anyhow::anyhow!("lost the leader Lease")),
     };
     elector.release().await;

@@ -100,6 +100,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         settings,
         mailer,
         Metrics::default(),
+        Default::default(),
     ));
 
     step(4, &format!("auth server on {public_url}"));

@@ -1,8 +1,10 @@
-//! What every reconcile shares: the client, settings, the account store, the mailer, the Event
-//! recorder, metrics, the three watch caches, per-account locks and the retry backoff.
+//! What every reconcile shares: the client, settings, the account store (over a watch cache of
+//! the accounts), the mailer, the Event recorder, metrics, the watch caches, the Users this
+//! process wrote (until the cache catches up), per-account locks, coalesced recounts and the
+//! retry backoff.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -11,6 +13,7 @@ use std::{
 };
 
 use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Client, Resource, ResourceExt,
     runtime::{
@@ -21,7 +24,11 @@ use kube::{
 use usher_crds::{Organisation, Profile, User};
 
 use super::{backoff::Backoff, metrics::Metrics};
-use crate::{account::AccountStore, keys::Keys, mail::Mailer};
+use crate::{account::AccountStore, keys::Keys, mail::Mailer, runtime::cache::Cache};
+
+/// How often coalesced recounts of Organisations and Profiles go out: a burst of new Users
+/// costs each of them one count write per interval, not one per User.
+pub const RECOUNT_EVERY: Duration = Duration::from_secs(2);
 
 /// The field manager and Event reporter of the controller.
 pub const MANAGER: &str = "usher-controller";
@@ -59,6 +66,17 @@ pub struct Caches {
     pub recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
     /// Profiles whose user count to check.
     pub recount_profiles: UnboundedSender<ObjectRef<Profile>>,
+    /// The account Secrets of the operator namespace.
+    pub accounts: Cache<Secret>,
+    /// The API-key Secrets this controller delivered (label `usher.dev/user`).
+    pub key_secrets: Cache<Secret>,
+}
+
+/// Organisations and Profiles waiting for their recount.
+#[derive(Default)]
+struct Dirty {
+    orgs: HashSet<ObjectRef<Organisation>>,
+    profiles: HashSet<ObjectRef<Profile>>,
 }
 
 /// What every reconcile shares.
@@ -83,13 +101,23 @@ pub struct Context {
     pub organisations: Store<Organisation>,
     /// See `users`.
     pub profiles: Store<Profile>,
+    /// The delivered API-key Secrets.
+    pub key_secrets: Cache<Secret>,
+    account_cache: Cache<Secret>,
     recorder: Recorder,
     synced: tokio::sync::watch::Receiver<bool>,
     counted_users: Store<User>,
     counts_ready: Arc<AtomicBool>,
     recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
     recount_profiles: UnboundedSender<ObjectRef<Profile>>,
+    dirty: Mutex<Dirty>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Users as this process last wrote them, by `namespace/name`, while the cache still holds
+    /// an older version: a reconcile right after a write sees the write.
+    written: Mutex<HashMap<String, Arc<User>>>,
+    /// Invitations emailed whose record in the account failed, by account id: the retry
+    /// records the same link instead of emailing another.
+    unrecorded: Mutex<HashMap<String, crate::account::PendingInvitation>>,
 }
 
 impl Context {
@@ -103,7 +131,10 @@ impl Context {
         caches: Caches,
     ) -> Context {
         Context {
-            accounts: AccountStore::new(client.clone(), &settings.namespace),
+            accounts: AccountStore::new(client.clone(), &settings.namespace)
+                .with_cache(caches.accounts.clone()),
+            account_cache: caches.accounts,
+            key_secrets: caches.key_secrets,
             recorder: Recorder::new(
                 client.clone(),
                 Reporter {
@@ -125,8 +156,56 @@ impl Context {
             counts_ready: caches.counts_ready,
             recount_orgs: caches.recount_orgs,
             recount_profiles: caches.recount_profiles,
+            dirty: Mutex::default(),
             locks: Mutex::default(),
+            written: Mutex::default(),
+            unrecorded: Mutex::default(),
         }
+    }
+
+    /// The invitation emailed for account `id` whose record failed, if any.
+    pub fn unrecorded(&self, id: &str) -> Option<crate::account::PendingInvitation> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Remembers (`Some`) or forgets (`None`) the emailed, unrecorded invitation of account
+    /// `id`.
+    pub fn set_unrecorded(&self, id: &str, invitation: Option<crate::account::PendingInvitation>) {
+        let mut map = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+        match invitation {
+            Some(i) => map.insert(id.to_owned(), i),
+            None => map.remove(id),
+        };
+    }
+
+    /// True once the account and key caches hold their first list.
+    pub fn secrets_ready(&self) -> bool {
+        self.account_cache.is_ready() && self.key_secrets.is_ready()
+    }
+
+    /// `user`, or the version of it this process wrote last when that is newer (the cache has
+    /// not caught up yet). Entries go once the cache holds their version.
+    pub fn fresher(&self, user: Arc<User>) -> Arc<User> {
+        let key = user_key(&user);
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        match written.get(&key) {
+            Some(w) if version(w) > version(&user) => w.clone(),
+            Some(_) => {
+                written.remove(&key);
+                user
+            }
+            None => user,
+        }
+    }
+
+    /// Remembers `user` as this process just wrote it.
+    pub fn wrote(&self, user: User) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.insert(user_key(&user), Arc::new(user));
     }
 
     /// Serialises work on one account across its memberships' reconciles.
@@ -147,6 +226,9 @@ impl Context {
     pub async fn wait_synced(&self) {
         let mut synced = self.synced.clone();
         let _ = synced.wait_for(|ready| *ready).await;
+        while !self.secrets_ready() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The Users to count members and profile users from, once that store is complete: a User
@@ -164,28 +246,47 @@ impl Context {
     }
 
     /// Asks for the member count of `user`'s organisation and the user counts of every profile
-    /// (a handful) to be checked. Sent after the User is in the cache, so the counts see it; a
-    /// watch of Users of their own would race with this cache.
+    /// (a handful) to be checked, at the next [`RECOUNT_EVERY`] tick (see
+    /// [`Context::flush_recounts`]). Asked after the User is in the cache, so the counts see
+    /// it; a watch of Users of their own would race with this cache.
     pub fn recount(&self, user: &User) {
         let ns = user.namespace().unwrap_or_default();
+        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
         for org in self
             .organisations
             .state_filter(|o| o.namespace_name() == ns)
         {
-            let _ = self
-                .recount_orgs
-                .unbounded_send(ObjectRef::from_obj(org.as_ref()));
+            dirty.orgs.insert(ObjectRef::from_obj(org.as_ref()));
         }
         // The User's own profile by name, even when it is not cached yet; the others because
         // the User may have left one of them.
-        let own = ObjectRef::<Profile>::new(&user.spec.profile);
-        let _ = self.recount_profiles.unbounded_send(own);
+        dirty
+            .profiles
+            .insert(ObjectRef::<Profile>::new(&user.spec.profile));
         for profile in self.profiles.state() {
-            if profile.name_any() != user.spec.profile {
-                let _ = self
-                    .recount_profiles
-                    .unbounded_send(ObjectRef::from_obj(profile.as_ref()));
-            }
+            dirty.profiles.insert(ObjectRef::from_obj(profile.as_ref()));
+        }
+    }
+
+    /// Forgets written Users the cache holds by now (or that are gone).
+    pub fn prune_written(&self) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.retain(|key, w| {
+            let (ns, name) = key.split_once('/').unwrap_or_default();
+            self.users
+                .get(&ObjectRef::<User>::new(name).within(ns))
+                .is_some_and(|c| version(&c) < version(w))
+        });
+    }
+
+    /// Sends the recounts asked for since the last call, each once.
+    pub fn flush_recounts(&self) {
+        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        for org in dirty.orgs {
+            let _ = self.recount_orgs.unbounded_send(org);
+        }
+        for profile in dirty.profiles {
+            let _ = self.recount_profiles.unbounded_send(profile);
         }
     }
 
@@ -230,4 +331,19 @@ impl Context {
             }
         }
     }
+}
+
+fn user_key(user: &User) -> String {
+    format!(
+        "{}/{}",
+        user.namespace().unwrap_or_default(),
+        user.name_any()
+    )
+}
+
+/// A resourceVersion as a number (etcd's are); 0 when unknown.
+fn version(user: &User) -> u64 {
+    user.resource_version()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

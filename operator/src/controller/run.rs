@@ -3,18 +3,20 @@
 
 use std::{future::Future, sync::Arc};
 
-use futures::StreamExt;
+use std::collections::HashMap;
+
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
-        Controller,
-        controller::Action,
-        reflector::{ObjectRef, Store},
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
-use usher_crds::{LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User, login::canonical_login};
+use usher_crds::{LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User, watch::Watched};
 
 use super::{
     backoff,
@@ -23,7 +25,19 @@ use super::{
     metrics::Metrics,
     organisation, profile, user,
 };
-use crate::{keys::Keys, mail::Mailer};
+use crate::{
+    keys::Keys,
+    mail::Mailer,
+    runtime::cache::{Cache, IndexFn, key_of},
+};
+
+/// User reconciles in flight at once.
+const CONCURRENCY: u16 = 64;
+
+/// The Secret caches need no index: they are read by name.
+fn no_index(_: &Secret) -> Vec<String> {
+    Vec::new()
+}
 
 /// Runs the three controllers until a shutdown signal.
 pub async fn run(
@@ -31,9 +45,25 @@ pub async fn run(
     settings: Settings,
     mailer: Mailer,
     metrics: Metrics,
+    ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
+    // Not ready until every cache holds its first list.
+    ready.store(false, std::sync::atomic::Ordering::Release);
     let wc = watcher::Config::default();
-    let users = Controller::new(Api::<User>::all(client.clone()), wc.clone());
+    // The Users controller's own cache, trimmed like every other (managedFields are most of a
+    // User's size and nothing reads them); the Organisation and Profile counts read it.
+    let (counted_users, writer) = reflector::store();
+    let users = Controller::for_stream(
+        watcher(Api::<User>::all(client.clone()), wc.clone())
+            .default_backoff()
+            .modify(|u| u.managed_fields_mut().clear())
+            .reflect(writer)
+            .applied_objects(),
+        counted_users.clone(),
+    )
+    // Reconciles in flight at once: enough to keep the API server busy, few enough that an
+    // onboarding wave waiting on the mail server holds little memory.
+    .with_config(controller::Config::default().concurrency(CONCURRENCY));
     let orgs = Controller::new(Api::<Organisation>::all(client.clone()), wc.clone());
     let profiles = Controller::new(Api::<Profile>::all(client.clone()), wc.clone());
     // The reconcilers read caches of their own. A Controller's store is awaited by its applier,
@@ -67,18 +97,38 @@ pub async fn run(
     });
     let (recount_orgs, orgs_to_recount) = futures::channel::mpsc::unbounded();
     let (recount_profiles, profiles_to_recount) = futures::channel::mpsc::unbounded();
+    let namespace = settings.namespace.clone();
+    // Accounts and delivered keys come from watch caches: a reconcile reads no Secret from the
+    // API server (a restart lists them once instead of reading one per User).
+    // Their changes wake the Users they concern once the cache holds them, so the reconcile
+    // reads what woke it (a second watch would race with the cache).
+    let accounts = Cache::<Secret>::new(no_index as IndexFn<Secret>);
+    let (account_changed, accounts_changed) = futures::channel::mpsc::unbounded();
+    tokio::spawn(accounts.run_notifying(
+        Api::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(LABEL_ACCOUNT),
+        account_changed,
+    ));
+    let key_secrets = Cache::<Secret>::new(no_index as IndexFn<Secret>);
+    let (key_secret_changed, key_secrets_changed) = futures::channel::mpsc::unbounded();
+    tokio::spawn(key_secrets.run_notifying(
+        Api::all(client.clone()),
+        watcher::Config::default().labels(LABEL_USER),
+        key_secret_changed,
+    ));
 
     let caches = Caches {
         users: user_store.clone(),
         organisations: org_store.clone(),
         profiles: profile_store.clone(),
         synced,
-        counted_users: users.store(),
+        counted_users,
         counts_ready,
         recount_orgs,
         recount_profiles,
+        accounts,
+        key_secrets,
     };
-    let namespace = settings.namespace.clone();
     // API keys are sealed in accounts with the key every auth replica shares.
     let keys = Keys::load_or_create(client.clone(), &namespace).await?;
     let ctx = Arc::new(Context::new(
@@ -89,46 +139,71 @@ pub async fn run(
         metrics,
         caches,
     ));
+    tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            ctx.wait_synced().await;
+            ready.store(true, std::sync::atomic::Ordering::Release);
+        }
+    });
+    // Recounts go out coalesced; written Users the cache caught up with are forgotten.
+    tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            let mut tick = tokio::time::interval(super::context::RECOUNT_EVERY);
+            loop {
+                tick.tick().await;
+                ctx.flush_recounts();
+                ctx.prune_written();
+            }
+        }
+    });
 
     // Users are re-reconciled when their account changes (activation, MFA enrolment by the auth
     // server), and when the Organisation or Profile they depend on appears or changes.
     let by_login = user_store.clone();
     let by_namespace = user_store.clone();
     let by_profile = user_store.clone();
-    let account_wc = watcher::Config::default().labels(LABEL_ACCOUNT);
     let users = users
-        .watches(
-            Api::<Secret>::namespaced(client.clone(), &namespace),
-            account_wc,
+        .watches_stream(
+            accounts_changed.map(|s: Arc<Secret>| Ok(Secret::clone(&s))),
             move |secret: Secret| {
+                let id = secret
+                    .labels()
+                    .get(LABEL_ACCOUNT)
+                    .cloned()
+                    .unwrap_or_default();
                 let login = secret
                     .data
                     .as_ref()
                     .and_then(|d| d.get("login"))
                     .and_then(|v| String::from_utf8(v.0.clone()).ok())
                     .unwrap_or_default();
+                // The account's Users: those that recorded it, and those with its login
+                // (canonical, as the webhook keeps it). No login is canonicalised here: this
+                // runs for every account change, against every User.
                 users_where(&by_login, |u| {
-                    canonical_login(&u.spec.login).ok().as_deref() == Some(&login)
+                    u.spec.login == login
+                        || u.status.as_ref().and_then(|s| s.account_id.as_deref()) == Some(&id)
                 })
             },
         )
-        .watches(
-            Api::<Organisation>::all(client.clone()),
-            wc.clone(),
+        .watches_stream(
+            spec_changes(Api::<Organisation>::all(client.clone())),
             move |org| {
                 let ns = org.namespace_name();
                 users_where(&by_namespace, |u| u.namespace().as_deref() == Some(&ns))
             },
         )
         // API-key Secrets it made: a deleted or edited one is put right.
-        .owns(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default().labels(LABEL_USER),
+        .owns_stream(key_secrets_changed.map(|s: Arc<Secret>| Ok(Secret::clone(&s))))
+        .watches_stream(
+            spec_changes(Api::<Profile>::all(client.clone())),
+            move |p| {
+                let name = p.name_any();
+                users_where(&by_profile, |u| u.spec.profile == name)
+            },
         )
-        .watches(Api::<Profile>::all(client.clone()), wc.clone(), move |p| {
-            let name = p.name_any();
-            users_where(&by_profile, |u| u.spec.profile == name)
-        })
         .shutdown_on_signal()
         .run(
             |u, ctx| instrumented(u, ctx, user::reconcile),
@@ -186,6 +261,30 @@ where
         ctx.backoff.succeeded(&key);
     }
     result
+}
+
+/// The `K`s a watch serves that the Users depending on them must look at again: created,
+/// deleted, or with a new spec (generation). Their status changing (the counts this controller
+/// writes) passes nothing on: otherwise every recount would reconcile every member again.
+fn spec_changes<K: Watched>(api: Api<K>) -> impl Stream<Item = Result<K, watcher::Error>> + Send {
+    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let passed = match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    let generation = o.meta().generation;
+                    (seen.insert(key_of(&o), generation) != Some(generation)).then_some(Ok(o))
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    seen.remove(&key_of(&o));
+                    Some(Ok(o))
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(e) => Some(Err(e)),
+            };
+            std::future::ready(passed)
+        })
 }
 
 fn users_where(store: &Store<User>, pred: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {

@@ -11,32 +11,33 @@ use super::{context::MANAGER, error::Error};
 
 /// Writes `status` of `obj` through the status subresource of `api` by server-side apply
 /// (field manager [`MANAGER`]), only when it differs from `current`: an unchanged object costs
-/// no write.
+/// no write. The object as written, when it was.
 pub async fn apply_status<K, S>(
     api: &Api<K>,
     obj: &K,
     current: Option<&S>,
     status: &S,
-) -> Result<(), Error>
+) -> Result<Option<K>, Error>
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
     S: serde::Serialize + PartialEq,
 {
     if current == Some(status) {
-        return Ok(());
+        return Ok(None);
     }
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &kube::api::PatchParams::apply(MANAGER).force(),
-        &kube::api::Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &kube::api::PatchParams::apply(MANAGER).force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(Some(written))
 }
 
 /// Sets condition `type_`, keeping `lastTransitionTime` when its status does not change.

@@ -1,7 +1,8 @@
 //! What every long-running command shares: the clock, the shutdown signal, the probe server, the
-//! controller's leader Lease and small helpers over kube's `Api`.
+//! controller's leader Lease, indexed watch caches and small helpers over kube's `Api`.
 
 pub mod api;
+pub mod cache;
 pub mod clock;
 pub mod lease;
 pub mod probes;

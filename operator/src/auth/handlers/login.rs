@@ -187,6 +187,27 @@ pub fn invalid_credentials() -> ApiError {
 
 /// `POST /api/v1/login`.
 pub async fn login(
+    st: Extract<State>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let answer = sign_in(st, peer, headers, body).await;
+    // A refusal that comes before any hashing (throttled, or the hash queue full) is cheap to
+    // make, so a flood would get them as fast as it can ask and crowd out every other request:
+    // it waits a moment, which a person retrying never notices.
+    if let Err(e) = &answer
+        && matches!(e.code, ErrorCode::TooManyAttempts | ErrorCode::Busy)
+    {
+        tokio::time::sleep(REFUSAL_DELAY).await;
+    }
+    answer
+}
+
+/// How long a throttled or busy sign-in waits before its answer.
+const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn sign_in(
     Extract(st): Extract<State>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

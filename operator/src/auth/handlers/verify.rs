@@ -3,33 +3,63 @@
 use std::time::Instant;
 
 use axum::{
-    extract::{Query, State as Extract},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
-    response::Response,
+    extract::{Request, State as Extract},
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use k8s_openapi::jiff::Timestamp;
 
-use crate::auth::{
-    error::{ApiError, ErrorCode},
-    principal::{Principal, Via},
-    state::State,
+use crate::{
+    account::membership_key,
+    apikey::ApiKey,
+    auth::{
+        answers::KeyAnswer,
+        error::{ApiError, ErrorCode},
+        middleware::common_headers,
+        principal::{Principal, Via},
+        state::State,
+    },
 };
 
-#[derive(Deserialize)]
-pub struct VerifyQuery {
-    permission: Option<String>,
+/// The `permission` the query asks for, if any.
+fn wanted_permission(req: &Request) -> Option<String> {
+    url::form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == "permission")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Forward-auth for ingress controllers (nginx `auth_request`, Traefik ForwardAuth, Envoy
 /// ext_authz): 200 with the `X-Usher-*` headers, or 401/403. `?permission=x` also requires
-/// that permission.
-pub async fn verify(
-    Extract(st): Extract<State>,
-    Query(q): Query<VerifyQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+/// that permission. Every answer carries the common headers (it is served outside the guard).
+pub async fn verify(Extract(st): Extract<State>, req: Request) -> Response {
+    let answer = match answer(&st, &req) {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    };
+    common_headers(&st, answer)
+}
+
+fn answer(st: &State, req: &Request) -> Result<Response, ApiError> {
+    // The request is read in place: the hot path of every forward-auth call copies nothing.
     let started = Instant::now();
-    let result = st.authenticate(&headers, true);
+    let now = Timestamp::now();
+    // Read before anything is looked up: an answer computed from what changes meanwhile is
+    // stamped stale.
+    let generation = st.directory.generation();
+    let key_hash = bearer_hash(req);
+    if let Some(hash) = &key_hash
+        && let Some(kept) = st.key_answers.get(hash, generation, now)
+    {
+        let answer = permitted(&kept.permissions, req).map(|()| {
+            let mut res = StatusCode::OK.into_response();
+            res.headers_mut().extend(kept.headers.iter().cloned());
+            res
+        });
+        st.metrics
+            .verified("bearer", started.elapsed().as_secs_f64());
+        return answer;
+    }
+    let result = st.authenticate(req.headers(), true);
     let via = match &result {
         Ok(Principal {
             via: Via::Bearer, ..
@@ -40,15 +70,6 @@ pub async fn verify(
     let answer = result.and_then(|p| {
         p.not_restricted()?;
         let permissions = p.membership.permissions();
-        if let Some(needed) = &q.permission
-            && !permissions.iter().any(|have| have == needed)
-        {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::PermissionDenied,
-                format!("this needs the permission {needed}"),
-            ));
-        }
         let headers = [
             (
                 HeaderName::from_static("x-usher-login"),
@@ -71,10 +92,53 @@ pub async fn verify(
                 identity(&permissions.join(",")),
             ),
         ];
+        let allowed = permitted(&permissions, req);
+        if let (Via::Bearer, Some(hash)) = (&p.via, key_hash) {
+            // The current key never lapses by itself; a previous one at its grace deadline.
+            let until = p
+                .account
+                .memberships
+                .get(&membership_key(&p.membership.user))
+                .and_then(|m| m.api_key.as_ref())
+                .filter(|k| k.hash != hash)
+                .and_then(|k| k.previous_until);
+            st.key_answers.put(
+                hash,
+                KeyAnswer {
+                    generation,
+                    until,
+                    headers: headers.clone(),
+                    permissions,
+                },
+            );
+        }
+        allowed?;
         Ok(p.respond((StatusCode::OK, headers)))
     });
     st.metrics.verified(via, started.elapsed().as_secs_f64());
     answer
+}
+
+/// The hash of the request's Bearer key, when it carries a well-formed one.
+fn bearer_hash(req: &Request) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(ApiKey::parse(token.trim()).ok()?.hash())
+}
+
+/// Refuses a request whose `?permission=` the membership lacks.
+fn permitted(permissions: &[String], req: &Request) -> Result<(), ApiError> {
+    match wanted_permission(req) {
+        Some(needed) if !permissions.contains(&needed) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::PermissionDenied,
+            format!("this needs the permission {needed}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Characters kept as they are in an identity header: visible ASCII but `%` (which starts an
@@ -84,6 +148,11 @@ const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' 
 
 /// The header value naming `value`: itself when it is visible ASCII, else percent-encoded.
 fn identity(value: &str) -> HeaderValue {
+    if value.bytes().all(|b| b.is_ascii_graphic() && b != b'%')
+        && let Ok(v) = HeaderValue::from_str(value)
+    {
+        return v;
+    }
     let encoded = percent_encoding::utf8_percent_encode(value, ESCAPED).to_string();
     // Only visible ASCII is left, which a header value always takes.
     HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static("invalid"))

@@ -35,13 +35,17 @@ pub async fn write_status(
     user: &User,
     status: &usher_crds::UserStatus,
 ) -> Result<(), Error> {
-    apply_status(
+    let written = apply_status(
         &Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default()),
         user,
         user.status.as_ref(),
         status,
     )
-    .await
+    .await?;
+    if let Some(w) = written {
+        ctx.wrote(w);
+    }
+    Ok(())
 }
 
 /// Marks a User that cannot be provisioned: status `Failed`, and an Event when that is news.
@@ -226,7 +230,11 @@ async fn reset(
     Ok(account)
 }
 
-/// Issues a new token (replacing any other), emails it, and records that it was sent.
+/// Issues a new link: emails it, then records its token's hash with the time it was sent, in
+/// one write (which replaces any other link, so the previous one stops). A crash between the two
+/// leaves no record: the next reconcile issues another link, and the one in the newest email is
+/// the one that works. When only the record failed (the API server refused it), the retry
+/// records the link already emailed instead of emailing another.
 async fn invite(
     ctx: &Context,
     user: &User,
@@ -234,34 +242,44 @@ async fn invite(
     account: Account,
     now: Timestamp,
 ) -> Result<Account, Error> {
+    if account.is_activated() {
+        return Ok(account);
+    }
+    let emailed = match ctx.unrecorded(&account.id).filter(|i| i.expires_at > now) {
+        Some(emailed) => emailed,
+        None => {
+            let emailed = email_invitation(ctx, user, valid, now).await?;
+            ctx.set_unrecorded(&account.id, Some(emailed.clone()));
+            emailed
+        }
+    };
+    let id = account.id.clone();
+    let recorded = ctx
+        .accounts
+        .modify(account, |a| {
+            // Accepted meanwhile (through another membership's link): nothing to record.
+            if a.is_activated() {
+                return Ok::<_, Error>(false);
+            }
+            a.invitation = Some(emailed.clone());
+            Ok(true)
+        })
+        .await?;
+    ctx.set_unrecorded(&id, None);
+    Ok(recorded)
+}
+
+/// Emails `user` a new invitation link; the invitation to record.
+async fn email_invitation(
+    ctx: &Context,
+    user: &User,
+    valid: &Valid,
+    now: Timestamp,
+) -> Result<PendingInvitation, Error> {
     let token = LinkToken::generate()?;
     let ttl = k8s_openapi::jiff::SignedDuration::try_from(ctx.settings.invitation_ttl)
         .unwrap_or(k8s_openapi::jiff::SignedDuration::from_hours(24));
     let expires_at = now.checked_add(ttl).unwrap_or(now);
-    let issued_by = format!(
-        "{}/{}",
-        user.namespace().unwrap_or_default(),
-        user.name_any()
-    );
-    let pending = PendingInvitation {
-        token_hash: token.hash(),
-        expires_at,
-        sent_at: None,
-        issued_by,
-    };
-    let mut account = ctx
-        .accounts
-        .modify(account, |a| {
-            if a.is_activated() {
-                return Ok::<_, Error>(false);
-            }
-            a.invitation = Some(pending.clone());
-            Ok(true)
-        })
-        .await?;
-    if account.is_activated() {
-        return Ok(account);
-    }
     let message = invitation_email(
         &ctx.settings.mail_from,
         &Invitation {
@@ -277,15 +295,14 @@ async fn invite(
         return Err(e.into());
     }
     ctx.metrics.invitation("sent");
-    account = ctx
-        .accounts
-        .modify(account, |a| match a.invitation.as_mut() {
-            Some(inv) if inv.token_hash == pending.token_hash => {
-                inv.sent_at = Some(now);
-                Ok::<_, Error>(true)
-            }
-            _ => Ok(false),
-        })
-        .await?;
-    Ok(account)
+    Ok(PendingInvitation {
+        token_hash: token.hash(),
+        expires_at,
+        sent_at: Some(now),
+        issued_by: format!(
+            "{}/{}",
+            user.namespace().unwrap_or_default(),
+            user.name_any()
+        ),
+    })
 }

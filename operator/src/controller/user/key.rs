@@ -43,6 +43,8 @@ pub async fn apply(
     {
         let stale_name = stale.name_any();
         delete_if_present(&secrets, &stale_name).await?;
+        ctx.key_secrets
+            .forget(&user.namespace().unwrap_or_default(), &stale_name);
         ctx.event(
             user,
             "ApiKeySecretMoved",
@@ -64,6 +66,8 @@ pub async fn apply(
             }
             if *delivered {
                 delete_if_present(&secrets, &name).await?;
+                ctx.key_secrets
+                    .forget(&user.namespace().unwrap_or_default(), &name);
             }
             ctx.event(
                 user,
@@ -177,7 +181,7 @@ async fn write_secret(
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
     let mut desired = delivery::secret(user, &org, &key, issued_at);
-    match existing {
+    let written = match existing {
         Some(s) => {
             desired.metadata.resource_version = s.resource_version();
             secrets
@@ -186,11 +190,10 @@ async fn write_secret(
                     &PostParams::default(),
                     &desired,
                 )
-                .await?;
+                .await?
         }
-        None => {
-            secrets.create(&PostParams::default(), &desired).await?;
-        }
-    }
+        None => secrets.create(&PostParams::default(), &desired).await?,
+    };
+    ctx.key_secrets.apply_own_write(written);
     Ok(true)
 }

@@ -87,15 +87,13 @@ pub async fn around(
             let shared = !plan::last_member(user, &id, &ctx.users.state());
             (id, shared)
         });
-    let secrets: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
     let key_secret = if plan::key_in_play(user, &account) {
-        secrets.get_opt(&user.api_key_secret_name()).await?
+        read_key_secret(user, &user.api_key_secret_name(), ctx).await?
     } else {
         None
     };
     let stale_secret = match plan::stale_secret_name(user, &account) {
-        Some(name) => secrets.get_opt(&name).await?,
+        Some(name) => read_key_secret(user, &name, ctx).await?,
         None => None,
     };
     Ok(plan::Observed {
@@ -105,4 +103,16 @@ pub async fn around(
         stale_secret,
         now,
     })
+}
+
+/// The Secret `name` in `user`'s namespace: from the cache of delivered keys; a name it does not
+/// hold is read from the API server (a Secret someone else made under that name is not in it).
+async fn read_key_secret(user: &User, name: &str, ctx: &Context) -> Result<Option<Secret>, Error> {
+    let ns = user.namespace().unwrap_or_default();
+    if let Some(s) = ctx.key_secrets.get(&ns, name) {
+        return Ok(Some((*s).clone()));
+    }
+    Ok(Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(name)
+        .await?)
 }

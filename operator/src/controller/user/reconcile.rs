@@ -1,23 +1,26 @@
-//! The User reconcile, one call per step: read the User (live when it lacks the finalizer or an
-//! action is pending) → validate (pure) → under the account's lock: the account, what is
-//! around it → plan (pure) → apply → status (pure) → write it only when it differs. Deleting a
-//! User (finalizer) removes its membership and the account with its last one.
+//! The User reconcile, one call per step: the User (as this process last wrote it when the cache
+//! lags; live when an action is pending) → its finalizer (added in the same reconcile) →
+//! validate (pure) → under the account's lock: the account (from the cache), what is around it
+//! → plan (pure) → apply → status (pure) → write it only when it differs. Deleting a User
+//! (finalizer) removes its membership and the account with its last one. A new User costs three
+//! writes: the finalizer, the account with its sent invitation, the status.
 
 use std::sync::Arc;
 
 use kube::{
     Api, ResourceExt,
-    runtime::{
-        controller::Action,
-        finalizer::{Event as FinalizerEvent, finalizer},
-    },
+    api::{Patch, PatchParams},
+    runtime::controller::Action,
 };
-use usher_crds::{User, login::canonical_login, rules};
+use usher_crds::{User, login::canonical_login};
 
 use super::{apply, observe, plan, status};
 use crate::{
     account::{account_id, membership_key},
-    controller::{context::Context, error::Error},
+    controller::{
+        context::{Context, MANAGER},
+        error::Error,
+    },
     runtime::clock::now,
 };
 
@@ -27,35 +30,80 @@ pub const FINALIZER: &str = "usher.dev/membership";
 /// Entry point for the kube-runtime Controller.
 pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.mark_counts_ready();
-    let api: Api<User> = Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+    // The version this process wrote last, if the cache has not caught up with it yet.
+    let user = ctx.fresher(user);
     ctx.recount(&user);
-    // kube's finalizer helper adds ours with a JSON patch that tests the finalizers it was
-    // given; a cached copy that predates our finalizer makes that test fail (422). Read a User
-    // without it live (once per User, at creation).
-    let user = if rules::is_live(&user) && !user.finalizers().iter().any(|f| f == FINALIZER) {
-        match observe::live(&user, &ctx).await? {
-            Some(live) => live,
+    let ours = user.finalizers().iter().any(|f| f == FINALIZER);
+    if user.metadata.deletion_timestamp.is_some() {
+        if ours {
+            cleanup(user.clone(), &ctx).await?;
+            finalize(&user, &ctx, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    // The finalizer first, so an account is never made for a User whose deletion would not
+    // remove it; then, in the same reconcile, the rest.
+    let user = if ours {
+        user
+    } else {
+        match finalize(&user, &ctx, true).await? {
+            Some(u) => u,
             None => return Ok(Action::await_change()),
         }
-    } else {
-        user
     };
-    finalizer(&api, FINALIZER, user, |event| async {
-        match event {
-            FinalizerEvent::Apply(u) => provision(u, &ctx).await,
-            FinalizerEvent::Cleanup(u) => cleanup(u, &ctx).await,
+    provision(user, &ctx).await
+}
+
+/// Adds (`add`) or removes our finalizer with a merge patch that carries the resourceVersion
+/// read, so a stale copy is refused (409) instead of dropping someone else's finalizer; then
+/// reads the User live and tries once more. The User as written, or `None` when it is gone.
+async fn finalize(user: &User, ctx: &Context, add: bool) -> Result<Option<Arc<User>>, Error> {
+    let api: Api<User> = Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+    let mut current = Arc::new(user.clone());
+    for attempt in 0..2 {
+        let mut finalizers: Vec<String> = current
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        if add {
+            finalizers.push(FINALIZER.to_owned());
         }
-    })
-    .await
-    .or_else(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => Err(e),
-        // Already gone: another reconcile removed the finalizer first.
-        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => {
-            Ok(Action::await_change())
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": current.resource_version(),
+            "finalizers": finalizers,
+        }});
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        match api
+            .patch(&current.name_any(), &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(written) => {
+                ctx.wrote(written.clone());
+                return Ok(Some(Arc::new(written)));
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt == 0 => {
+                match observe::live(&current, ctx).await? {
+                    Some(live) => current = live,
+                    None => return Ok(None),
+                }
+                let has = current.finalizers().iter().any(|f| f == FINALIZER);
+                if has == add {
+                    return Ok(Some(current));
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        other => Err(Error::Finalizer(other.to_string())),
-    })
+    }
+    Err(Error::Finalizer(format!(
+        "the finalizer of User {} kept changing under us",
+        user.name_any()
+    )))
 }
 
 async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
@@ -71,7 +119,8 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let _guard = ctx.lock_account(&account_id(&valid.login)).await;
-    let (account, _) = ctx.accounts.get_or_create(&valid.login).await?;
+    // From the cache; a new login's account is written by the first change recorded in it.
+    let account = ctx.accounts.get_or_new(&valid.login).await?;
     let observed = observe::around(&user, account, ctx, now).await?;
     let plan = plan::plan(&user, &valid, &observed);
     let outcome = apply::execute(ctx, &user, &valid, observed, &plan).await?;
@@ -93,9 +142,9 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Removes the membership; the account goes with its last membership.
-async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<(), Error> {
     let Ok(login) = canonical_login(&user.spec.login) else {
-        return Ok(Action::await_change());
+        return Ok(());
     };
     let id = account_id(&login);
     let _guard = ctx.lock_account(&id).await;
@@ -110,5 +159,5 @@ async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
             })
             .await?;
     }
-    Ok(Action::await_change())
+    Ok(())
 }

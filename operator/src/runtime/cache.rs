@@ -95,6 +95,21 @@ impl<V: Entry> Inner<V> {
     }
 }
 
+/// The entries of `new` that are not in `old` at the same version, and those of `old` that
+/// `new` lacks.
+fn differences<V: Entry>(old: &Inner<V>, new: &Inner<V>) -> Vec<Arc<V>> {
+    let changed = new.objects.iter().filter(|(k, v)| {
+        old.objects
+            .get(*k)
+            .is_none_or(|o| o.version().is_none() || o.version() != v.version())
+    });
+    let gone = old
+        .objects
+        .iter()
+        .filter(|(k, _)| !new.objects.contains_key(*k));
+    changed.chain(gone).map(|(_, v)| v.clone()).collect()
+}
+
 /// A cache of one kind `K`, storing `V` made from each object; cheap to clone.
 pub struct Cache<K, V = K> {
     inner: Arc<RwLock<Inner<V>>>,
@@ -102,6 +117,9 @@ pub struct Cache<K, V = K> {
     convert: fn(K) -> V,
     /// Set once the first list arrived.
     ready: Arc<AtomicBool>,
+    /// Counts the changes made to the contents: what was computed from the cache at one
+    /// generation is out of date at another.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<K, V> Clone for Cache<K, V> {
@@ -111,6 +129,7 @@ impl<K, V> Clone for Cache<K, V> {
             index_fn: self.index_fn,
             convert: self.convert,
             ready: self.ready.clone(),
+            generation: self.generation.clone(),
         }
     }
 }
@@ -134,6 +153,7 @@ impl<K: Watched, V: Entry> Cache<K, V> {
             index_fn,
             convert,
             ready: Arc::default(),
+            generation: Arc::default(),
         }
     }
 
@@ -149,7 +169,34 @@ impl<K: Watched, V: Entry> Cache<K, V> {
         api: Api<K>,
         config: watcher::Config,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.drive(api, config, None)
+    }
+
+    /// Like [`Cache::run`], and sends each entry that changed to `changed` once the cache holds
+    /// the change, so whatever it wakes reads what woke it: every applied or deleted object,
+    /// and after a relist those that differ from before. The first list sends nothing (whoever
+    /// listens looks at everything when it starts).
+    pub fn run_notifying(
+        &self,
+        api: Api<K>,
+        config: watcher::Config,
+        changed: futures::channel::mpsc::UnboundedSender<Arc<V>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.drive(api, config, Some(changed))
+    }
+
+    fn drive(
+        &self,
+        api: Api<K>,
+        config: watcher::Config,
+        changed: Option<futures::channel::mpsc::UnboundedSender<Arc<V>>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let cache = self.clone();
+        let notify = move |entry: Arc<V>| {
+            if let Some(tx) = &changed {
+                let _ = tx.unbounded_send(entry);
+            }
+        };
         async move {
             let stream = watcher(api, config).default_backoff();
             futures::pin_mut!(stream);
@@ -172,13 +219,26 @@ impl<K: Watched, V: Entry> Cache<K, V> {
                     }
                     watcher::Event::InitDone => {
                         if let Some(r) = relist.take() {
-                            *cache.write() = r;
+                            let old = std::mem::replace(&mut *cache.write(), r);
+                            if cache.is_ready() {
+                                for entry in differences(&old, &cache.read()) {
+                                    notify(entry);
+                                }
+                            }
                         }
                         cache.ready.store(true, Ordering::Release);
                     }
-                    watcher::Event::Apply(obj) => cache.apply_own_write(obj),
+                    watcher::Event::Apply(obj) => {
+                        let key = key_of(&obj);
+                        cache.apply_own_write(obj);
+                        if let Some(entry) = cache.read().objects.get(&key) {
+                            notify(entry.clone());
+                        }
+                    }
                     watcher::Event::Delete(obj) => {
-                        cache.write().remove(cache.index_fn, &key_of(&obj));
+                        let entry = Arc::new(cache.entry(obj));
+                        cache.write().remove(cache.index_fn, &entry.key());
+                        notify(entry);
                     }
                 }
             }
@@ -186,7 +246,13 @@ impl<K: Watched, V: Entry> Cache<K, V> {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner<V>> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The number of changes so far (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner<V>> {
@@ -235,6 +301,12 @@ impl<K: Watched, V: Entry> Cache<K, V> {
         self.len() == 0
     }
 
+    /// Forgets the object `name` in `namespace`, which this process just deleted.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = format!("{namespace}/{name}");
+        self.write().remove(self.index_fn, &key);
+    }
+
     /// Applies an object this replica just wrote (or a watch event), unless the cache already
     /// holds a newer version, so the next request here sees a write even before its watch
     /// event arrives, and a late event never takes the cache back in time.
@@ -275,6 +347,24 @@ mod tests {
 
     fn by_tag(c: &ConfigMap) -> Vec<String> {
         c.labels().get("tag").cloned().into_iter().collect()
+    }
+
+    #[test]
+    fn a_relist_tells_what_changed_and_what_went() {
+        let mut old = Inner::default();
+        let mut new = Inner::default();
+        for (name, rv) in [("same", "1"), ("edited", "2"), ("gone", "3")] {
+            old.insert(by_tag, cm(name, rv, "x"));
+        }
+        for (name, rv) in [("same", "1"), ("edited", "4"), ("added", "5")] {
+            new.insert(by_tag, cm(name, rv, "x"));
+        }
+        let mut names: Vec<String> = differences(&old, &new)
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["added", "edited", "gone"]);
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! What the benchmarks share: the API server's own request counts, and the memory and CPU of
+//! the processes they start.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{collections::BTreeMap, path::Path, process::Command};
+
+use kube::{Api, Client, api::ListParams};
+use usher_crds::{User, UserPhase};
+use usher_testkit::{Envtest, Process, SmtpSink};
+
+/// Starts the release `usher controller` on `env`, mailing through `smtp`, its probes on
+/// `probes`, logging to `log` (`USHER_BENCH_LOG` sets `RUST_LOG`; default `warn`).
+pub fn spawn_controller(env: &Envtest, smtp: &SmtpSink, probes: &str, log: &Path) -> Process {
+    Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_usher"))
+            .arg("controller")
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("USHER_NAMESPACE", "usher-system")
+            .env("USHER_SMTP_URL", smtp.url())
+            .env("USHER_PROBE_LISTEN", probes)
+            .env(
+                "RUST_LOG",
+                std::env::var("USHER_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
+        log,
+        None,
+    )
+    .unwrap()
+}
+
+/// How many Users `users` serves are Invited, read from the API server's watch cache (the
+/// polls cost it no etcd read).
+pub async fn invited(users: &Api<User>) -> usize {
+    users
+        .list(&ListParams::default().match_any())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|u| u.status.as_ref().and_then(|s| s.phase) == Some(UserPhase::Invited))
+        .count()
+}
+
+/// Prints a progress line when `USHER_BENCH_TRACE` is set.
+pub fn trace(line: impl FnOnce() -> String) {
+    if std::env::var_os("USHER_BENCH_TRACE").is_some() {
+        println!("{}", line());
+    }
+}
+
+/// `apiserver_request_total` by verb and resource (`"POST users"`).
+pub async fn api_requests(client: &Client) -> BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let mut by = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let key = format!("{} {}", label("verb"), label("resource"));
+        *by.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    by
+}
+
+/// A `/proc/<pid>/status` field (`VmRSS:`, `VmHWM:`) in KiB.
+pub fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds used so far by each process of this benchmark's tree, by command name.
+pub fn cpu_by_process() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![std::process::id()];
+    while let Some(pid) = stack.pop() {
+        let children = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        stack.extend(
+            children
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok()),
+        );
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // comm is in parentheses; utime and stime are fields 14 and 15.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 =
+            fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+        *out.entry(name).or_insert(0.0) += ticks / 100.0;
+    }
+    out
+}
+
+/// Whether a request count's key ("POST users") is a write: every verb but reads and watches.
+fn is_write(key: &str) -> bool {
+    let verb = key.split(' ').next().unwrap_or("");
+    matches!(
+        verb,
+        "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION"
+    )
+}
+
+/// The writes among request counts ("POST users" and so on).
+pub fn writes(requests: &[(String, f64)]) -> f64 {
+    requests
+        .iter()
+        .filter(|(k, _)| is_write(k))
+        .fold(0.0, |sum, (_, v)| sum + v)
+}
+
+/// The writes among request counts but those to `resources` (`leases`: the leader election's
+/// renewals; `endpoints`: the API server's own).
+pub fn writes_except(requests: &[(String, f64)], resources: &[&str]) -> f64 {
+    requests
+        .iter()
+        .filter(|(k, _)| is_write(k) && !resources.iter().any(|r| k.ends_with(&format!(" {r}"))))
+        .fold(0.0, |sum, (_, v)| sum + v)
+}
+
+/// What changed between two request counts, largest first.
+pub fn deltas(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+    let mut d: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    d.sort_by(|a, b| b.1.total_cmp(&a.1));
+    d
+}
+
+/// "ok" or "MISSED", beside a figure and its target.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "ok" } else { "MISSED" }
+}

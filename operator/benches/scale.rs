@@ -1,0 +1,296 @@
+//! Scale benchmark (DESIGN.md, "Second milestone", "Scale"): 10,000 Users in 100 organisations,
+//! a tenth of them with an API key, onboarded by the real controller on the envtest API server
+//! with mail to a real SMTP server. Then, each beside its target:
+//!
+//! - the controller's resident memory after onboarding, and again after a restart and resync;
+//! - the controller's time to serve after a restart (SIGTERM, as Kubernetes restarts it): `/readyz`
+//!   200, leading, caches synced, the first User reconciled;
+//! - the writes a restart's resync of every User makes (none), and those of the settled set over
+//!   a minute (none), counted by the API server's own `apiserver_request_total`;
+//! - the auth server's time to ready from start and its resident memory.
+//!
+//! `cargo bench -p usher-operator --bench scale` (or `make bench`). `USHER_BENCH_USERS` sets the
+//! number of Users (default 10000); `USHER_BENCH_SETTLE` the seconds watched once settled
+//! (default 60).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark code may panic
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use usher_crds::{
+    ApiKeySpec, LABEL_USER, Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec,
+};
+use usher_testkit::{Envtest, Process, SmtpSink, create_namespace, free_port};
+
+mod common;
+use common::{
+    api_requests, deltas, invited, rss_kib, spawn_controller, trace, verdict, writes, writes_except,
+};
+
+const ORGS: usize = 100;
+const CONCURRENCY: usize = 32;
+const OPERATOR_NS: &str = "usher-system";
+const MIB: u64 = 1024;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Waits until `url` answers 200; the time it took from `since`.
+async fn ready(url: &str, since: Instant, what: &str, process: &Process) -> Duration {
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            return since.elapsed();
+        }
+        if since.elapsed() > Duration::from_secs(600) {
+            panic!(
+                "{what} not ready after 10 minutes:\n{}",
+                process.log_tail(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops `process` as Kubernetes does: SIGTERM, then waits for it to exit.
+async fn stop(process: &mut Process) {
+    Command::new("kill")
+        .args(["-TERM", &process.id().to_string()])
+        .status()
+        .unwrap();
+    let since = Instant::now();
+    while process.try_wait().unwrap().is_none() {
+        if since.elapsed() > Duration::from_secs(30) {
+            panic!(
+                "still running 30 s after SIGTERM:\n{}",
+                process.log_tail(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The controller's count of User reconciles, from its `/metrics`.
+async fn user_reconciles(metrics: &str) -> f64 {
+    let text = reqwest::get(metrics).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("usher_controller_reconciles_total{") && l.contains("kind=\"User\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn main() {
+    let n = env_number("USHER_BENCH_USERS", 10_000) as usize;
+    let settle = env_number("USHER_BENCH_SETTLE", 60);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let env = Envtest::start().await.unwrap();
+        env.install_crds(usher_crds::crds()).await.unwrap();
+        let client = env.client().await.unwrap();
+        create_namespace(&client, OPERATOR_NS).await.unwrap();
+        let smtp = SmtpSink::start().await.unwrap();
+        Api::<Profile>::all(client.clone())
+            .create(&PostParams::default(), &Profile::new("analyst", ProfileSpec::default()))
+            .await
+            .unwrap();
+        let orgs: Api<Organisation> = Api::all(client.clone());
+        for o in 0..ORGS {
+            let spec = OrganisationSpec {
+                display_name: format!("Organisation {o}"),
+                ..Default::default()
+            };
+            orgs.create(&PostParams::default(), &Organisation::new(&format!("org{o}"), spec))
+                .await
+                .unwrap();
+        }
+        let log = std::env::temp_dir().join("usher-bench-scale-controller.log");
+        let probes = format!("127.0.0.1:{}", free_port().unwrap());
+        let readyz = format!("http://{probes}/readyz");
+        let metrics = format!("http://{probes}/metrics");
+        let mut ctl = spawn_controller(&env, &smtp, &probes, &log);
+        ready(&readyz, Instant::now(), "the controller", &ctl).await;
+        // The controller creates the organisations' namespaces.
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for o in 0..ORGS {
+            while namespaces.get_opt(&format!("org{o}")).await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        // Onboarding: every User Invited, every key delivered.
+        let keys = n.div_ceil(10);
+        let started = Instant::now();
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let users: Api<User> = Api::namespaced(client.clone(), &format!("org{}", i % ORGS));
+                async move {
+                    let spec = UserSpec {
+                        login: format!("u{i}@example.com"),
+                        full_name: format!("User {i}"),
+                        profile: "analyst".into(),
+                        api_key: (i % 10 == 0).then(|| ApiKeySpec {
+                            enabled: true,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    users
+                        .create(&PostParams::default(), &User::new(&format!("u{i}"), spec))
+                        .await
+                        .unwrap();
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        let users: Api<User> = Api::all(client.clone());
+        let key_secrets: Api<Secret> = Api::all(client.clone());
+        loop {
+            let invited = invited(&users).await;
+            let delivered = key_secrets
+                .list_metadata(&ListParams::default().labels(LABEL_USER).match_any())
+                .await
+                .unwrap()
+                .items
+                .len();
+            trace(|| format!("  {:>6.1} s: {invited} Invited, {delivered} keys", started.elapsed().as_secs_f64()));
+            if invited == n && delivered >= keys {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(1800) {
+                panic!("only {invited}/{n} Invited after 30 minutes; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let onboarded = started.elapsed();
+        let onboard_rss = (rss_kib(ctl.id(), "VmRSS:"), rss_kib(ctl.id(), "VmHWM:"));
+        // Trailing count writes land.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+
+        // A restart as Kubernetes makes one (SIGTERM: the Lease is released), then the resync
+        // of every User, then the settled set.
+        stop(&mut ctl).await;
+        let before_restart = api_requests(&client).await;
+        let restarted = Instant::now();
+        ctl = spawn_controller(&env, &smtp, &probes, &log);
+        ready(&readyz, restarted, "the restarted controller", &ctl).await;
+        // Serving: leading, caches synced, reconciling.
+        while user_reconciles(&metrics).await < 1.0 {
+            if restarted.elapsed() > Duration::from_secs(600) {
+                panic!("no reconcile 10 minutes after the restart; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ctl_ready = restarted.elapsed();
+        while user_reconciles(&metrics).await < n as f64 {
+            if restarted.elapsed() > Duration::from_secs(600) {
+                panic!("the resync did not finish in 10 minutes; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let resynced = restarted.elapsed();
+        let after_resync = api_requests(&client).await;
+        tokio::time::sleep(Duration::from_secs(settle)).await;
+        let after_settle = api_requests(&client).await;
+        let resync = deltas(&before_restart, &after_resync);
+        let settled = deltas(&after_resync, &after_settle);
+        let ctl_rss = (rss_kib(ctl.id(), "VmRSS:"), rss_kib(ctl.id(), "VmHWM:"));
+
+        // The auth server, started on the full set.
+        let port = free_port().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let auth_started = Instant::now();
+        let auth = Process::spawn(
+            Command::new(env!("CARGO_BIN_EXE_usher"))
+                .arg("auth")
+                .env("KUBECONFIG", env.kubeconfig())
+                .env("USHER_NAMESPACE", OPERATOR_NS)
+                .env("USHER_LISTEN", format!("127.0.0.1:{port}"))
+                .env("USHER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port().unwrap()))
+                .env("USHER_PUBLIC_URL", &base)
+                .env("RUST_LOG", "warn"),
+            &std::env::temp_dir().join("usher-bench-scale-auth.log"),
+            None,
+        )
+        .unwrap();
+        let auth_ready = ready(&format!("{base}/readyz"), auth_started, "the auth server", &auth).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let auth_rss = (rss_kib(auth.id(), "VmRSS:"), rss_kib(auth.id(), "VmHWM:"));
+
+        let ok_mib = |kib: u64| verdict(kib < 300 * MIB);
+        let ok_secs = |d: Duration| verdict(d <= Duration::from_secs(60));
+        println!(
+            "scale benchmark: {n} Users in {ORGS} organisations ({keys} with API keys), envtest kube-apiserver 1.20"
+        );
+        println!("  onboarded (all Invited, keys delivered)        {:>7.1} s", onboarded.as_secs_f64());
+        println!(
+            "  controller RSS after onboarding now / peak      {:>5} / {} MiB",
+            onboard_rss.0 / MIB,
+            onboard_rss.1 / MIB
+        );
+        println!(
+            "  controller serving after a restart             {:>7.1} s  (target <= 60 s) {}",
+            ctl_ready.as_secs_f64(),
+            ok_secs(ctl_ready)
+        );
+        println!(
+            "  controller resync of every User done after      {:>7.1} s",
+            resynced.as_secs_f64()
+        );
+        println!(
+            "  controller RSS after the resync now / peak      {:>5} / {} MiB  (target < 300 MiB) {}",
+            ctl_rss.0 / MIB,
+            ctl_rss.1 / MIB,
+            ok_mib(ctl_rss.1)
+        );
+        // The leader election's renewals and the API server's own endpoints are not Usher's.
+        let not_ours = ["leases", "endpoints"];
+        let (resync_writes, settled_writes) =
+            (writes_except(&resync, &not_ours), writes_except(&settled, &not_ours));
+        let renewals = writes(&settled) - settled_writes;
+        println!(
+            "  writes by the resync after the restart          {resync_writes:>7.0}  (target 0) {}",
+            verdict(resync_writes == 0.0)
+        );
+        println!(
+            "  writes over {settle} s with nothing changed          {settled_writes:>7.0}  (target 0) {}",
+            verdict(settled_writes == 0.0)
+        );
+        println!("    (beside {renewals:.0} writes of the leader Lease and the API server's endpoints)");
+        println!("  requests by the restart and resync, by verb and resource:");
+        for (k, d) in &resync {
+            println!("    {k:<40} {d:>8.0}");
+        }
+        println!(
+            "  auth server ready after start                   {:>7.1} s  (target <= 60 s) {}",
+            auth_ready.as_secs_f64(),
+            ok_secs(auth_ready)
+        );
+        println!(
+            "  auth server RSS now / peak                      {:>5} / {} MiB  (target < 300 MiB) {}",
+            auth_rss.0 / MIB,
+            auth_rss.1 / MIB,
+            ok_mib(auth_rss.1)
+        );
+    });
+}
