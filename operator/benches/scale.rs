@@ -163,10 +163,10 @@ fn main() {
             .buffer_unordered(CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
-        let users: Api<User> = Api::all(client.clone());
+        let invited_count = invited(Api::<User>::all(client.clone()));
         let key_secrets: Api<Secret> = Api::all(client.clone());
         loop {
-            let invited = invited(&users).await;
+            let invited = invited_count.load(std::sync::atomic::Ordering::Acquire);
             let delivered = key_secrets
                 .list_metadata(&ListParams::default().labels(LABEL_USER).match_any())
                 .await

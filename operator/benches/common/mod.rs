@@ -3,9 +3,21 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{collections::BTreeMap, path::Path, process::Command};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::Path,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
-use kube::{Api, Client, api::ListParams};
+use futures::StreamExt;
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
 use usher_crds::{User, UserPhase};
 use usher_testkit::{Envtest, Process, SmtpSink};
 
@@ -29,17 +41,31 @@ pub fn spawn_controller(env: &Envtest, smtp: &SmtpSink, probes: &str, log: &Path
     .unwrap()
 }
 
-/// How many Users `users` serves are Invited, read from the API server's watch cache (the
-/// polls cost it no etcd read).
-pub async fn invited(users: &Api<User>) -> usize {
-    users
-        .list(&ListParams::default().match_any())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter(|u| u.status.as_ref().and_then(|s| s.phase) == Some(UserPhase::Invited))
-        .count()
+/// Counts the Users `users` serves that are Invited, kept up to date by a watch (one event per
+/// change: no poll makes the API server encode every User again).
+pub fn invited(users: Api<User>) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        let mut invited = HashSet::new();
+        let stream = watcher(users, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            let (user, gone) = match event {
+                Ok(watcher::Event::Apply(u) | watcher::Event::InitApply(u)) => (u, false),
+                Ok(watcher::Event::Delete(u)) => (u, true),
+                _ => continue,
+            };
+            let key = (user.namespace(), user.name_any());
+            if !gone && user.status.as_ref().and_then(|s| s.phase) == Some(UserPhase::Invited) {
+                invited.insert(key);
+            } else {
+                invited.remove(&key);
+            }
+            counted.store(invited.len(), Ordering::Release);
+        }
+    });
+    count
 }
 
 /// Prints a progress line when `USHER_BENCH_TRACE` is set.

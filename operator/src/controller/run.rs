@@ -1,9 +1,7 @@
 //! The wiring of `usher controller`: the Organisation, Profile and User controllers, what each
 //! watches, and what every reconcile goes through (cache sync, timing, backoff on failure).
 
-use std::{future::Future, sync::Arc};
-
-use std::collections::HashMap;
+use std::{collections::HashMap, future::Future, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -12,6 +10,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
+        predicates,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -64,8 +63,12 @@ pub async fn run(
     // Reconciles in flight at once: enough to keep the API server busy, few enough that an
     // onboarding wave waiting on the mail server holds little memory.
     .with_config(controller::Config::default().concurrency(CONCURRENCY));
-    let orgs = Controller::new(Api::<Organisation>::all(client.clone()), wc.clone());
-    let profiles = Controller::new(Api::<Profile>::all(client.clone()), wc.clone());
+    let (orgs, profiles) = (
+        by_spec(Api::<Organisation>::all(client.clone())),
+        by_spec(Api::<Profile>::all(client.clone())),
+    );
+    let orgs = Controller::for_stream(orgs.1, orgs.0);
+    let profiles = Controller::for_stream(profiles.1, profiles.0);
     // The reconcilers read caches of their own. A Controller's store is awaited by its applier,
     // and kube's Store::wait_until_ready wakes only one waiter: a second waiter on it stalls
     // either the controller or the waiter. These stores have exactly one waiter, below.
@@ -261,6 +264,25 @@ where
         ctx.backoff.succeeded(&key);
     }
     result
+}
+
+/// A trimmed cache of the `K`s, and those to reconcile: created or given a new spec
+/// (generation). The status their reconcile writes wakes nothing; the counts in it come through
+/// `reconcile_on`.
+fn by_spec<K: Watched>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send,
+) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    (reader, stream)
 }
 
 /// The `K`s a watch serves that the Users depending on them must look at again: created,
