@@ -227,7 +227,7 @@ async fn bench() {
         .await
         .unwrap();
     let store = AccountStore::new(client.clone(), "usher-system");
-    let (account, _) = store.get_or_create(LOGIN).await.unwrap();
+    let account = store.get_or_new(LOGIN).await.unwrap();
     let new = NewKey::generate(&keys, &account.id, &user).unwrap();
     let key = new.key.clone();
     store
@@ -259,7 +259,7 @@ async fn bench() {
             )
             .await
             .unwrap();
-        let (account, _) = store.get_or_create(login).await.unwrap();
+        let account = store.get_or_new(login).await.unwrap();
         let _ = member;
         store
             .modify(account, |a| {

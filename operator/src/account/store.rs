@@ -93,32 +93,6 @@ impl AccountStore {
         self.get_id(&account_id(login)).await
     }
 
-    /// The account of `login`, created if missing (creating it twice is harmless); true when
-    /// this call created it.
-    pub async fn get_or_create(&self, login: &str) -> Result<(Account, bool), StoreError> {
-        if let Some(a) = self.get(login).await? {
-            return Ok((a, false));
-        }
-        let fresh = Account::new(login);
-        match self
-            .api
-            .create(&PostParams::default(), &fresh.to_secret(&self.namespace))
-            .await
-        {
-            Ok(s) => {
-                self.remember(&s);
-                Ok((Account::from_secret(&s)?, true))
-            }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok((
-                self.get_fresh(&account_id(login))
-                    .await?
-                    .ok_or(StoreError::Gone)?,
-                false,
-            )),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Creates the Secret of an account that must not exist yet (a rename's new account).
     pub async fn create(&self, account: &Account) -> Result<Account, StoreError> {
         let written = self

@@ -24,7 +24,12 @@ use kube::{
 use usher_crds::{Organisation, Profile, User};
 
 use super::{backoff::Backoff, metrics::Metrics};
-use crate::{account::AccountStore, keys::Keys, mail::Mailer, runtime::cache::Cache};
+use crate::{
+    account::AccountStore,
+    keys::Keys,
+    mail::Mailer,
+    runtime::cache::{Cache, key_of, version_of},
+};
 
 /// How often coalesced recounts of Organisations and Profiles go out: a burst of new Users
 /// costs each of them one count write per interval, not one per User.
@@ -62,6 +67,9 @@ pub struct Caches {
     pub counted_users: Store<User>,
     /// True once `counted_users` is known complete (see [`Context::counted_users`]).
     pub counts_ready: Arc<AtomicBool>,
+    /// The Organisation controller's own store: an Organisation it reconciled (the one that
+    /// made a namespace for Users) is in it, so recounts are resolved against it.
+    pub counted_orgs: Store<Organisation>,
     /// Organisations whose member count to check.
     pub recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
     /// Profiles whose user count to check.
@@ -72,10 +80,12 @@ pub struct Caches {
     pub key_secrets: Cache<Secret>,
 }
 
-/// Organisations and Profiles waiting for their recount.
+/// What waits for a recount: the namespaces whose Organisation counts members (resolved when
+/// the recounts go out, so an Organisation the caches did not hold yet is found then), and the
+/// Profiles.
 #[derive(Default)]
 struct Dirty {
-    orgs: HashSet<ObjectRef<Organisation>>,
+    namespaces: HashSet<String>,
     profiles: HashSet<ObjectRef<Profile>>,
 }
 
@@ -108,6 +118,7 @@ pub struct Context {
     synced: tokio::sync::watch::Receiver<bool>,
     counted_users: Store<User>,
     counts_ready: Arc<AtomicBool>,
+    counted_orgs: Store<Organisation>,
     recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
     recount_profiles: UnboundedSender<ObjectRef<Profile>>,
     dirty: Mutex<Dirty>,
@@ -154,6 +165,7 @@ impl Context {
             synced: caches.synced,
             counted_users: caches.counted_users,
             counts_ready: caches.counts_ready,
+            counted_orgs: caches.counted_orgs,
             recount_orgs: caches.recount_orgs,
             recount_profiles: caches.recount_profiles,
             dirty: Mutex::default(),
@@ -190,7 +202,7 @@ impl Context {
     /// `user`, or the version of it this process wrote last when that is newer (the cache has
     /// not caught up yet). Entries go once the cache holds their version.
     pub fn fresher(&self, user: Arc<User>) -> Arc<User> {
-        let key = user_key(&user);
+        let key = key_of(&*user);
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         match written.get(&key) {
             Some(w) if version(w) > version(&user) => w.clone(),
@@ -205,7 +217,7 @@ impl Context {
     /// Remembers `user` as this process just wrote it.
     pub fn wrote(&self, user: User) {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        written.insert(user_key(&user), Arc::new(user));
+        written.insert(key_of(&user), Arc::new(user));
     }
 
     /// Serialises work on one account across its memberships' reconciles.
@@ -250,14 +262,10 @@ impl Context {
     /// [`Context::flush_recounts`]). Asked after the User is in the cache, so the counts see
     /// it; a watch of Users of their own would race with this cache.
     pub fn recount(&self, user: &User) {
-        let ns = user.namespace().unwrap_or_default();
         let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-        for org in self
-            .organisations
-            .state_filter(|o| o.namespace_name() == ns)
-        {
-            dirty.orgs.insert(ObjectRef::from_obj(org.as_ref()));
-        }
+        dirty
+            .namespaces
+            .insert(user.namespace().unwrap_or_default());
         // The User's own profile by name, even when it is not cached yet; the others because
         // the User may have left one of them.
         dirty
@@ -282,8 +290,15 @@ impl Context {
     /// Sends the recounts asked for since the last call, each once.
     pub fn flush_recounts(&self) {
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
-        for org in dirty.orgs {
-            let _ = self.recount_orgs.unbounded_send(org);
+        if !dirty.namespaces.is_empty() {
+            let orgs = self
+                .counted_orgs
+                .state_filter(|o| dirty.namespaces.contains(&o.namespace_name()));
+            for org in orgs {
+                let _ = self
+                    .recount_orgs
+                    .unbounded_send(ObjectRef::from_obj(org.as_ref()));
+            }
         }
         for profile in dirty.profiles {
             let _ = self.recount_profiles.unbounded_send(profile);
@@ -333,17 +348,7 @@ impl Context {
     }
 }
 
-fn user_key(user: &User) -> String {
-    format!(
-        "{}/{}",
-        user.namespace().unwrap_or_default(),
-        user.name_any()
-    )
-}
-
-/// A resourceVersion as a number (etcd's are); 0 when unknown.
+/// A User's resourceVersion as a number; 0 when unknown.
 fn version(user: &User) -> u64 {
-    user.resource_version()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    version_of(user).unwrap_or(0)
 }

@@ -67,6 +67,7 @@ pub async fn run(
         by_spec(Api::<Organisation>::all(client.clone())),
         by_spec(Api::<Profile>::all(client.clone())),
     );
+    let counted_orgs = orgs.0.clone();
     let orgs = Controller::for_stream(orgs.1, orgs.0);
     let profiles = Controller::for_stream(profiles.1, profiles.0);
     // The reconcilers read caches of their own. A Controller's store is awaited by its applier,
@@ -126,6 +127,7 @@ pub async fn run(
         profiles: profile_store.clone(),
         synced,
         counted_users,
+        counted_orgs,
         counts_ready,
         recount_orgs,
         recount_profiles,
