@@ -36,6 +36,7 @@ if [ ! -x "$TOOLS/checkov/bin/checkov" ]; then
 fi
 
 "$TOOLS/helm" version --short >&2
-"$TOOLS/kubectl" version --client 2>/dev/null | head -1 >&2
+# sed reads all of it: head would exit early and kill kubectl with SIGPIPE, which pipefail reports.
+"$TOOLS/kubectl" version --client 2>/dev/null | sed -n 1p >&2
 echo "checkov $("$TOOLS/checkov/bin/checkov" --version)" >&2
 echo "$TOOLS"
