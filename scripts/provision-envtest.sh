@@ -33,7 +33,8 @@ step "installing build dependencies (etcd-server golang-go rsync jq reflect2)"
 # copies the style of the machine's own Debian entry (deb822 with Signed-By, or one-line).
 if ! grep -rqs 'deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
   if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    keyring=$(sed -n 's/^Signed-By: *//p' /etc/apt/sources.list.d/debian.sources | head -1)
+    # The first Signed-By, by sed alone: a pipe into head can end the run with SIGPIPE (pipefail).
+    keyring=$(sed -n '/^Signed-By: */{s///p;q}' /etc/apt/sources.list.d/debian.sources)
     printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n%s\n' \
       "${keyring:+Signed-By: $keyring}" | $SUDO tee /etc/apt/sources.list.d/usher-bookworm-src.sources >/dev/null
   else
