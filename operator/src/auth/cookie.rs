@@ -47,16 +47,20 @@ impl Scope<'_> {
 
     /// The session token in the request's cookies, if any.
     pub fn token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        let name = self.name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+        values(headers, self.name()).next()
     }
+}
+
+/// The values of the request's cookies named `name`, in the order sent.
+pub fn values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]

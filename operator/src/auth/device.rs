@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
@@ -49,14 +49,9 @@ pub fn presented(
     account_id: &str,
     now: i64,
 ) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, v)| *k == COOKIE && v.len() <= MAX_LEN)
-        .find_map(|(_, token)| {
+    super::cookie::values(headers, COOKIE)
+        .filter(|v| v.len() <= MAX_LEN)
+        .find_map(|token| {
             let (body, tag) = token.split_once('.')?;
             let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
             ring::hmac::verify(key, body.as_bytes(), &tag).ok()?;
@@ -80,6 +75,8 @@ pub fn cookie(token: &str, secure: bool) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use axum::http::header;
 
     use super::*;
 
