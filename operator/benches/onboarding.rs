@@ -26,7 +26,7 @@ use usher_testkit::{Envtest, SmtpSink, create_namespace, free_port};
 
 mod common;
 use common::{
-    api_requests, cpu_by_process, deltas, invited, rss_kib, spawn_controller, trace, verdict,
+    api_requests, cpu_by_process, deltas, invited, rss_kib, spawn_controller, verdict, wait_for,
     writes_except,
 };
 
@@ -180,19 +180,19 @@ fn main() {
         })
         .await;
         let invited_count = invited(users.clone());
-        loop {
-            let invited = invited_count.load(std::sync::atomic::Ordering::Acquire);
-            let mails = smtp.messages().unwrap().len();
-            trace(|| format!("  {:>6.2} s: {invited} Invited, {mails} emails", started.elapsed().as_secs_f64()));
-            if invited == n && mails >= n {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(900) {
-                panic!("only {invited}/{n} Invited after 15 minutes; see {}", log.display());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let onboarded = started.elapsed();
+        let onboarded = wait_for(
+            started,
+            Duration::from_secs(900),
+            Duration::from_millis(100),
+            &log,
+            || async {
+                let invited = invited_count.load(std::sync::atomic::Ordering::Acquire);
+                let mails = smtp.messages().unwrap().len();
+                let done = invited == n && mails >= n;
+                if done { Ok(()) } else { Err(format!("{invited}/{n} Invited, {mails} emails")) }
+            },
+        )
+        .await;
         if let Some(mut curl) = profile {
             curl.wait().unwrap();
         }

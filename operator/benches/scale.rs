@@ -33,7 +33,8 @@ use usher_testkit::{Envtest, Process, SmtpSink, create_namespace, free_port};
 
 mod common;
 use common::{
-    api_requests, deltas, invited, rss_kib, spawn_controller, trace, verdict, writes, writes_except,
+    api_requests, deltas, invited, rss_kib, spawn_controller, verdict, wait_for, writes,
+    writes_except,
 };
 
 const ORGS: usize = 100;
@@ -165,24 +166,24 @@ fn main() {
             .await;
         let invited_count = invited(Api::<User>::all(client.clone()));
         let key_secrets: Api<Secret> = Api::all(client.clone());
-        loop {
-            let invited = invited_count.load(std::sync::atomic::Ordering::Acquire);
-            let delivered = key_secrets
-                .list_metadata(&ListParams::default().labels(LABEL_USER).match_any())
-                .await
-                .unwrap()
-                .items
-                .len();
-            trace(|| format!("  {:>6.1} s: {invited} Invited, {delivered} keys", started.elapsed().as_secs_f64()));
-            if invited == n && delivered >= keys {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(1800) {
-                panic!("only {invited}/{n} Invited after 30 minutes; see {}", log.display());
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        let onboarded = started.elapsed();
+        let onboarded = wait_for(
+            started,
+            Duration::from_secs(1800),
+            Duration::from_secs(2),
+            &log,
+            || async {
+                let invited = invited_count.load(std::sync::atomic::Ordering::Acquire);
+                let delivered = key_secrets
+                    .list_metadata(&ListParams::default().labels(LABEL_USER).match_any())
+                    .await
+                    .unwrap()
+                    .items
+                    .len();
+                let done = invited == n && delivered >= keys;
+                if done { Ok(()) } else { Err(format!("{invited}/{n} Invited, {delivered}/{keys} keys")) }
+            },
+        )
+        .await;
         let onboard_rss = (rss_kib(ctl.id(), "VmRSS:"), rss_kib(ctl.id(), "VmHWM:"));
         // Trailing count writes land.
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -194,21 +195,22 @@ fn main() {
         let restarted = Instant::now();
         ctl = spawn_controller(&env, &smtp, &probes, &log);
         ready(&readyz, restarted, "the restarted controller", &ctl).await;
-        // Serving: leading, caches synced, reconciling.
-        while user_reconciles(&metrics).await < 1.0 {
-            if restarted.elapsed() > Duration::from_secs(600) {
-                panic!("no reconcile 10 minutes after the restart; see {}", log.display());
+        // Serving: leading, caches synced, reconciling; then every User reconciled again.
+        let reconciled = |at_least: f64| {
+            let metrics = metrics.clone();
+            move || {
+                let metrics = metrics.clone();
+                async move {
+                    let done = user_reconciles(&metrics).await;
+                    if done >= at_least { Ok(()) } else { Err(format!("{done} of {at_least} User reconciles after the restart")) }
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let ctl_ready = restarted.elapsed();
-        while user_reconciles(&metrics).await < n as f64 {
-            if restarted.elapsed() > Duration::from_secs(600) {
-                panic!("the resync did not finish in 10 minutes; see {}", log.display());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let resynced = restarted.elapsed();
+        };
+        let limit = Duration::from_secs(600);
+        let ctl_ready =
+            wait_for(restarted, limit, Duration::from_millis(20), &log, reconciled(1.0)).await;
+        let resynced =
+            wait_for(restarted, limit, Duration::from_millis(200), &log, reconciled(n as f64)).await;
         let after_resync = api_requests(&client).await;
         tokio::time::sleep(Duration::from_secs(settle)).await;
         let after_settle = api_requests(&client).await;

@@ -5,12 +5,14 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
+    future::Future,
     path::Path,
     process::Command,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt;
@@ -66,6 +68,37 @@ pub fn invited(users: Api<User>) -> Arc<AtomicUsize> {
         }
     });
     count
+}
+
+/// Polls `check` every `every` until it answers `Ok`; each `Err` is the progress so far, traced
+/// with the time since `since`. Past `limit` it panics with the last progress and `log`. The time
+/// from `since` when it is done.
+pub async fn wait_for<F, Fut>(
+    since: Instant,
+    limit: Duration,
+    every: Duration,
+    log: &Path,
+    mut check: F,
+) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    loop {
+        let progress = match check().await {
+            Ok(()) => return since.elapsed(),
+            Err(progress) => progress,
+        };
+        trace(|| format!("  {:>6.1} s: {progress}", since.elapsed().as_secs_f64()));
+        if since.elapsed() > limit {
+            panic!(
+                "only {progress} after {} s; see {}",
+                limit.as_secs(),
+                log.display()
+            );
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Prints a progress line when `USHER_BENCH_TRACE` is set.
