@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
@@ -30,16 +30,25 @@ impl<K> Watched for K where
 {
 }
 
-/// A cache of every `K` the API serves to `api`, without managedFields (large, never read):
-/// the store, and the future that keeps it filled (spawn it). Watch errors are logged and
-/// retried with backoff.
-pub fn reflector<K: Watched>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static) {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
+/// Every `K` the API serves to `api` as it is applied, without managedFields (large, never
+/// read), each stored by `writer` first: what a reflector or a Controller is driven by. Watch
+/// errors are retried with backoff.
+pub fn trimmed<K: Watched>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|obj| obj.managed_fields_mut().clear())
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+}
+
+/// A cache of every `K` the API serves to `api`, without managedFields: the store, and the
+/// future that keeps it filled (spawn it). Watch errors are logged and retried with backoff.
+pub fn reflector<K: Watched>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static) {
+    let (reader, writer) = reflector::store();
+    let stream = trimmed(api, writer);
     let drive = async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {

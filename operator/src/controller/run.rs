@@ -15,7 +15,10 @@ use kube::{
         watcher,
     },
 };
-use usher_crds::{LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User, watch::Watched};
+use usher_crds::{
+    LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User,
+    watch::{Watched, trimmed},
+};
 
 use super::{
     backoff,
@@ -48,16 +51,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Not ready until every cache holds its first list.
     ready.store(false, std::sync::atomic::Ordering::Release);
-    let wc = watcher::Config::default();
     // The Users controller's own cache, trimmed like every other (managedFields are most of a
     // User's size and nothing reads them); the Organisation and Profile counts read it.
     let (counted_users, writer) = reflector::store();
     let users = Controller::for_stream(
-        watcher(Api::<User>::all(client.clone()), wc.clone())
-            .default_backoff()
-            .modify(|u| u.managed_fields_mut().clear())
-            .reflect(writer)
-            .applied_objects(),
+        trimmed(Api::<User>::all(client.clone()), writer),
         counted_users.clone(),
     )
     // Reconciles in flight at once: enough to keep the API server busy, few enough that an
@@ -278,12 +276,7 @@ fn by_spec<K: Watched>(
     impl Stream<Item = Result<K, watcher::Error>> + Send,
 ) {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let stream = trimmed(api, writer).predicate_filter(predicates::generation, Default::default());
     (reader, stream)
 }
 
