@@ -30,18 +30,36 @@ impl<K> Watched for K where
 {
 }
 
-/// Every `K` the API serves to `api` as it is applied, without managedFields (large, never
-/// read), each stored by `writer` first: what a reflector or a Controller is driven by. Watch
-/// errors are retried with backoff.
-pub fn trimmed<K: Watched>(
+/// Every event a watch of `api` serves, managedFields cleared (large, never read), each stored
+/// by `writer` before it is passed on; `synced` turns true once the first complete list is
+/// stored, and stays true through relists. Watch errors are retried with backoff.
+///
+/// `synced` is what waits for the store: kube's `Store::wait_until_ready` wakes only one of
+/// several waiters, and a Controller's applier is already waiting on the store it is given.
+pub fn trimmed_events<K: Watched>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    synced: tokio::sync::watch::Sender<bool>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
     watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|obj| obj.managed_fields_mut().clear())
         .reflect(writer)
-        .applied_objects()
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                synced.send_replace(true);
+            }
+        })
+}
+
+/// Every `K` the API serves to `api` as it is applied, without managedFields, each stored by
+/// `writer` first: what a reflector or a Controller is driven by. Watch errors are retried
+/// with backoff.
+pub fn trimmed<K: Watched>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    trimmed_events(api, writer, tokio::sync::watch::Sender::new(false)).applied_objects()
 }
 
 /// A cache of every `K` the API serves to `api`, without managedFields: the store, and the

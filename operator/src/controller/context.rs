@@ -5,10 +5,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -55,7 +52,8 @@ pub struct Settings {
 
 /// The caches the reconcilers read, and the channels that ask for recounts.
 pub struct Caches {
-    /// Users, Organisations and Profiles, each from a reflector of its own.
+    /// Users, Organisations and Profiles: the store of each kind's controller (one watch per
+    /// kind), so a reconcile reads at least what woke it.
     pub users: Store<User>,
     /// See `users`.
     pub organisations: Store<Organisation>,
@@ -63,13 +61,6 @@ pub struct Caches {
     pub profiles: Store<Profile>,
     /// True once the three above hold a complete first List.
     pub synced: tokio::sync::watch::Receiver<bool>,
-    /// The User controller's own store: recounts are triggered from it, so counts read it.
-    pub counted_users: Store<User>,
-    /// True once `counted_users` is known complete (see [`Context::counted_users`]).
-    pub counts_ready: Arc<AtomicBool>,
-    /// The Organisation controller's own store: an Organisation it reconciled (the one that
-    /// made a namespace for Users) is in it, so recounts are resolved against it.
-    pub counted_orgs: Store<Organisation>,
     /// Organisations whose member count to check.
     pub recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
     /// Profiles whose user count to check.
@@ -116,9 +107,6 @@ pub struct Context {
     account_cache: Cache<Secret>,
     recorder: Recorder,
     synced: tokio::sync::watch::Receiver<bool>,
-    counted_users: Store<User>,
-    counts_ready: Arc<AtomicBool>,
-    counted_orgs: Store<Organisation>,
     recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
     recount_profiles: UnboundedSender<ObjectRef<Profile>>,
     dirty: Mutex<Dirty>,
@@ -163,9 +151,6 @@ impl Context {
             organisations: caches.organisations,
             profiles: caches.profiles,
             synced: caches.synced,
-            counted_users: caches.counted_users,
-            counts_ready: caches.counts_ready,
-            counted_orgs: caches.counted_orgs,
             recount_orgs: caches.recount_orgs,
             recount_profiles: caches.recount_profiles,
             dirty: Mutex::default(),
@@ -232,9 +217,9 @@ impl Context {
     /// Waits until the three caches hold a complete first List, so no reconcile judges a User
     /// against a half-loaded set of Organisations or Profiles.
     ///
-    /// One task awaits the stores (see `run`) and publishes on a watch channel: kube's
-    /// `Store::wait_until_ready` wakes only the last of several concurrent waiters, and
-    /// reconciles waiting on it directly were seen to hang forever.
+    /// Each watch marks its store synced itself (`usher_crds::watch::trimmed_events`): kube's
+    /// `Store::wait_until_ready` wakes only the last of several concurrent waiters, and each
+    /// controller's applier is waiting on its store already.
     pub async fn wait_synced(&self) {
         let mut synced = self.synced.clone();
         let _ = synced.wait_for(|ready| *ready).await;
@@ -243,18 +228,10 @@ impl Context {
         }
     }
 
-    /// The Users to count members and profile users from, once that store is complete: a User
-    /// reconcile has run (kube starts them only after the store's first List), or there are no
-    /// Users at all. Before then counts are left as they are, so a restart rewrites nothing.
+    /// The Users to count members and profile users from, once that store is complete. Before
+    /// then counts are left as they are, so a restart rewrites nothing.
     pub fn counted_users(&self) -> Option<&Store<User>> {
-        self.counts_ready
-            .load(Ordering::Acquire)
-            .then_some(&self.counted_users)
-    }
-
-    /// Marks the counted store complete (called by the User reconciler).
-    pub fn mark_counts_ready(&self) {
-        self.counts_ready.store(true, Ordering::Release);
+        (*self.synced.borrow()).then_some(&self.users)
     }
 
     /// Asks for the member count of `user`'s organisation and the user counts of every profile
@@ -292,7 +269,7 @@ impl Context {
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         if !dirty.namespaces.is_empty() {
             let orgs = self
-                .counted_orgs
+                .organisations
                 .state_filter(|o| dirty.namespaces.contains(&o.namespace_name()));
             for org in orgs {
                 let _ = self

@@ -17,7 +17,7 @@ use kube::{
 };
 use usher_crds::{
     LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User,
-    watch::{Watched, trimmed},
+    watch::{Watched, trimmed_events},
 };
 
 use super::{
@@ -51,50 +51,38 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Not ready until every cache holds its first list.
     ready.store(false, std::sync::atomic::Ordering::Release);
-    // The Users controller's own cache, trimmed like every other (managedFields are most of a
-    // User's size and nothing reads them); the Organisation and Profile counts read it.
-    let (counted_users, writer) = reflector::store();
-    let users = Controller::for_stream(
-        trimmed(Api::<User>::all(client.clone()), writer),
-        counted_users.clone(),
-    )
-    // Reconciles in flight at once: enough to keep the API server busy, few enough that an
-    // onboarding wave waiting on the mail server holds little memory.
-    .with_config(controller::Config::default().concurrency(CONCURRENCY));
-    let (orgs, profiles) = (
-        by_spec(Api::<Organisation>::all(client.clone())),
-        by_spec(Api::<Profile>::all(client.clone())),
-    );
-    let counted_orgs = orgs.0.clone();
-    let orgs = Controller::for_stream(orgs.1, orgs.0);
-    let profiles = Controller::for_stream(profiles.1, profiles.0);
-    // The reconcilers read caches of their own. A Controller's store is awaited by its applier,
-    // and kube's Store::wait_until_ready wakes only one waiter: a second waiter on it stalls
-    // either the controller or the waiter. These stores have exactly one waiter, below.
-    let (user_store, org_store, profile_store) = (
-        usher_crds::watch::spawn_reflector::<User>(Api::all(client.clone())),
-        usher_crds::watch::spawn_reflector::<Organisation>(Api::all(client.clone())),
-        usher_crds::watch::spawn_reflector::<Profile>(Api::all(client.clone())),
-    );
-    let (synced_tx, synced) = tokio::sync::watch::channel(false);
-    let counts_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::spawn({
-        let (u, o, p) = (user_store.clone(), org_store.clone(), profile_store.clone());
-        let counts_ready = counts_ready.clone();
-        async move {
-            let ready = futures::future::try_join3(
-                u.wait_until_ready(),
-                o.wait_until_ready(),
-                p.wait_until_ready(),
-            );
-            if ready.await.is_ok() {
-                if u.is_empty() {
-                    // No Users: no User reconcile will ever mark the counts ready.
-                    counts_ready.store(true, std::sync::atomic::Ordering::Release);
-                }
-                let _ = synced_tx.send(true);
-                tracing::info!("caches synced");
+    // One watch per kind, trimmed (managedFields are most of a User's size and nothing reads
+    // them). Each fills the one store of its kind: its controller is driven by it and the
+    // reconcilers read it, so a reconcile sees at least what woke it.
+    // The same watch keeps the index of Users by account.
+    let (user_store, writer) = reflector::store();
+    let (users_synced_tx, users_synced) = tokio::sync::watch::channel(false);
+    let members = user::accounts::members();
+    let mut index = members.feed();
+    let user_events = trimmed_events(Api::<User>::all(client.clone()), writer, users_synced_tx)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event.clone(), &|_| ());
             }
+        });
+    let users = Controller::for_stream(user_events.applied_objects(), user_store.clone())
+        // Reconciles in flight at once: enough to keep the API server busy, few enough that an
+        // onboarding wave waiting on the mail server holds little memory.
+        .with_config(controller::Config::default().concurrency(CONCURRENCY));
+    let orgs = shared(Api::<Organisation>::all(client.clone()));
+    let profiles = shared(Api::<Profile>::all(client.clone()));
+    let (org_store, profile_store) = (orgs.store.clone(), profiles.store.clone());
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let mut all = [users_synced, orgs.synced.clone(), profiles.synced.clone()];
+        async move {
+            for s in &mut all {
+                if s.wait_for(|synced| *synced).await.is_err() {
+                    return;
+                }
+            }
+            let _ = synced_tx.send(true);
+            tracing::info!("caches synced");
         }
     });
     let (recount_orgs, orgs_to_recount) = futures::channel::mpsc::unbounded();
@@ -124,9 +112,6 @@ pub async fn run(
         organisations: org_store.clone(),
         profiles: profile_store.clone(),
         synced,
-        counted_users,
-        counted_orgs,
-        counts_ready,
         recount_orgs,
         recount_profiles,
         accounts,
@@ -164,7 +149,6 @@ pub async fn run(
 
     // Users are re-reconciled when their account changes (activation, MFA enrolment by the auth
     // server), and when the Organisation or Profile they depend on appears or changes.
-    let by_login = user_store.clone();
     let by_namespace = user_store.clone();
     let by_profile = user_store.clone();
     let users = users
@@ -182,31 +166,19 @@ pub async fn run(
                     .and_then(|d| d.get("login"))
                     .and_then(|v| String::from_utf8(v.0.clone()).ok())
                     .unwrap_or_default();
-                // The account's Users: those that recorded it, and those with its login
-                // (canonical, as the webhook keeps it). No login is canonicalised here: this
-                // runs for every account change, against every User.
-                users_where(&by_login, |u| {
-                    u.spec.login == login
-                        || u.status.as_ref().and_then(|s| s.account_id.as_deref()) == Some(&id)
-                })
+                user::accounts::users_of(&members, &id, &login)
             },
         )
-        .watches_stream(
-            spec_changes(Api::<Organisation>::all(client.clone())),
-            move |org| {
-                let ns = org.namespace_name();
-                users_where(&by_namespace, |u| u.namespace().as_deref() == Some(&ns))
-            },
-        )
+        .watches_stream(orgs.dependants, move |org| {
+            let ns = org.namespace_name();
+            users_where(&by_namespace, |u| u.namespace().as_deref() == Some(&ns))
+        })
         // API-key Secrets it made: a deleted or edited one is put right.
         .owns_stream(key_secrets_changed.map(|s: Arc<Secret>| Ok(Secret::clone(&s))))
-        .watches_stream(
-            spec_changes(Api::<Profile>::all(client.clone())),
-            move |p| {
-                let name = p.name_any();
-                users_where(&by_profile, |u| u.spec.profile == name)
-            },
-        )
+        .watches_stream(profiles.dependants, move |p| {
+            let name = p.name_any();
+            users_where(&by_profile, |u| u.spec.profile == name)
+        })
         .shutdown_on_signal()
         .run(
             |u, ctx| instrumented(u, ctx, user::reconcile),
@@ -217,7 +189,7 @@ pub async fn run(
 
     // Organisations count members and Profiles count users, recounted when the User
     // reconciler has seen a change (see Context::recount).
-    let orgs = orgs
+    let orgs = Controller::for_stream(orgs.reconciled, orgs.store)
         .reconcile_on(orgs_to_recount)
         .shutdown_on_signal()
         .run(
@@ -226,7 +198,7 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|r| async move { log_result("Organisation", r) });
-    let profiles = profiles
+    let profiles = Controller::for_stream(profiles.reconciled, profiles.store)
         .reconcile_on(profiles_to_recount)
         .shutdown_on_signal()
         .run(
@@ -266,42 +238,78 @@ where
     result
 }
 
-/// A trimmed cache of the `K`s, and those to reconcile: created or given a new spec
-/// (generation). The status their reconcile writes wakes nothing; the counts in it come through
-/// `reconcile_on`.
-fn by_spec<K: Watched>(
-    api: Api<K>,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send,
-) {
-    let (reader, writer) = reflector::store();
-    let stream = trimmed(api, writer).predicate_filter(predicates::generation, Default::default());
-    (reader, stream)
+/// One watch of a kind that Users depend on (Organisations, Profiles), and what it feeds.
+struct Shared<K: Watched, R, D> {
+    /// Every `K`, trimmed: their controller's store, read by the reconcilers too.
+    store: Store<K>,
+    /// True once `store` holds the first list.
+    synced: tokio::sync::watch::Receiver<bool>,
+    /// The `K`s to reconcile: created or given a new spec (generation). The status their
+    /// reconcile writes wakes nothing; the counts in it come through recount requests.
+    reconciled: R,
+    /// The `K`s the Users depending on them must look at again (see [`spec_changes`]).
+    dependants: D,
 }
 
-/// The `K`s a watch serves that the Users depending on them must look at again: created,
+/// Watches the `K`s once and passes each stored event on to both of [`Shared`]'s streams.
+fn shared<K: Watched>(
+    api: Api<K>,
+) -> Shared<
+    K,
+    impl Stream<Item = Result<K, watcher::Error>> + Send,
+    impl Stream<Item = Result<K, watcher::Error>> + Send,
+> {
+    let (store, writer) = reflector::store();
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
+    let (to_own, own) = futures::channel::mpsc::unbounded();
+    let (to_dependants, dependants) = futures::channel::mpsc::unbounded();
+    let events = trimmed_events(api, writer, synced_tx);
+    tokio::spawn(async move {
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    let _ = to_own.unbounded_send(event.clone());
+                    let _ = to_dependants.unbounded_send(event);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
+                }
+            }
+        }
+    });
+    Shared {
+        store,
+        synced,
+        reconciled: own
+            .map(Ok)
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default()),
+        dependants: spec_changes(dependants),
+    }
+}
+
+/// The `K`s of a watch's events that the Users depending on them must look at again: created,
 /// deleted, or with a new spec (generation). Their status changing (the counts this controller
 /// writes) passes nothing on: otherwise every recount would reconcile every member again.
-fn spec_changes<K: Watched>(api: Api<K>) -> impl Stream<Item = Result<K, watcher::Error>> + Send {
+fn spec_changes<K: Watched>(
+    events: impl Stream<Item = watcher::Event<K>> + Send,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send {
     let mut seen: HashMap<String, Option<i64>> = HashMap::new();
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .filter_map(move |event| {
-            let passed = match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    let generation = o.meta().generation;
-                    (seen.insert(key_of(&o), generation) != Some(generation)).then_some(Ok(o))
-                }
-                Ok(watcher::Event::Delete(o)) => {
-                    seen.remove(&key_of(&o));
-                    Some(Ok(o))
-                }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-                Err(e) => Some(Err(e)),
-            };
-            std::future::ready(passed)
-        })
+    events.filter_map(move |event| {
+        let passed = match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let generation = o.meta().generation;
+                (seen.insert(key_of(&o), generation) != Some(generation)).then_some(Ok(o))
+            }
+            watcher::Event::Delete(o) => {
+                seen.remove(&key_of(&o));
+                Some(Ok(o))
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        std::future::ready(passed)
+    })
 }
 
 fn users_where(store: &Store<User>, pred: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {

@@ -200,48 +200,24 @@ impl<K: Watched, V: Entry> Cache<K, V> {
         async move {
             let stream = watcher(api, config).default_backoff();
             futures::pin_mut!(stream);
-            let mut relist: Option<Inner<V>> = None;
+            let mut feed = cache.feed();
             while let Some(event) = stream.next().await {
-                let event = match event {
-                    Ok(e) => e,
+                match event {
+                    Ok(event) => feed.apply(event, &notify),
                     Err(e) => {
                         tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
-                        continue;
-                    }
-                };
-                match event {
-                    watcher::Event::Init => relist = Some(Inner::default()),
-                    watcher::Event::InitApply(obj) => {
-                        let entry = cache.entry(obj);
-                        if let Some(r) = relist.as_mut() {
-                            r.insert(cache.index_fn, entry);
-                        }
-                    }
-                    watcher::Event::InitDone => {
-                        if let Some(r) = relist.take() {
-                            let old = std::mem::replace(&mut *cache.write(), r);
-                            if cache.is_ready() {
-                                for entry in differences(&old, &cache.read()) {
-                                    notify(entry);
-                                }
-                            }
-                        }
-                        cache.ready.store(true, Ordering::Release);
-                    }
-                    watcher::Event::Apply(obj) => {
-                        let key = key_of(&obj);
-                        cache.apply_own_write(obj);
-                        if let Some(entry) = cache.read().objects.get(&key) {
-                            notify(entry.clone());
-                        }
-                    }
-                    watcher::Event::Delete(obj) => {
-                        let entry = Arc::new(cache.entry(obj));
-                        cache.write().remove(cache.index_fn, &entry.key());
-                        notify(entry);
                     }
                 }
             }
+        }
+    }
+
+    /// What fills the cache from the events of a watch driven elsewhere (one already feeding a
+    /// controller), one event at a time.
+    pub fn feed(&self) -> Feed<K, V> {
+        Feed {
+            cache: self.clone(),
+            relist: None,
         }
     }
 
@@ -321,6 +297,53 @@ impl<K: Watched, V: Entry> Cache<K, V> {
         });
         if !newer_held {
             inner.insert(self.index_fn, entry);
+        }
+    }
+}
+
+/// Applies a watch's events to a [`Cache`] (see [`Cache::feed`]).
+pub struct Feed<K, V> {
+    cache: Cache<K, V>,
+    /// The list being received since the last `Init`, swapped in whole at `InitDone`.
+    relist: Option<Inner<V>>,
+}
+
+impl<K: Watched, V: Entry> Feed<K, V> {
+    /// Applies `event`; each entry that changed goes to `notify` once the cache holds it (after
+    /// a relist: those that differ from before; the first list notifies nothing).
+    pub fn apply(&mut self, event: watcher::Event<K>, notify: &impl Fn(Arc<V>)) {
+        let cache = &self.cache;
+        match event {
+            watcher::Event::Init => self.relist = Some(Inner::default()),
+            watcher::Event::InitApply(obj) => {
+                let entry = cache.entry(obj);
+                if let Some(r) = self.relist.as_mut() {
+                    r.insert(cache.index_fn, entry);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(r) = self.relist.take() {
+                    let old = std::mem::replace(&mut *cache.write(), r);
+                    if cache.is_ready() {
+                        for entry in differences(&old, &cache.read()) {
+                            notify(entry);
+                        }
+                    }
+                }
+                cache.ready.store(true, Ordering::Release);
+            }
+            watcher::Event::Apply(obj) => {
+                let key = key_of(&obj);
+                cache.apply_own_write(obj);
+                if let Some(entry) = cache.read().objects.get(&key) {
+                    notify(entry.clone());
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                let entry = Arc::new(cache.entry(obj));
+                cache.write().remove(cache.index_fn, &entry.key());
+                notify(entry);
+            }
         }
     }
 }

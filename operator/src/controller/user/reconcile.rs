@@ -29,7 +29,6 @@ pub const FINALIZER: &str = "usher.dev/membership";
 
 /// Entry point for the kube-runtime Controller.
 pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.mark_counts_ready();
     // The version this process wrote last, if the cache has not caught up with it yet.
     let user = ctx.fresher(user);
     ctx.recount(&user);
