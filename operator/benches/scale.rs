@@ -7,9 +7,11 @@
 //!   200, leading, caches synced, the first User reconciled;
 //! - the writes a restart's resync of every User makes (none), and those of the settled set over
 //!   a minute (none), counted by the API server's own `apiserver_request_total`;
-//! - the auth server's time to ready from start and its resident memory.
+//! - the auth server's time to ready from start and its resident memory;
+//! - `/api/v1/verify` on this set with one of the delivered keys against a bare axum handler
+//!   (the verify ratio of the auth benchmark, here with 10,000 accounts loaded).
 //!
-//! `cargo bench -p usher-operator --bench scale` (or `make bench`). `USHER_BENCH_USERS` sets the
+//! `cargo bench -p usher-operator --bench scale` (or `make bench`; needs `wrk`). `USHER_BENCH_USERS` sets the
 //! number of Users (default 10000); `USHER_BENCH_SETTLE` the seconds watched once settled
 //! (default 60).
 
@@ -34,7 +36,7 @@ use usher_testkit::{Envtest, Process, SmtpSink, create_namespace, free_port};
 mod common;
 use common::{
     api_requests, deltas, invited, rss_kib, spawn_controller, verdict, wait_for, writes,
-    writes_except,
+    writes_except, wrk::compare,
 };
 
 const ORGS: usize = 100;
@@ -238,6 +240,29 @@ fn main() {
         let auth_ready = ready(&format!("{base}/readyz"), auth_started, "the auth server", &auth).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let auth_rss = (rss_kib(auth.id(), "VmRSS:"), rss_kib(auth.id(), "VmHWM:"));
+        // Forward-auth on this set: one of the delivered keys against a bare axum handler (no
+        // middleware, empty 200) on a listener of the benchmark's own, interleaved under wrk.
+        let key_secret = key_secrets
+            .list(&ListParams::default().labels(LABEL_USER).limit(1))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .next()
+            .expect("a delivered key Secret");
+        let key = String::from_utf8(key_secret.data.unwrap()["api-key"].0.clone()).unwrap();
+        let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bare = format!("http://{}/", bare_listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let app = axum::Router::new().route("/", axum::routing::get(|| async {}));
+            axum::serve(bare_listener, app).await.unwrap();
+        });
+        let verify = compare(
+            &bare,
+            &format!("{base}/api/v1/verify"),
+            &format!("Authorization: Bearer {key}"),
+        )
+        .await;
 
         let ok_mib = |kib: u64| verdict(kib < 300 * MIB);
         let ok_secs = |d: Duration| verdict(d <= Duration::from_secs(60));
@@ -293,6 +318,14 @@ fn main() {
             auth_rss.0 / MIB,
             auth_rss.1 / MIB,
             ok_mib(auth_rss.1)
+        );
+        println!(
+            "  verify with a Bearer key vs a bare axum handler {:>7.2}  (target >= 0.7) {}; {:.0} vs {:.0} req/s, p99 {:.2} ms",
+            verify.ratio,
+            verdict(verify.ratio >= 0.7),
+            verify.target.rps,
+            verify.base.rps,
+            verify.target.p99_ms
         );
     });
 }

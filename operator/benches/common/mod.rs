@@ -1,5 +1,5 @@
-//! What the benchmarks share: the API server's own request counts, and the memory and CPU of
-//! the processes they start.
+//! What the benchmarks share: the API server's own request counts, the memory and CPU of the
+//! processes they start, and wrk (`wrk`).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,6 +22,8 @@ use kube::{
 };
 use usher_crds::{User, UserPhase};
 use usher_testkit::{Envtest, Process, SmtpSink};
+
+pub mod wrk;
 
 /// Starts the release `usher controller` on `env`, mailing through `smtp`, its probes on
 /// `probes`, logging to `log` (`USHER_BENCH_LOG` sets `RUST_LOG`; default `warn`).
