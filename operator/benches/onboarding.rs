@@ -21,13 +21,13 @@ use kube::{
     Api,
     api::{ObjectMeta, PostParams},
 };
-use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
-use usher_testkit::{Envtest, SmtpSink, create_namespace, free_port};
+use usher_crds::{User, UserSpec};
+use usher_testkit::{Envtest, create_namespace, free_port};
 
 mod common;
 use common::{
-    api_requests, cpu_by_process, deltas, invited, rss_kib, spawn_controller, verdict, wait_for,
-    writes_except,
+    api_requests, block_on, cpu_by_process, deltas, env_number, invited, lab, rss_kib,
+    spawn_controller, verdict, wait_for, wait_for_namespaces, writes_except,
 };
 
 const CONCURRENCY: usize = 32;
@@ -84,39 +84,11 @@ fn user(i: usize) -> User {
 }
 
 fn main() {
-    let n: usize = std::env::var("USHER_BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let env = Envtest::start().await.unwrap();
-        env.install_crds(usher_crds::crds()).await.unwrap();
-        let client = env.client().await.unwrap();
-        for ns in ["usher-system", "bench-raw"] {
-            create_namespace(&client, ns).await.unwrap();
-        }
-        let smtp = SmtpSink::start().await.unwrap();
-        Api::<Profile>::all(client.clone())
-            .create(&PostParams::default(), &Profile::new("analyst", ProfileSpec::default()))
-            .await
-            .unwrap();
-        Api::<Organisation>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &Organisation::new(
-                    "bench",
-                    OrganisationSpec {
-                        display_name: "Bench".into(),
-                        ..Default::default()
-                    },
-                ),
-            )
-            .await
-            .unwrap();
+    let n = env_number("USHER_BENCH_USERS", 1000) as usize;
+    block_on(async move {
+        let orgs = ["bench".to_owned()];
+        let (env, client, smtp) = lab(&orgs).await;
+        create_namespace(&client, "bench-raw").await.unwrap();
         // Baseline: N plain objects, same client and concurrency.
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-raw");
         let raw = create_all(n, |i| {
@@ -127,7 +99,10 @@ fn main() {
                         name: Some(format!("cm{i}")),
                         ..Default::default()
                     },
-                    data: Some(BTreeMap::from([("login".into(), format!("u{i}@example.com"))])),
+                    data: Some(BTreeMap::from([(
+                        "login".into(),
+                        format!("u{i}@example.com"),
+                    )])),
                     ..Default::default()
                 };
                 cms.create(&PostParams::default(), &cm).await.unwrap();
@@ -141,7 +116,10 @@ fn main() {
         let users_alone = create_all(n, |i| {
             let users = bare_users.clone();
             Box::pin(async move {
-                users.create(&PostParams::default(), &user(i)).await.unwrap();
+                users
+                    .create(&PostParams::default(), &user(i))
+                    .await
+                    .unwrap();
             })
         })
         .await;
@@ -157,25 +135,21 @@ fn main() {
             &format!("127.0.0.1:{}", free_port().unwrap()),
             &log,
         );
-        // The controller creates the organisation's namespace.
-        while Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-            .get_opt("bench")
-            .await
-            .unwrap()
-            .is_none()
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_namespaces(&client, &orgs).await;
 
         let requests_before = api_requests(&client).await;
         let cpu_before = cpu_by_process();
         let users: Api<User> = Api::namespaced(client.clone(), "bench");
-        let profile = std::env::var_os("USHER_BENCH_PROFILE").map(|out| profile_api_server(&env, &out));
+        let profile =
+            std::env::var_os("USHER_BENCH_PROFILE").map(|out| profile_api_server(&env, &out));
         let started = Instant::now();
         let created = create_all(n, |i| {
             let users = users.clone();
             Box::pin(async move {
-                users.create(&PostParams::default(), &user(i)).await.unwrap();
+                users
+                    .create(&PostParams::default(), &user(i))
+                    .await
+                    .unwrap();
             })
         })
         .await;
@@ -189,7 +163,11 @@ fn main() {
                 let invited = invited_count.load(std::sync::atomic::Ordering::Acquire);
                 let mails = smtp.messages().unwrap().len();
                 let done = invited == n && mails >= n;
-                if done { Ok(()) } else { Err(format!("{invited}/{n} Invited, {mails} emails")) }
+                if done {
+                    Ok(())
+                } else {
+                    Err(format!("{invited}/{n} Invited, {mails} emails"))
+                }
             },
         )
         .await;
@@ -213,16 +191,30 @@ fn main() {
         // The leader election's renewals and the API server's own endpoints are not per User.
         let per_batch = ["leases", "endpoints"];
         let counts = writes_except(&deltas, &per_batch)
-            - writes_except(&deltas, &["organisations", "profiles", "leases", "endpoints"]);
+            - writes_except(
+                &deltas,
+                &["organisations", "profiles", "leases", "endpoints"],
+            );
         let controller_writes = writes_except(&deltas, &per_batch) - n as f64 - events - counts;
         let emails = smtp.messages().unwrap().len();
         let per_user = |v: f64| v / n as f64;
         let rate_ratio = raw.as_secs_f64() / onboarded.as_secs_f64();
 
-        println!("onboarding benchmark: {n} Users created at once ({CONCURRENCY} concurrent creates), envtest kube-apiserver 1.20");
-        println!("  raw create of {n} ConfigMaps (baseline)  {:>8.2} s", raw.as_secs_f64());
-        println!("  create of {n} Users                       {:>8.2} s", created.as_secs_f64());
-        println!("  all Invited with mail delivered          {:>8.2} s ({emails} emails)", onboarded.as_secs_f64());
+        println!(
+            "onboarding benchmark: {n} Users created at once ({CONCURRENCY} concurrent creates), envtest kube-apiserver 1.20"
+        );
+        println!(
+            "  raw create of {n} ConfigMaps (baseline)  {:>8.2} s",
+            raw.as_secs_f64()
+        );
+        println!(
+            "  create of {n} Users                       {:>8.2} s",
+            created.as_secs_f64()
+        );
+        println!(
+            "  all Invited with mail delivered          {:>8.2} s ({emails} emails)",
+            onboarded.as_secs_f64()
+        );
         println!(
             "  onboarding rate / raw create rate         {rate_ratio:>8.2}  (target >= 0.25) {}",
             verdict(rate_ratio >= 0.25)
@@ -246,26 +238,29 @@ fn main() {
             "    and count writes (Organisation, Profile) {counts:>8.0}  ({:.2} per User)",
             per_user(counts)
         );
-        println!("  Events per new User                       {:>8.1}", per_user(events));
-        println!("  requests by verb and resource, from apiserver_request_total (the benchmark's {n} creates and its watch included):");
+        println!(
+            "  Events per new User                       {:>8.1}",
+            per_user(events)
+        );
+        println!(
+            "  requests by verb and resource, from apiserver_request_total (the benchmark's {n} creates and its watch included):"
+        );
         for (k, d) in deltas.iter().take(10) {
             println!("    {k:<40} {:>8.0}  ({:.1} per User)", d, d / n as f64);
         }
-        let api_cpu = cpu_after.get("kube-apiserver").copied().unwrap_or(0.0)
-            - cpu_before.get("kube-apiserver").copied().unwrap_or(0.0);
+        let cpu = common::deltas(&cpu_before, &cpu_after);
+        let api_cpu = cpu
+            .iter()
+            .find(|(k, _)| k == "kube-apiserver")
+            .map_or(0.0, |(_, d)| *d);
         println!(
             "  API server CPU per new User                {:>7.1} ms",
             api_cpu * 1000.0 / n as f64
         );
-        let mut cpu: Vec<(String, f64)> = cpu_after
-            .iter()
-            .map(|(k, v)| (k.clone(), v - cpu_before.get(k).copied().unwrap_or(0.0)))
-            .filter(|(_, d)| *d > 0.05)
-            .collect();
-        cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
         println!(
             "  CPU seconds while onboarding: {}",
             cpu.iter()
+                .filter(|(_, d)| *d > 0.05)
                 .map(|(k, d)| format!("{k} {d:.1}"))
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -23,33 +23,23 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{ListParams, PostParams},
 };
-use usher_crds::{
-    ApiKeySpec, LABEL_USER, Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec,
-};
-use usher_testkit::{Envtest, Process, SmtpSink, create_namespace, free_port};
+use usher_crds::{ApiKeySpec, LABEL_USER, User, UserSpec};
+use usher_testkit::{Process, free_port};
 
 mod common;
 use common::{
-    api_requests, deltas, invited, rss_kib, spawn_controller, verdict, wait_for, writes,
-    writes_except, wrk::compare,
+    OPERATOR_NS, api_requests, block_on, deltas, env_number, invited, lab, rss_kib,
+    spawn_controller, verdict, wait_for, wait_for_namespaces, writes, writes_except, wrk::compare,
 };
 
 const ORGS: usize = 100;
 const CONCURRENCY: usize = 32;
-const OPERATOR_NS: &str = "usher-system";
 const MIB: u64 = 1024;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Waits until `url` answers 200; the time it took from `since`.
 async fn ready(url: &str, since: Instant, what: &str, process: &Process) -> Duration {
@@ -102,43 +92,16 @@ async fn user_reconciles(metrics: &str) -> f64 {
 fn main() {
     let n = env_number("USHER_BENCH_USERS", 10_000) as usize;
     let settle = env_number("USHER_BENCH_SETTLE", 60);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let env = Envtest::start().await.unwrap();
-        env.install_crds(usher_crds::crds()).await.unwrap();
-        let client = env.client().await.unwrap();
-        create_namespace(&client, OPERATOR_NS).await.unwrap();
-        let smtp = SmtpSink::start().await.unwrap();
-        Api::<Profile>::all(client.clone())
-            .create(&PostParams::default(), &Profile::new("analyst", ProfileSpec::default()))
-            .await
-            .unwrap();
-        let orgs: Api<Organisation> = Api::all(client.clone());
-        for o in 0..ORGS {
-            let spec = OrganisationSpec {
-                display_name: format!("Organisation {o}"),
-                ..Default::default()
-            };
-            orgs.create(&PostParams::default(), &Organisation::new(&format!("org{o}"), spec))
-                .await
-                .unwrap();
-        }
+    block_on(async move {
+        let orgs: Vec<String> = (0..ORGS).map(|o| format!("org{o}")).collect();
+        let (env, client, smtp) = lab(&orgs).await;
         let log = std::env::temp_dir().join("usher-bench-scale-controller.log");
         let probes = format!("127.0.0.1:{}", free_port().unwrap());
         let readyz = format!("http://{probes}/readyz");
         let metrics = format!("http://{probes}/metrics");
         let mut ctl = spawn_controller(&env, &smtp, &probes, &log);
         ready(&readyz, Instant::now(), "the controller", &ctl).await;
-        // The controller creates the organisations' namespaces.
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        for o in 0..ORGS {
-            while namespaces.get_opt(&format!("org{o}")).await.unwrap().is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        wait_for_namespaces(&client, &orgs).await;
 
         // Onboarding: every User Invited, every key delivered.
         let keys = n.div_ceil(10);
@@ -182,7 +145,11 @@ fn main() {
                     .items
                     .len();
                 let done = invited == n && delivered >= keys;
-                if done { Ok(()) } else { Err(format!("{invited}/{n} Invited, {delivered}/{keys} keys")) }
+                if done {
+                    Ok(())
+                } else {
+                    Err(format!("{invited}/{n} Invited, {delivered}/{keys} keys"))
+                }
             },
         )
         .await;
@@ -204,15 +171,33 @@ fn main() {
                 let metrics = metrics.clone();
                 async move {
                     let done = user_reconciles(&metrics).await;
-                    if done >= at_least { Ok(()) } else { Err(format!("{done} of {at_least} User reconciles after the restart")) }
+                    if done >= at_least {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{done} of {at_least} User reconciles after the restart"
+                        ))
+                    }
                 }
             }
         };
         let limit = Duration::from_secs(600);
-        let ctl_ready =
-            wait_for(restarted, limit, Duration::from_millis(20), &log, reconciled(1.0)).await;
-        let resynced =
-            wait_for(restarted, limit, Duration::from_millis(200), &log, reconciled(n as f64)).await;
+        let ctl_ready = wait_for(
+            restarted,
+            limit,
+            Duration::from_millis(20),
+            &log,
+            reconciled(1.0),
+        )
+        .await;
+        let resynced = wait_for(
+            restarted,
+            limit,
+            Duration::from_millis(200),
+            &log,
+            reconciled(n as f64),
+        )
+        .await;
         let after_resync = api_requests(&client).await;
         tokio::time::sleep(Duration::from_secs(settle)).await;
         let after_settle = api_requests(&client).await;
@@ -230,14 +215,23 @@ fn main() {
                 .env("KUBECONFIG", env.kubeconfig())
                 .env("USHER_NAMESPACE", OPERATOR_NS)
                 .env("USHER_LISTEN", format!("127.0.0.1:{port}"))
-                .env("USHER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port().unwrap()))
+                .env(
+                    "USHER_METRICS_LISTEN",
+                    format!("127.0.0.1:{}", free_port().unwrap()),
+                )
                 .env("USHER_PUBLIC_URL", &base)
                 .env("RUST_LOG", "warn"),
             &std::env::temp_dir().join("usher-bench-scale-auth.log"),
             None,
         )
         .unwrap();
-        let auth_ready = ready(&format!("{base}/readyz"), auth_started, "the auth server", &auth).await;
+        let auth_ready = ready(
+            &format!("{base}/readyz"),
+            auth_started,
+            "the auth server",
+            &auth,
+        )
+        .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let auth_rss = (rss_kib(auth.id(), "VmRSS:"), rss_kib(auth.id(), "VmHWM:"));
         // Forward-auth on this set: one of the delivered keys against a bare axum handler (no
@@ -269,7 +263,10 @@ fn main() {
         println!(
             "scale benchmark: {n} Users in {ORGS} organisations ({keys} with API keys), envtest kube-apiserver 1.20"
         );
-        println!("  onboarded (all Invited, keys delivered)        {:>7.1} s", onboarded.as_secs_f64());
+        println!(
+            "  onboarded (all Invited, keys delivered)        {:>7.1} s",
+            onboarded.as_secs_f64()
+        );
         println!(
             "  controller RSS after onboarding now / peak      {:>5} / {} MiB",
             onboard_rss.0 / MIB,
@@ -292,8 +289,10 @@ fn main() {
         );
         // The leader election's renewals and the API server's own endpoints are not Usher's.
         let not_ours = ["leases", "endpoints"];
-        let (resync_writes, settled_writes) =
-            (writes_except(&resync, &not_ours), writes_except(&settled, &not_ours));
+        let (resync_writes, settled_writes) = (
+            writes_except(&resync, &not_ours),
+            writes_except(&settled, &not_ours),
+        );
         let renewals = writes(&settled) - settled_writes;
         println!(
             "  writes by the resync after the restart          {resync_writes:>7.0}  (target 0) {}",
@@ -303,7 +302,9 @@ fn main() {
             "  writes over {settle} s with nothing changed          {settled_writes:>7.0}  (target 0) {}",
             verdict(settled_writes == 0.0)
         );
-        println!("    (beside {renewals:.0} writes of the leader Lease and the API server's endpoints)");
+        println!(
+            "    (beside {renewals:.0} writes of the leader Lease and the API server's endpoints)"
+        );
         println!("  requests by the restart and resync, by verb and resource:");
         for (k, d) in &resync {
             println!("    {k:<40} {d:>8.0}");

@@ -20,10 +20,68 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
-use usher_crds::{User, UserPhase};
-use usher_testkit::{Envtest, Process, SmtpSink};
+use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserPhase};
+use usher_testkit::{Envtest, Process, SmtpSink, create_namespace};
 
 pub mod wrk;
+
+/// The namespace the benchmarks' controllers run in (account Secrets).
+pub const OPERATOR_NS: &str = "usher-system";
+
+/// The number in environment variable `name`, or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a benchmark's body on a multi-threaded Tokio runtime.
+pub fn block_on<F: Future>(body: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body)
+}
+
+/// The lab a benchmark runs in: an envtest API server with Usher's CRDs and the operator
+/// namespace, a real SMTP server, the Profile `analyst`, and an Organisation of each name in
+/// `orgs` (their namespaces are the controller's to create, see [`wait_for_namespaces`]).
+pub async fn lab(orgs: &[String]) -> (Envtest, Client, SmtpSink) {
+    let env = Envtest::start().await.unwrap();
+    env.install_crds(usher_crds::crds()).await.unwrap();
+    let client = env.client().await.unwrap();
+    create_namespace(&client, OPERATOR_NS).await.unwrap();
+    let smtp = SmtpSink::start().await.unwrap();
+    let pp = kube::api::PostParams::default();
+    Api::<Profile>::all(client.clone())
+        .create(&pp, &Profile::new("analyst", ProfileSpec::default()))
+        .await
+        .unwrap();
+    let api: Api<Organisation> = Api::all(client.clone());
+    for name in orgs {
+        let spec = OrganisationSpec {
+            display_name: format!("Organisation {name}"),
+            ..Default::default()
+        };
+        api.create(&pp, &Organisation::new(name, spec))
+            .await
+            .unwrap();
+    }
+    (env, client, smtp)
+}
+
+/// Waits until each of `names` exists as a Namespace (the controller creates an
+/// Organisation's).
+pub async fn wait_for_namespaces(client: &Client, names: &[String]) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for name in names {
+        while namespaces.get_opt(name).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
 
 /// Starts the release `usher controller` on `env`, mailing through `smtp`, its probes on
 /// `probes`, logging to `log` (`USHER_BENCH_LOG` sets `RUST_LOG`; default `warn`).
