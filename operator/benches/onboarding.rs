@@ -83,6 +83,20 @@ fn user(i: usize) -> User {
     )
 }
 
+/// Creates the benchmark's Users `0..n` through `users`; the time it took.
+async fn create_users(users: &Api<User>, n: usize) -> Duration {
+    create_all(n, |i| {
+        let users = users.clone();
+        Box::pin(async move {
+            users
+                .create(&PostParams::default(), &user(i))
+                .await
+                .unwrap();
+        })
+    })
+    .await
+}
+
 fn main() {
     let n = env_number("USHER_BENCH_USERS", 1000) as usize;
     block_on(async move {
@@ -113,16 +127,7 @@ fn main() {
         // The ceiling: N Users created with no controller running (in a namespace of no
         // Organisation), then removed. Onboarding creates them too, so it cannot beat this.
         let bare_users: Api<User> = Api::namespaced(client.clone(), "bench-raw");
-        let users_alone = create_all(n, |i| {
-            let users = bare_users.clone();
-            Box::pin(async move {
-                users
-                    .create(&PostParams::default(), &user(i))
-                    .await
-                    .unwrap();
-            })
-        })
-        .await;
+        let users_alone = create_users(&bare_users, n).await;
         bare_users
             .delete_collection(&Default::default(), &Default::default())
             .await
@@ -143,16 +148,7 @@ fn main() {
         let profile =
             std::env::var_os("USHER_BENCH_PROFILE").map(|out| profile_api_server(&env, &out));
         let started = Instant::now();
-        let created = create_all(n, |i| {
-            let users = users.clone();
-            Box::pin(async move {
-                users
-                    .create(&PostParams::default(), &user(i))
-                    .await
-                    .unwrap();
-            })
-        })
-        .await;
+        let created = create_users(&users, n).await;
         let invited_count = invited(users.clone());
         let onboarded = wait_for(
             started,
