@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Puts etcd, kube-apiserver, kube-controller-manager and kubectl into a cached
-# KUBEBUILDER_ASSETS folder on a Debian bookworm machine (see ../shared/TESTING.md).
+# KUBEBUILDER_ASSETS folder (see ../shared/TESTING.md).
 #
 #   scripts/provision-envtest.sh            # prints the assets folder on its last line
 #   KUBEBUILDER_ASSETS=$(scripts/provision-envtest.sh | tail -1)
 #
-# The first run builds Kubernetes 1.20.2 from Debian's source package (about 5-8 minutes on
-# 2 cores); later runs find the cache and return in a second. Needs root for apt-get.
+# The binaries are the release's own commands, built with the machine's Go from the Go module
+# in scripts/envtest/ (k8s.io/kubernetes with a `replace` per staging module, etcd at the version
+# that release pins; go.mod and go.sum are committed, so the build is reproducible). The first
+# run downloads the modules and builds for several minutes on 2 cores; later runs find
+# ~/.cache/usher/envtest/<version>/ and return at once. Steps are announced on stderr as
+# "==> [time] what" (`usher dev` turns them into its progress bar: 7 steps).
 set -euo pipefail
 
-VERSION=1.20.2
+MODULE="$(cd "$(dirname "$0")/envtest" && pwd)"
+VERSION="$(sed -n 's/^[[:space:]]*\(require \)\{0,1\}k8s\.io\/kubernetes v\([0-9.]*\).*/\2/p' "$MODULE/go.mod")"
+[ -n "$VERSION" ] || { echo "no k8s.io/kubernetes version in $MODULE/go.mod" >&2; exit 1; }
 DEST="${USHER_ENVTEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/usher/envtest/$VERSION}"
 BINS=(etcd kube-apiserver kube-controller-manager kubectl)
 
@@ -25,56 +31,45 @@ fi
 
 step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*" >&2; }
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-
-step "installing build dependencies (etcd-server golang-go rsync jq reflect2)"
-# apt refuses two entries for one URI with different Signed-By values, so the deb-src entry
-# copies the style of the machine's own Debian entry (deb822 with Signed-By, or one-line).
-if ! grep -rqs 'deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    # The first Signed-By, by sed alone: a pipe into head can end the run with SIGPIPE (pipefail).
-    keyring=$(sed -n '/^Signed-By: */{s///p;q}' /etc/apt/sources.list.d/debian.sources)
-    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n%s\n' \
-      "${keyring:+Signed-By: $keyring}" | $SUDO tee /etc/apt/sources.list.d/usher-bookworm-src.sources >/dev/null
-  else
-    echo 'deb-src http://deb.debian.org/debian bookworm main' | $SUDO tee /etc/apt/sources.list.d/usher-bookworm-src.list >/dev/null
-  fi
+step "checking Go (Kubernetes $VERSION wants the Go of its go.mod)"
+want="$(sed -n 's/^go //p' "$MODULE/go.mod")"
+if ! command -v go >/dev/null; then
+  echo "Go $want or newer is needed to build the control plane: install it (https://go.dev/doc/install) or point KUBEBUILDER_ASSETS at a folder holding etcd and kube-apiserver" >&2
+  exit 1
 fi
-$SUDO apt-get update -qq
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  etcd-server golang-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev >/dev/null
+have="$(go env GOVERSION)"
+have="${have#go}"
+if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
+  echo "Go $have is older than the $want that Kubernetes $VERSION needs; put a newer go first on PATH" >&2
+  exit 1
+fi
+echo "go $have at $(command -v go)" >&2
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/usher-envtest-build.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
+# Never fetch another toolchain, never rewrite go.mod/go.sum: the committed module is the build.
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
+cd "$MODULE"
 
-step "fetching Debian's kubernetes source package into $WORK"
-apt-get source --download-only kubernetes >/dev/null 2>&1 || apt-get source --download-only kubernetes
-dpkg-source --no-check -x kubernetes_*.dsc src >/dev/null
-cd src
+step "downloading Go modules (k8s.io/kubernetes $VERSION and its dependencies)"
+go mod download >&2
 
-step "replacing vendored modern-go/reflect2 1.0.1 (crashes on Go >= 1.18) with Debian's 1.0.2"
-rm -rf vendor/github.com/modern-go/reflect2
-cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
-rm -f vendor/github.com/modern-go/reflect2/go.mod
+LDFLAGS="-s -w"
+for kv in "gitVersion=v$VERSION" "gitMajor=${VERSION%%.*}" "gitMinor=$(echo "$VERSION" | cut -d. -f2)" \
+  "gitTreeState=clean" "gitCommit=module-build"; do
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    LDFLAGS="$LDFLAGS -X $pkg.${kv}"
+  done
+done
 
-step "building kube-apiserver kube-controller-manager kubectl (GOPATH mode, several minutes)"
-mkdir -p .go/src/k8s.io
-ln -s ../../.. .go/src/k8s.io/kubernetes
-cd .go/src/k8s.io/kubernetes
-env GOPATH="$WORK/src/.go" GO111MODULE=off GOFLAGS= CGO_ENABLED=0 GOCACHE="$WORK/gocache" \
-  KUBE_GIT_VERSION="v$VERSION" KUBE_GIT_TREE_STATE=clean \
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" >&2
+mkdir -p "$DEST.tmp"
+for b in etcd kube-apiserver kube-controller-manager kubectl; do
+  step "building $b"
+  go build -trimpath -ldflags "$LDFLAGS" -o "$DEST.tmp/$b" "./$b"
+done
 
 step "installing into $DEST"
-mkdir -p "$DEST.tmp"
-for b in kube-apiserver kube-controller-manager kubectl; do
-  install -m 0755 "_output/bin/$b" "$DEST.tmp/$b"
-done
-install -m 0755 /usr/bin/etcd "$DEST.tmp/etcd"
 rm -rf "$DEST"
 mv "$DEST.tmp" "$DEST"
 have_all
-step "done"
+"$DEST/kube-apiserver" --version >&2
+"$DEST/etcd" --version | sed -n 1p >&2
 echo "$DEST"

@@ -119,6 +119,8 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "pattern": DURATION_PATTERN,
+            // Bounds the cost the API server estimates for the CEL rules that read durations.
+            "maxLength": 64,
         })
     }
 }

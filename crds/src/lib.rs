@@ -6,9 +6,11 @@
 //! - [`rules`]: the User, Organisation and Profile rules (canonical login, duplicate logins,
 //!   live memberships, the organisation of a namespace) that all three apply.
 //! - [`permission::validate_permission`]: permission name syntax; [`permission::MANAGE_USER`].
+//! - [`cel`]: the CEL rules the API server enforces itself (immutable fields, bounds).
 //! - [`duration::Duration`]: the `30s` / `1h30m` / `7d` strings used in specs.
 //! - [`watch::reflector`]: the watch cache the controller and the webhook read.
 
+pub mod cel;
 pub mod duration;
 pub mod login;
 pub mod organisation;

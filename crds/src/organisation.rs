@@ -44,6 +44,7 @@ use crate::Duration;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = organisation_spec_rules)]
 pub struct OrganisationSpec {
     /// The name people see: in invitation emails, the organisation switcher and page headers.
     #[schemars(length(min = 1, max = 256))]
@@ -74,6 +75,27 @@ pub struct OrganisationSpec {
     /// actions such as Kill Session and Reset password still work). Defaults to `Any`.
     #[serde(default, skip_serializing_if = "UserManagement::is_any")]
     pub user_management: UserManagement,
+}
+
+/// The API server's own rules for an Organisation's spec (see [`crate::cel`]).
+/// (`self == oldSelf` sits on the field itself: compared from the spec, a nullable string costs
+/// the API server's estimator as if it were unbounded.)
+fn organisation_spec_rules(schema: &mut schemars::Schema) {
+    use crate::cel::{Rule, add, add_to_property};
+    const MESSAGE: &str = "spec.namespace cannot change once set: the organisation's Users and API-key Secrets live there; create a new Organisation for another namespace";
+    add_to_property(
+        schema,
+        "namespace",
+        [Rule::new("self == oldSelf", MESSAGE).forbidden()],
+    );
+    add(
+        schema,
+        [
+            Rule::new("!has(oldSelf.namespace) || has(self.namespace)", MESSAGE)
+                .at(".namespace")
+                .forbidden(),
+        ],
+    );
 }
 
 /// Who edits an organisation's Users.

@@ -44,6 +44,7 @@ use crate::Duration;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = user_spec_rules)]
 pub struct UserSpec {
     /// The person's email address, which is also their login, in canonical form: lowercase,
     /// Unicode NFC, the domain in IDNA ASCII form (`alice@xn--bcher-kva.de`), at most 254
@@ -98,9 +99,70 @@ impl UserType {
     }
 }
 
+/// The API server's own rules for a User's spec (see [`crate::cel`]).
+fn user_spec_rules(schema: &mut schemars::Schema) {
+    crate::cel::add(
+        schema,
+        [crate::cel::Rule::new(
+            "(has(self.type) ? self.type : 'Person') == (has(oldSelf.type) ? oldSelf.type : 'Person')",
+            "spec.type cannot change: a Person signs in with a password, a Service only with its API key; delete this User and create one of the other type",
+        )
+        .at(".type")
+        .forbidden()],
+    );
+}
+
+/// The shortest `spec.apiKey.rotateEvery`: each renewal writes the account and the Secret and
+/// empties every tenant's forward-auth cache.
+pub const MIN_ROTATION: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest `spec.apiKey.gracePeriod`: an old key works at most this long after a renewal.
+pub const MAX_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The API server's own rules for `spec.apiKey` (see [`crate::cel`]).
+fn api_key_spec_rules(schema: &mut schemars::Schema) {
+    use crate::cel::{Rule, add, add_to_property, duration_millis};
+    add_to_property(
+        schema,
+        "rotateEvery",
+        [Rule::new(
+            format!(
+                "{} >= {}",
+                duration_millis("self"),
+                MIN_ROTATION.as_millis()
+            ),
+            "spec.apiKey.rotateEvery must be at least 1h (each renewal writes the account and empties the forward-auth cache); use a value such as 720h or 30d, or leave it unset to renew only on request",
+        )],
+    );
+    add_to_property(
+        schema,
+        "gracePeriod",
+        [Rule::new(
+            format!(
+                "{} <= {}",
+                duration_millis("self"),
+                MAX_GRACE_PERIOD.as_millis()
+            ),
+            "spec.apiKey.gracePeriod must be at most 24h: the previous key keeps working that long after a renewal",
+        )],
+    );
+    add(
+        schema,
+        [Rule::new(
+            format!(
+                "!has(self.rotateEvery) || !has(self.gracePeriod) || {} < {}",
+                duration_millis("self.gracePeriod"),
+                duration_millis("self.rotateEvery")
+            ),
+            "spec.apiKey.gracePeriod must be shorter than spec.apiKey.rotateEvery, or two old keys would work at once",
+        )
+        .at(".gracePeriod")],
+    );
+}
+
 /// API key settings of a membership.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = api_key_spec_rules)]
 pub struct ApiKeySpec {
     /// When true the controller keeps a key in the Secret `secretName` (data key `api-key`);
     /// when false the Secret is deleted and the key stops working.

@@ -351,3 +351,168 @@ async fn kubectl_shows_the_printer_columns_and_the_usher_category() {
         assert!(out.contains(expect), "{expect} missing in {out}");
     }
 }
+
+/// A dynamic Api for kind `K`, to send what the typed structs cannot hold.
+fn dynamic<K: kube::Resource<DynamicType = ()>>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Api<kube::api::DynamicObject> {
+    let resource = kube::api::ApiResource::erase::<K>(&());
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+fn object(value: serde_json::Value) -> kube::api::DynamicObject {
+    serde_json::from_value(value).unwrap()
+}
+
+#[tokio::test]
+async fn the_api_server_itself_refuses_changing_an_organisations_namespace() {
+    let (_, client) = env().await;
+    let orgs: Api<Organisation> = Api::all(client.clone());
+    let name = unique_name("o");
+    let ns = unique_name("ns");
+    orgs.create(
+        &PostParams::default(),
+        &Organisation::new(
+            &name,
+            OrganisationSpec {
+                display_name: "Acme".into(),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .unwrap();
+
+    // No webhook runs here: this is the CRD's CEL rule.
+    let moved = serde_json::json!({"spec": {"namespace": unique_name("elsewhere")}});
+    let (code, message) = refusal(
+        orgs.patch(&name, &PatchParams::default(), &Patch::Merge(&moved))
+            .await,
+    );
+    assert_eq!(code, 422, "{message}");
+    assert!(
+        message.contains("spec.namespace") && message.contains("cannot change once set"),
+        "{message}"
+    );
+    let removed = serde_json::json!({"spec": {"namespace": null}});
+    let (code, message) = refusal(
+        orgs.patch(&name, &PatchParams::default(), &Patch::Merge(&removed))
+            .await,
+    );
+    assert_eq!(code, 422, "{message}");
+
+    // Other edits still pass, and the namespace is what it was.
+    let renamed = serde_json::json!({"spec": {"displayName": "Acme Corp"}});
+    let o = orgs
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&renamed))
+        .await
+        .unwrap();
+    assert_eq!(o.spec.namespace.as_deref(), Some(ns.as_str()));
+    assert_eq!(o.spec.display_name, "Acme Corp");
+}
+
+#[tokio::test]
+async fn the_api_server_itself_refuses_changing_a_users_type() {
+    let (_, client) = env().await;
+    let ns = namespace(&client).await;
+    let users: Api<User> = Api::namespaced(client.clone(), &ns);
+    users
+        .create(&PostParams::default(), &user("alice", "alice@example.com"))
+        .await
+        .unwrap();
+    let service = serde_json::json!({"spec": {"type": "Service"}});
+    let (code, message) = refusal(
+        users
+            .patch("alice", &PatchParams::default(), &Patch::Merge(&service))
+            .await,
+    );
+    assert_eq!(code, 422, "{message}");
+    assert!(
+        message.contains("spec.type") && message.contains("cannot change"),
+        "{message}"
+    );
+    // Writing the default out loud is no change.
+    let person = serde_json::json!({"spec": {"type": "Person", "fullName": "Alice B"}});
+    users
+        .patch("alice", &PatchParams::default(), &Patch::Merge(&person))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_api_server_itself_bounds_key_rotation_and_grace_periods() {
+    let (_, client) = env().await;
+    let ns = namespace(&client).await;
+    let api = dynamic::<User>(&client, Some(&ns));
+    let with_key = |name: &str, key: serde_json::Value| {
+        object(serde_json::json!({
+            "apiVersion": "usher.dev/v1alpha1", "kind": "User",
+            "metadata": {"name": name},
+            "spec": {"login": format!("{name}@example.com"), "fullName": "K", "profile": "analyst",
+                     "apiKey": key}
+        }))
+    };
+    for (key, field, says) in [
+        (
+            serde_json::json!({"enabled": true, "rotateEvery": "1s"}),
+            "spec.apiKey.rotateEvery",
+            "at least 1h",
+        ),
+        (
+            serde_json::json!({"enabled": true, "rotateEvery": "59m59s"}),
+            "spec.apiKey.rotateEvery",
+            "at least 1h",
+        ),
+        (
+            serde_json::json!({"enabled": true, "rotateEvery": "3599000ms"}),
+            "spec.apiKey.rotateEvery",
+            "at least 1h",
+        ),
+        (
+            serde_json::json!({"enabled": true, "gracePeriod": "24h1s"}),
+            "spec.apiKey.gracePeriod",
+            "at most 24h",
+        ),
+        (
+            serde_json::json!({"enabled": true, "gracePeriod": "2d"}),
+            "spec.apiKey.gracePeriod",
+            "at most 24h",
+        ),
+        (
+            serde_json::json!({"enabled": true, "rotateEvery": "2h", "gracePeriod": "2h"}),
+            "spec.apiKey.gracePeriod",
+            "shorter than spec.apiKey.rotateEvery",
+        ),
+    ] {
+        let name = unique_name("k");
+        let (code, message) = refusal(
+            api.create(&PostParams::default(), &with_key(&name, key.clone()))
+                .await,
+        );
+        assert_eq!(code, 422, "{key}: {message}");
+        assert!(
+            message.contains(field) && message.contains(says),
+            "{key}: {message}"
+        );
+    }
+    // The bounds themselves, and every unit, pass.
+    for key in [
+        serde_json::json!({"enabled": true, "rotateEvery": "1h"}),
+        serde_json::json!({"enabled": true, "rotateEvery": "60m"}),
+        serde_json::json!({"enabled": true, "rotateEvery": "3600000ms"}),
+        serde_json::json!({"enabled": true, "rotateEvery": "30d", "gracePeriod": "24h"}),
+        serde_json::json!({"enabled": true, "rotateEvery": "1h30m", "gracePeriod": "1h29m59s"}),
+        serde_json::json!({"enabled": true, "rotateEvery": "1d", "gracePeriod": "500ms"}),
+        serde_json::json!({"enabled": true, "gracePeriod": "0s"}),
+    ] {
+        let name = unique_name("k");
+        api.create(&PostParams::default(), &with_key(&name, key.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{key} refused: {e}"));
+    }
+}

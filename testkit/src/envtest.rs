@@ -24,11 +24,12 @@ use crate::Process;
 /// default assets folder on a Debian machine.
 pub const PROVISION_COMMAND: &str = "scripts/provision-envtest.sh";
 
-const ENVTEST_VERSION: &str = "1.20.2";
+/// The Kubernetes release `scripts/envtest/go.mod` builds (a test keeps the two equal).
+pub const ENVTEST_VERSION: &str = "1.37.2";
 const ADMIN_USER: &str = "admin";
 
 /// The folder holding `etcd` and `kube-apiserver`: `$KUBEBUILDER_ASSETS`, else the cache that
-/// [`PROVISION_COMMAND`] fills (`~/.cache/usher/envtest/1.20.2`).
+/// [`PROVISION_COMMAND`] fills (`~/.cache/usher/envtest/<ENVTEST_VERSION>`).
 pub fn assets_dir() -> Result<PathBuf> {
     let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
@@ -43,9 +44,10 @@ pub fn assets_dir() -> Result<PathBuf> {
     for bin in ["etcd", "kube-apiserver"] {
         if !dir.join(bin).is_file() {
             bail!(
-                "envtest binary {} is missing. Provision it with `{PROVISION_COMMAND}` (about 6 \
-                 minutes the first time), or point KUBEBUILDER_ASSETS at a folder holding etcd and \
-                 kube-apiserver (for example from setup-envtest)",
+                "envtest binary {} is missing. Provision it with `{PROVISION_COMMAND}` (it builds \
+                 Kubernetes {ENVTEST_VERSION} with Go, about 15 minutes the first time), or point \
+                 KUBEBUILDER_ASSETS at a folder holding etcd and kube-apiserver (for example from \
+                 setup-envtest)",
                 dir.join(bin).display()
             );
         }
@@ -122,7 +124,6 @@ impl Envtest {
 
         let sa_key = rcgen::KeyPair::generate()?;
         fs::write(dir.join("sa.key"), sa_key.serialize_pem())?;
-        // kube-apiserver 1.20 reads only public keys from --service-account-key-file.
         fs::write(dir.join("sa.pub"), sa_key.public_key_pem())?;
         let token = random_token();
         fs::write(
@@ -183,6 +184,10 @@ impl Envtest {
                 "--disable-admission-plugins",
                 "ServiceAccount",
                 "--allow-privileged=true",
+                // The `kubernetes` Service's endpoints would be 127.0.0.1, which current
+                // releases refuse; nothing here reaches the API server through that Service.
+                "--endpoint-reconciler-type",
+                "none",
                 // Tests reach loopback only. A webhook configuration naming a Service (the
                 // chart's) would otherwise send the API server to that Service's cluster IP;
                 // through its Endpoints instead, of which there are none, the call fails at once
@@ -299,25 +304,14 @@ impl Envtest {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Server-side applies `crds` and waits until each is `Established`. On API servers older than
-    /// 1.25 (no CEL) `x-kubernetes-validations` are removed first.
+    /// Server-side applies `crds` and waits until each is `Established`.
     pub async fn install_crds(&self, crds: Vec<CustomResourceDefinition>) -> Result<()> {
         let client = self.client().await?;
-        let version = client.apiserver_version().await?;
-        let minor: u32 = version
-            .minor
-            .trim_end_matches('+')
-            .parse()
-            .unwrap_or(u32::MAX);
         let api: Api<CustomResourceDefinition> = Api::all(client);
         let pp = PatchParams::apply("usher-testkit").force();
         for crd in crds {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            let mut value = serde_json::to_value(&crd)?;
-            if version.major == "1" && minor < 25 {
-                strip_cel_validations(&mut value);
-            }
-            api.patch(&name, &pp, &Patch::Apply(&value))
+            api.patch(&name, &pp, &Patch::Apply(&crd))
                 .await
                 .with_context(|| format!("applying CRD {name}"))?;
             let cond = kube::runtime::conditions::is_crd_established();
@@ -338,18 +332,6 @@ impl Drop for Envtest {
             drop(process);
         }
         let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Removes every `x-kubernetes-validations` (CEL rules) from a CRD, for servers older than 1.25.
-pub fn strip_cel_validations(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.remove("x-kubernetes-validations");
-            map.values_mut().for_each(strip_cel_validations);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_cel_validations),
-        _ => {}
     }
 }
 
@@ -434,19 +416,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_cel_rules_at_every_depth() {
-        let mut v = serde_json::json!({
-            "x-kubernetes-validations": [{"rule": "self.a > 0"}],
-            "properties": {"a": {"type": "integer", "x-kubernetes-validations": []}},
-            "items": [{"x-kubernetes-validations": [], "pattern": "^a$"}]
-        });
-        strip_cel_validations(&mut v);
-        assert_eq!(
-            v,
-            serde_json::json!({
-                "properties": {"a": {"type": "integer"}},
-                "items": [{"pattern": "^a$"}]
-            })
+    fn the_version_is_the_one_scripts_envtest_builds() {
+        let go_mod = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/envtest/go.mod"),
+        )
+        .unwrap();
+        assert!(
+            go_mod.contains(&format!("k8s.io/kubernetes v{ENVTEST_VERSION}\n")),
+            "testkit's ENVTEST_VERSION ({ENVTEST_VERSION}) is not the release scripts/envtest/go.mod builds"
         );
     }
 

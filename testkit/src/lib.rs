@@ -14,7 +14,7 @@ mod tls;
 mod webhook;
 
 pub use envtest::{
-    Envtest, PROVISION_COMMAND, assets_dir, create_namespace, strip_cel_validations, unique_name,
+    ENVTEST_VERSION, Envtest, PROVISION_COMMAND, assets_dir, create_namespace, unique_name,
 };
 pub use mail::Email;
 pub use process::Process;

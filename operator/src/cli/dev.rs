@@ -159,7 +159,8 @@ fn provision_if_missing(log: &Path) -> anyhow::Result<()> {
         usher_testkit::assets_dir()?;
     }
     eprintln!(
-        "         first run: building kube-apiserver from Debian's source (about 6 minutes; later runs start in seconds; log: {})",
+        "         first run: building Kubernetes {} (etcd, kube-apiserver, kube-controller-manager, kubectl) with Go (about 15 minutes on 2 cores; later runs start in seconds; log: {})",
+        usher_testkit::ENVTEST_VERSION,
         log.display()
     );
     let mut child = Command::new("bash")
@@ -216,8 +217,8 @@ fn provision_if_missing(log: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Steps scripts/provision-envtest.sh announces.
-const PROVISION_STEPS: usize = 6;
+/// Steps scripts/provision-envtest.sh announces (Go, modules, four builds, install).
+const PROVISION_STEPS: usize = 7;
 
 /// `[#####.....] 3/6  123s  what`, cut to 100 columns.
 fn progress_line(step: usize, steps: usize, elapsed: Duration, what: &str) -> String {

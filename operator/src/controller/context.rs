@@ -315,12 +315,7 @@ impl Context {
         };
         let reference = obj.object_ref(&());
         if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            // API servers before 1.22 refuse Events about cluster-scoped objects.
-            if reference.namespace.is_some() {
-                tracing::warn!(error = %e, reason, "could not publish an Event");
-            } else {
-                tracing::debug!(error = %e, reason, "could not publish an Event");
-            }
+            tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }
 }

@@ -57,8 +57,29 @@ async fn a_namespace_held_by_another_organisation_is_refused_and_its_users_fail_
             .reason,
         "NamespaceTaken"
     );
-    // (Its Warning Event is published too, but this 1.20 API server refuses Events about
-    // cluster-scoped objects; 1.22 and later keep them.)
+    // A Warning Event about the (cluster-scoped) Organisation names the holder; the API
+    // server keeps Events about cluster-scoped objects in `default`.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let warning = eventually(
+        "a NamespaceTaken Warning Event",
+        Duration::from_secs(20),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("NamespaceTaken")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(thief.as_str())
+            })
+        },
+    )
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    let regarding = warning.regarding.unwrap_or_default();
+    assert_eq!(regarding.kind.as_deref(), Some("Organisation"));
+    assert!(
+        warning.note.unwrap_or_default().contains(&a.name),
+        "the Event names the organisation holding the namespace"
+    );
     // A Profile is Healthy once seen.
     let p = profile(&client, &["manageCase"]).await;
     let seen = eventually(
