@@ -7,7 +7,7 @@ RUN apt-get update \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY . .
-# --no-default-features leaves out `usher dev` and the local control plane it starts.
+# The default features leave out `usher dev` and the local control plane it starts.
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl --no-default-features \
       -p usher-operator -p usher-webhook --bin usher --bin usher-webhook \
  && mkdir /out \

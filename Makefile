@@ -13,8 +13,8 @@ FUZZ_SECONDS ?= 30
 
 ## Everything locally: control plane, webhook, controller, examples; prints invitation links.
 dev:
-	cargo build --workspace --bins --locked
-	KUBEBUILDER_ASSETS="$(ASSETS)" cargo run -q --locked --bin usher -- dev
+	cargo build --workspace --bins --locked --features usher-operator/dev
+	KUBEBUILDER_ASSETS="$(ASSETS)" cargo run -q --locked --features usher-operator/dev --bin usher -- dev
 
 ## What the tests use, each installed only when missing: Debian packages (needs root or sudo),
 ## cargo-fuzz, helm 4 + kubectl 1.33 + checkov for the chart, and playwright-core for the browser
@@ -27,7 +27,7 @@ deps:
 
 ## Run every test (unit and end to end against a real kube-apiserver), then the fuzz targets.
 test: deps
-	KUBEBUILDER_ASSETS="$(ASSETS)" cargo test --workspace --locked
+	KUBEBUILDER_ASSETS="$(ASSETS)" cargo test --workspace --locked --features usher-operator/dev
 	$(MAKE) fuzz
 
 ## The cargo-fuzz targets (session cookie decoder, API-key parser), FUZZ_SECONDS each.
@@ -47,7 +47,7 @@ envtest:
 ## rustfmt and clippy, as CI runs them.
 lint:
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked --features usher-operator/dev -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -13,7 +13,7 @@ packages=(
   chromium                       # the real browser of the page tests (driven by playwright-core)
   python3-venv                   # checkov's virtualenv (scripts/install-tools.sh)
   lua5.4                         # runs the Argo CD health checks of docs/gitops.md
-  etcd-server                    # envtest's etcd (also installed by provision-envtest.sh)
+
 )
 missing=()
 for p in "${packages[@]}"; do

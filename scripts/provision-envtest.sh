@@ -33,16 +33,22 @@ step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 step "checking Go (Kubernetes $VERSION wants the Go of its go.mod)"
 want="$(sed -n 's/^go //p' "$MODULE/go.mod")"
-if ! command -v go >/dev/null; then
-  echo "Go $want or newer is needed to build the control plane: install it (https://go.dev/doc/install) or point KUBEBUILDER_ASSETS at a folder holding etcd and kube-apiserver" >&2
+new_enough() { [ "$(printf '%s\n%s\n' "$want" "$1" | sort -V | head -n1)" = "$want" ]; }
+# The go on PATH, else the usual install location (a non-login shell may not have it on PATH).
+found=""
+for candidate in "$(command -v go || true)" /usr/local/go/bin/go; do
+  [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+  version="$("$candidate" env GOVERSION)"
+  if new_enough "${version#go}"; then found="$candidate"; break; fi
+  echo "skipping $candidate: ${version#go} is older than the $want Kubernetes $VERSION needs" >&2
+done
+if [ -z "$found" ]; then
+  echo "Go $want or newer is needed to build the control plane: install it (https://go.dev/doc/install) and put it first on PATH, or point KUBEBUILDER_ASSETS at a folder holding etcd and kube-apiserver" >&2
   exit 1
 fi
+PATH="$(dirname "$found"):$PATH"
 have="$(go env GOVERSION)"
 have="${have#go}"
-if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
-  echo "Go $have is older than the $want that Kubernetes $VERSION needs; put a newer go first on PATH" >&2
-  exit 1
-fi
 echo "go $have at $(command -v go)" >&2
 
 # Never fetch another toolchain, never rewrite go.mod/go.sum: the committed module is the build.

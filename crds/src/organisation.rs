@@ -140,6 +140,8 @@ pub struct OrganisationStatus {
 
     /// How many Users (memberships) the organisation has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // `int32` (an OpenAPI format the API server knows; it warns about `uint32`), never negative.
+    #[schemars(extend("format" = "int32"))]
     pub members: Option<u32>,
 
     /// The `metadata.generation` this status describes.

@@ -64,6 +64,8 @@ pub struct ProfileSpec {
 pub struct ProfileStatus {
     /// How many Users (memberships, across all organisations) reference this profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // `int32` (an OpenAPI format the API server knows; it warns about `uint32`), never negative.
+    #[schemars(extend("format" = "int32"))]
     pub users: Option<u32>,
 
     /// The `metadata.generation` this status describes.

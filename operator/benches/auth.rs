@@ -320,22 +320,33 @@ async fn bench() {
     let verify = format!("{base}/api/v1/verify");
 
     println!("auth benchmark ({threads} hashing threads, wrk -t2 -c64 unless said)");
-    let raw = raw_argon2(&phc, threads, 5);
-    let logins = run(
-        format!("{base}/api/v1/login"),
-        None,
-        Some(login_lua.clone()),
-        10,
-        8,
-    )
-    .await
-    .unwrap();
+    // Logins against raw argon2id on the same number of threads, three times interleaved: the
+    // target holds in each run, not on average.
+    let mut login_ratios = Vec::new();
+    for round in 1..=3 {
+        let raw = raw_argon2(&phc, threads, 5);
+        let logins = run(
+            format!("{base}/api/v1/login"),
+            None,
+            Some(login_lua.clone()),
+            10,
+            8,
+        )
+        .await
+        .unwrap();
+        login_ratios.push(logins.rps / raw);
+        println!(
+            "password logins (run {round}): {:.1}/s vs raw argon2id {:.1}/s on {threads} threads: ratio {:.2} (target >= 0.85); login p99 {:.0} ms",
+            logins.rps,
+            raw,
+            logins.rps / raw,
+            logins.p99_ms
+        );
+    }
+    let worst_login = login_ratios.iter().copied().fold(f64::INFINITY, f64::min);
     println!(
-        "password logins: {:.1}/s vs raw argon2id {:.1}/s on {threads} threads: ratio {:.2} (target >= 0.85); login p99 {:.0} ms",
-        logins.rps,
-        raw,
-        logins.rps / raw,
-        logins.p99_ms
+        "password logins vs raw argon2id, worst of 3 runs: {worst_login:.2} (target >= 0.85) {}",
+        if worst_login >= 0.85 { "met" } else { "MISSED" }
     );
 
     let against_bare = compare(&bare, &verify, &bearer_header).await;
@@ -359,29 +370,38 @@ async fn bench() {
     );
 
     // Login flood: verify latency while 32 connections sign in as fast as the hashing pool lets
-    // them.
-    let idle = run(verify.clone(), Some(bearer_header.clone()), None, 5, 64)
-        .await
-        .unwrap();
-    let flood = run(
-        format!("{base}/api/v1/login"),
-        None,
-        Some(flood_lua.clone()),
-        8,
-        32,
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let during = run(verify.clone(), Some(bearer_header.clone()), None, 5, 64)
-        .await
-        .unwrap();
-    let flooding = flood.await.unwrap();
+    // them, three times; the target holds in each run.
+    let mut flood_ratios = Vec::new();
+    for round in 1..=3 {
+        let idle = run(verify.clone(), Some(bearer_header.clone()), None, 5, 64)
+            .await
+            .unwrap();
+        let flood = run(
+            format!("{base}/api/v1/login"),
+            None,
+            Some(flood_lua.clone()),
+            8,
+            32,
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let during = run(verify.clone(), Some(bearer_header.clone()), None, 5, 64)
+            .await
+            .unwrap();
+        let flooding = flood.await.unwrap();
+        flood_ratios.push(during.p99_ms / idle.p99_ms);
+        println!(
+            "verify p99 during a flood of 32 login connections (run {round}, {:.0} logins/s): {:.2} ms, {:.1}x the idle {:.2} ms (target <= 2x); {:.0} req/s",
+            flooding.rps,
+            during.p99_ms,
+            during.p99_ms / idle.p99_ms,
+            idle.p99_ms,
+            during.rps
+        );
+    }
+    let worst_flood = flood_ratios.iter().copied().fold(0.0, f64::max);
     println!(
-        "verify p99 during a flood of 32 login connections ({:.0} logins/s): {:.2} ms, {:.1}x the idle {:.2} ms (target <= 2x); {:.0} req/s",
-        flooding.rps,
-        during.p99_ms,
-        during.p99_ms / idle.p99_ms,
-        idle.p99_ms,
-        during.rps
+        "verify p99 during a login flood / idle, worst of 3 runs: {worst_flood:.2}x (target <= 2x) {}",
+        if worst_flood <= 2.0 { "met" } else { "MISSED" }
     );
 
     let ratio_1 = bearer.ratio;

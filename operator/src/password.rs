@@ -124,9 +124,9 @@ impl Hasher {
             let spawned = std::thread::Builder::new()
                 .name(format!("usher-argon2-{n}"))
                 .spawn(move || {
-                    // Below the runtime's threads: a flood of sign-ins waits for the CPU
-                    // before requests that need none (forward-auth, pages) do.
-                    if let Err(e) = rustix::process::nice(10) {
+                    // The lowest priority (nice 19): a flood of sign-ins takes only the CPU
+                    // that requests needing none (forward-auth, pages) leave.
+                    if let Err(e) = rustix::process::nice(19) {
                         tracing::debug!(error = %e, "could not lower the hashing thread's priority");
                     }
                     loop {

@@ -95,11 +95,12 @@ impl Settings {
     }
 }
 
-/// The default number of hashes at once: what half the container's memory holds at 20 MiB a
-/// hash, at most the cores less one (left to the requests that do not hash), at least one.
+/// The default number of hashes at once: every core the container may use (its CPU quota:
+/// `available_parallelism` reads the cgroup's), at most what half its memory limit holds at
+/// 20 MiB a hash, at least one. The hashing threads run at the lowest priority
+/// ([`crate::password::Hasher`]), so requests that need no hash still come first.
 pub fn default_hash_concurrency(memory_limit: Option<u64>) -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let by_cores = cores.saturating_sub(1).max(1);
+    let by_cores = std::thread::available_parallelism().map_or(1, usize::from);
     let by_memory = memory_limit
         .map(|m| usize::try_from(m / 2 / HASH_MEMORY).unwrap_or(usize::MAX))
         .unwrap_or(usize::MAX);
@@ -124,13 +125,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_concurrency_fits_the_memory_limit_and_leaves_a_core() {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    fn hash_concurrency_uses_every_core_the_memory_limit_allows() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(default_hash_concurrency(Some(64 << 20)), 1);
-        assert_eq!(
-            default_hash_concurrency(Some(512 << 20)),
-            cores.saturating_sub(1).clamp(1, 12)
-        );
-        assert!(default_hash_concurrency(None) < cores.max(2));
+        assert_eq!(default_hash_concurrency(Some(512 << 20)), cores.min(12));
+        assert_eq!(default_hash_concurrency(None), cores);
     }
 }

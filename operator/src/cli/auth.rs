@@ -34,8 +34,8 @@ pub struct AuthArgs {
     /// Failed logins of one account that start a soft lock.
     #[arg(long, env = "USHER_SOFT_LOCK_AFTER", default_value_t = 10)]
     pub soft_lock_after: u32,
-    /// Password hashes computed at once; default: what half the container's memory limit
-    /// holds, at most the cores less one.
+    /// Password hashes computed at once; default: every core the container may use, at most
+    /// what half its memory limit holds (the hashing threads run at nice 19).
     #[arg(long, env = "USHER_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
     /// Password hashes that may wait for a thread (default 16 per thread); more get 503.

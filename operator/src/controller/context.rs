@@ -20,7 +20,7 @@ use kube::{
 };
 use usher_crds::{Organisation, Profile, User};
 
-use super::{backoff::Backoff, metrics::Metrics};
+use super::{backoff::Backoff, locks::AccountLocks, metrics::Metrics};
 use crate::{
     account::AccountStore,
     keys::Keys,
@@ -110,7 +110,8 @@ pub struct Context {
     recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
     recount_profiles: UnboundedSender<ObjectRef<Profile>>,
     dirty: Mutex<Dirty>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per-account locks (`super::locks`).
+    pub locks: AccountLocks,
     /// Users as this process last wrote them, by `namespace/name`, while the cache still holds
     /// an older version: a reconcile right after a write sees the write.
     written: Mutex<HashMap<String, Arc<User>>>,
@@ -154,7 +155,7 @@ impl Context {
             recount_orgs: caches.recount_orgs,
             recount_profiles: caches.recount_profiles,
             dirty: Mutex::default(),
-            locks: Mutex::default(),
+            locks: AccountLocks::default(),
             written: Mutex::default(),
             unrecorded: Mutex::default(),
         }
@@ -203,15 +204,6 @@ impl Context {
     pub fn wrote(&self, user: User) {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         written.insert(key_of(&user), Arc::new(user));
-    }
-
-    /// Serialises work on one account across its memberships' reconciles.
-    pub async fn lock_account(&self, account_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(account_id.to_owned()).or_default().clone()
-        };
-        lock.lock_owned().await
     }
 
     /// Waits until the three caches hold a complete first List, so no reconcile judges a User

@@ -3,12 +3,13 @@
 //! - [`run`](run::run) wires the three controllers and what they watch; every reconcile goes
 //!   through its cache sync, timing and backoff.
 //! - `context`: what reconciles share; `status`: conditions and the one status write;
-//!   `backoff`; `error`; `metrics`.
+//!   `locks` (per-account locks, taken in one order); `backoff`; `error`; `metrics`.
 //! - `organisation`, `profile`: one reconciler each; `user/`: observe → plan (pure) → apply.
 
 mod backoff;
 mod context;
 mod error;
+mod locks;
 mod metrics;
 mod organisation;
 mod profile;

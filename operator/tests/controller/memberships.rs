@@ -190,3 +190,82 @@ async fn changing_the_login_moves_the_membership_and_the_old_account_goes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn users_swapping_logins_at_the_same_moment_both_converge() {
+    // Two organisations; pair i is Ui in the first (login Li) and Vi in the second (login Mi).
+    // Each round swaps every pair's logins in two concurrent patches, so the reconciles of Ui
+    // and Vi each need both accounts at once: taken crosswise, they would wait on each other
+    // forever (nothing of those accounts would reconcile again until a restart).
+    const PAIRS: usize = 8;
+    let (_, client) = harness().await;
+    let p = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let left: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    let right: Api<User> = Api::namespaced(client.clone(), &wait_ns(&client, &b).await);
+    let mut logins: Vec<(String, String)> = (0..PAIRS)
+        .map(|_| (login("swap-l"), login("swap-r")))
+        .collect();
+    for (i, (l, r)) in logins.iter().enumerate() {
+        left.create(&PostParams::default(), &user(&format!("u{i}"), l, &p))
+            .await
+            .unwrap();
+        right
+            .create(&PostParams::default(), &user(&format!("v{i}"), r, &p))
+            .await
+            .unwrap();
+    }
+    for round in 0..3 {
+        // Settled: each User on its login's account.
+        for (i, (l, r)) in logins.iter().enumerate() {
+            for (api, name, login) in [(&left, format!("u{i}"), l), (&right, format!("v{i}"), r)] {
+                let id = usher_operator::account_id(login);
+                eventually(
+                    &format!("round {round}: {name} on the account of {login}"),
+                    Duration::from_secs(45),
+                    || async {
+                        let s = api.get(&name).await.ok()?.status?;
+                        (s.account_id.as_deref() == Some(id.as_str())
+                            && s.phase == Some(UserPhase::Invited))
+                        .then_some(())
+                    },
+                )
+                .await;
+            }
+        }
+        if round == 2 {
+            break;
+        }
+        let patches = logins.iter().enumerate().flat_map(|(i, (l, r))| {
+            let to_r = serde_json::json!({"spec": {"login": r}});
+            let to_l = serde_json::json!({"spec": {"login": l}});
+            let (left, right) = (left.clone(), right.clone());
+            [
+                Box::pin(async move {
+                    left.patch(
+                        &format!("u{i}"),
+                        &PatchParams::default(),
+                        &Patch::Merge(&to_r),
+                    )
+                    .await
+                    .unwrap();
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+                Box::pin(async move {
+                    right
+                        .patch(
+                            &format!("v{i}"),
+                            &PatchParams::default(),
+                            &Patch::Merge(&to_l),
+                        )
+                        .await
+                        .unwrap();
+                }),
+            ]
+        });
+        futures::future::join_all(patches).await;
+        for pair in &mut logins {
+            std::mem::swap(&mut pair.0, &mut pair.1);
+        }
+    }
+}

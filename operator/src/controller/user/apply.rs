@@ -146,9 +146,9 @@ pub async fn execute(
 }
 
 /// `user` leaves account `id` (its login changed): the account goes when `delete`, else only
-/// this membership's record in it.
+/// this membership's record in it. The reconcile holds the account's lock already
+/// (`plan::accounts_to_lock`).
 async fn leave(ctx: &Context, user: &User, id: &str, delete: bool) -> Result<(), Error> {
-    let _guard = ctx.lock_account(id).await;
     if delete {
         ctx.accounts.delete_id(id).await?;
         tracing::info!(account = %id, "account deleted: its last membership changed login");

@@ -154,6 +154,18 @@ pub fn last_member(user: &User, id: &str, users: &[Arc<User>]) -> bool {
     })
 }
 
+/// Every account a reconcile of `user` may touch, in the one global order every reconcile takes
+/// their locks in (sorted, no repeats): the account of its login (`account`) and, when its login
+/// changed, the account it leaves. Two Users swapping logins then wait for each other's locks in
+/// the same order instead of each holding the one the other waits for.
+pub fn accounts_to_lock(user: &User, account: &str) -> Vec<String> {
+    let mut ids = vec![account.to_owned()];
+    ids.extend(user.status.as_ref().and_then(|s| s.account_id.clone()));
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// True when the key must be looked after: one is wanted, or one was recorded before (in the
 /// account or, from before keys lived there, in the status).
 pub fn key_in_play(user: &User, account: &Account) -> bool {
@@ -478,6 +490,34 @@ mod tests {
 
     fn alice() -> User {
         user("alice", "alice@example.com", "2026-11-27T10:00:00Z")
+    }
+
+    #[test]
+    fn two_users_swapping_logins_lock_the_same_accounts_in_the_same_order() {
+        let with_account = |mut u: User, id: &str| {
+            u.status = Some(UserStatus {
+                account_id: Some(id.into()),
+                ..Default::default()
+            });
+            u
+        };
+        let (a, b) = (
+            account_id("alice@example.com"),
+            account_id("bob@example.com"),
+        );
+        // u1 was alice and becomes bob; u2 was bob and becomes alice.
+        let u1 = with_account(user("u1", "bob@example.com", NOW), &a);
+        let u2 = with_account(user("u2", "alice@example.com", NOW), &b);
+        let first = accounts_to_lock(&u1, &b);
+        assert_eq!(first, accounts_to_lock(&u2, &a));
+        assert_eq!(first.len(), 2);
+        assert!(first[0] < first[1]);
+        // An unchanged login locks its one account; a new User too.
+        assert_eq!(
+            accounts_to_lock(&with_account(alice(), &a), &a),
+            vec![a.clone()]
+        );
+        assert_eq!(accounts_to_lock(&alice(), &a), vec![a]);
     }
 
     fn annotated(mut u: User, annotation: &str, value: &str) -> User {

@@ -117,7 +117,11 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    let _guard = ctx.lock_account(&account_id(&valid.login)).await;
+    // Every account this reconcile may touch, locked in one global order before acting.
+    let _locks = ctx
+        .locks
+        .lock(&plan::accounts_to_lock(&user, &account_id(&valid.login)))
+        .await;
     // From the cache; a new login's account is written by the first change recorded in it.
     let account = ctx.accounts.get_or_new(&valid.login).await?;
     let observed = observe::around(&user, account, ctx, now).await?;
@@ -146,7 +150,7 @@ async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<(), Error> {
         return Ok(());
     };
     let id = account_id(&login);
-    let _guard = ctx.lock_account(&id).await;
+    let _locks = ctx.locks.lock(std::slice::from_ref(&id)).await;
     if plan::last_member(&user, &id, &ctx.users.state()) {
         ctx.accounts.delete_id(&id).await?;
         tracing::info!(%login, "account deleted with its last membership");
