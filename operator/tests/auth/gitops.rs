@@ -214,31 +214,29 @@ async fn a_service_user_gets_a_key_and_no_invitation_and_never_signs_in() {
 }
 
 #[tokio::test]
-async fn a_person_made_a_service_user_loses_its_sessions_but_keeps_its_key() {
+async fn a_person_cannot_be_made_a_service_user_and_keeps_signing_in() {
+    // The type is fixed at creation (a CEL rule in the CRD): the API server refuses the change,
+    // so a person's sessions and password never silently stop working.
     let (h, client) = harness().await;
     let (org, name, login) = active_member(h, &client, &["manageCase"]).await;
     let users = Api::<User>::namespaced(client.clone(), &org.ns);
-    users
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"apiKey": {"enabled": true}}})),
-        )
-        .await
-        .unwrap();
     let session = h.a.session(&login, PASSWORD).await;
-    users
+    let refused = users
         .patch(
             &name,
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"type": "Service"}})),
         )
-        .await
-        .unwrap();
-    ended_everywhere(h, &session, "the person's session to end").await;
-    let refused = h.a.login(&login, PASSWORD).await;
-    assert_eq!(refused.code(), "invalid_credentials");
-    let key = delivered_key(&client, &org.ns, &format!("{name}-api-key")).await;
-    let verified = verify(&h.b, &key).await;
-    assert_eq!(verified.status, StatusCode::OK);
+        .await;
+    match refused {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(status.message.contains("spec.type"), "{}", status.message);
+        }
+        other => panic!("the type change was not refused: {other:?}"),
+    }
+    let me = h.a.get("/api/v1/me", Some(&session)).await;
+    assert_eq!(me.status, StatusCode::OK, "the session still works");
+    let again = h.a.login(&login, PASSWORD).await;
+    assert_eq!(again.status, StatusCode::OK, "the password still signs in");
 }
