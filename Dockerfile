@@ -7,8 +7,8 @@ RUN apt-get update \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY . .
-# The default features leave out `usher dev` and the local control plane it starts.
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl --no-default-features \
+# The default features leave out `usher dev` (feature `dev`) and the local control plane it starts.
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
       -p usher-operator -p usher-webhook --bin usher --bin usher-webhook \
  && mkdir /out \
  && cp target/x86_64-unknown-linux-musl/release/usher target/x86_64-unknown-linux-musl/release/usher-webhook /out/ \

@@ -12,9 +12,10 @@ ASSETS = $${KUBEBUILDER_ASSETS:-$$(scripts/provision-envtest.sh | tail -1)}
 FUZZ_SECONDS ?= 30
 
 ## Everything locally: control plane, webhook, controller, examples; prints invitation links.
+## The first run builds the control plane (`usher dev` shows it as a progress bar).
 dev:
 	cargo build --workspace --bins --locked --features usher-operator/dev
-	KUBEBUILDER_ASSETS="$(ASSETS)" cargo run -q --locked --features usher-operator/dev --bin usher -- dev
+	cargo run -q --locked --features usher-operator/dev --bin usher -- dev
 
 ## What the tests use, each installed only when missing: Debian packages (needs root or sudo),
 ## cargo-fuzz, helm 4 + kubectl 1.33 + checkov for the chart, and playwright-core for the browser

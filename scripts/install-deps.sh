@@ -13,7 +13,6 @@ packages=(
   chromium                       # the real browser of the page tests (driven by playwright-core)
   python3-venv                   # checkov's virtualenv (scripts/install-tools.sh)
   lua5.4                         # runs the Argo CD health checks of docs/gitops.md
-
 )
 missing=()
 for p in "${packages[@]}"; do

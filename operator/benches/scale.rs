@@ -261,7 +261,8 @@ fn main() {
         let ok_mib = |kib: u64| verdict(kib < 300 * MIB);
         let ok_secs = |d: Duration| verdict(d <= Duration::from_secs(60));
         println!(
-            "scale benchmark: {n} Users in {ORGS} organisations ({keys} with API keys), envtest kube-apiserver 1.20"
+            "scale benchmark: {n} Users in {ORGS} organisations ({keys} with API keys), envtest kube-apiserver {}",
+            usher_testkit::ENVTEST_VERSION
         );
         println!(
             "  onboarded (all Invited, keys delivered)        {:>7.1} s",
