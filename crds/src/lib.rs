@@ -8,7 +8,6 @@
 //! - [`permission::validate_permission`]: permission name syntax; [`permission::MANAGE_USER`].
 //! - [`cel`]: the CEL rules the API server enforces itself (immutable fields, bounds).
 //! - [`duration::Duration`]: the `30s` / `1h30m` / `7d` strings used in specs.
-//! - [`watch::reflector`]: the watch cache the controller and the webhook read.
 
 pub mod cel;
 pub mod duration;
@@ -18,7 +17,6 @@ pub mod permission;
 pub mod profile;
 pub mod rules;
 pub mod user;
-pub mod watch;
 
 pub use duration::Duration;
 pub use organisation::{

@@ -7,8 +7,17 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use kube::{Api, Client, api::ListParams, runtime::reflector::Store};
-use usher_crds::watch::spawn_reflector;
+use futures::StreamExt;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::ListParams,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
 use usher_crds::{Organisation, Profile, User};
 
 use crate::rules::{Lookup, Snapshot};
@@ -96,4 +105,33 @@ impl Lookup for Caches {
     fn users_where(&self, predicate: &dyn Fn(&User) -> bool) -> Vec<Arc<User>> {
         self.users.state_filter(|u| predicate(u))
     }
+}
+
+/// A cache of every `K` the API serves to `api`, without managedFields (large, never read),
+/// kept filled by a task on the current Tokio runtime; watch errors are logged and retried with
+/// backoff.
+fn spawn_reflector<K>(api: Api<K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|obj| obj.managed_fields_mut().clear())
+        .reflect(writer);
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying with backoff");
+            }
+        }
+    });
+    reader
 }

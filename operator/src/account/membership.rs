@@ -73,15 +73,6 @@ impl KeyRecord {
     pub fn hashes(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.hash.as_str()).chain(self.previous_hash.as_deref())
     }
-
-    /// A short, non-invertible identifier for status and logs: `usk_…` + 8 hex of the hash.
-    pub fn fingerprint(&self) -> String {
-        format!(
-            "{}…{}",
-            crate::apikey::PREFIX,
-            self.hash.get(..8).unwrap_or_default()
-        )
-    }
 }
 
 #[cfg(test)]
@@ -110,7 +101,6 @@ mod tests {
         assert!(r.accepts(&"bb".repeat(32), before));
         assert!(!r.accepts(&"bb".repeat(32), after));
         assert!(!r.accepts(&"cc".repeat(32), before));
-        assert_eq!(r.fingerprint(), format!("usk_…{}", "a".repeat(8)));
     }
 
     #[test]

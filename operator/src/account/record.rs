@@ -393,6 +393,54 @@ impl Account {
     }
 }
 
+/// What readers that do not decode the whole account look up in its Secret (the auth server's
+/// indexes, the controller's "whose account changed"), read by the same data keys as
+/// [`Account::from_secret`]; a damaged field yields nothing for that field only.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AccountIndex {
+    /// The login the account belongs to.
+    pub login: Option<String>,
+    /// The pending invitation's token hash.
+    pub invitation_hash: Option<String>,
+    /// The pending password reset's token hash.
+    pub reset_hash: Option<String>,
+    /// The hashes of every API key it records (current, and previous within grace).
+    pub key_hashes: Vec<String>,
+    /// The ids of its recorded sessions.
+    pub session_ids: Vec<String>,
+}
+
+impl AccountIndex {
+    /// Reads the index fields of an account Secret.
+    pub fn of(secret: &Secret) -> AccountIndex {
+        let text = |key: &str| -> Option<&str> {
+            secret
+                .data
+                .as_ref()?
+                .get(key)
+                .and_then(|v| std::str::from_utf8(&v.0).ok())
+                .filter(|s| !s.is_empty())
+        };
+        let memberships: BTreeMap<String, MembershipRecord> = text(MEMBERSHIPS)
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        let sessions: Vec<SessionRecord> = text(SESSIONS_ACTIVE)
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        AccountIndex {
+            login: text(LOGIN).map(str::to_owned),
+            invitation_hash: text(INVITATION_TOKEN_HASH).map(str::to_owned),
+            reset_hash: text(RESET_TOKEN_HASH).map(str::to_owned),
+            key_hashes: memberships
+                .values()
+                .filter_map(|m| m.api_key.as_ref())
+                .flat_map(|k| k.hashes().map(str::to_owned))
+                .collect(),
+            session_ids: sessions.into_iter().map(|r| r.id).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +500,56 @@ mod tests {
             a.id
         );
         assert_eq!(Account::from_secret(&secret).unwrap(), a);
+    }
+
+    #[test]
+    fn the_index_reads_what_the_record_wrote() {
+        let mut a = Account::new("alice@example.com");
+        a.invitation = Some(PendingInvitation {
+            token_hash: "ab".repeat(32),
+            expires_at: ts("2026-11-28T10:00:00Z"),
+            sent_at: None,
+            issued_by: "acme/alice".into(),
+        });
+        a.reset.token_hash = Some("cd".repeat(32));
+        a.sessions.push(SessionRecord::new(
+            "c2lk",
+            "acme",
+            ts("2026-11-27T10:00:00Z"),
+            ts("2026-11-28T10:00:00Z"),
+            "Mozilla/5.0",
+            "203.0.113.9",
+        ));
+        a.memberships.insert(
+            "acme/alice".into(),
+            MembershipRecord {
+                uid: "uid-1".into(),
+                sessions_revoked_at: None,
+                api_key: Some(KeyRecord {
+                    hash: "ee".repeat(32),
+                    sealed: "sealed".into(),
+                    issued_at: ts("2026-11-27T10:00:00Z"),
+                    secret_name: "alice-api-key".into(),
+                    previous_hash: Some("ff".repeat(32)),
+                    previous_until: Some(ts("2026-11-27T11:00:00Z")),
+                }),
+            },
+        );
+        let index = AccountIndex::of(&a.to_secret("usher-system"));
+        assert_eq!(
+            index,
+            AccountIndex {
+                login: Some("alice@example.com".into()),
+                invitation_hash: Some("ab".repeat(32)),
+                reset_hash: Some("cd".repeat(32)),
+                key_hashes: vec!["ee".repeat(32), "ff".repeat(32)],
+                session_ids: vec!["c2lk".into()],
+            }
+        );
+        // A fresh account has nothing to be found by but its login.
+        let fresh = AccountIndex::of(&Account::new("bob@example.com").to_secret("usher-system"));
+        assert_eq!(fresh.login.as_deref(), Some("bob@example.com"));
+        assert!(fresh.invitation_hash.is_none() && fresh.key_hashes.is_empty());
     }
 
     #[test]

@@ -77,8 +77,13 @@ impl ApiKey {
 
     /// A short, non-invertible identifier for status and logs: `usk_…` + 8 hex of the hash.
     pub fn fingerprint(&self) -> String {
-        format!("{PREFIX}…{}", &self.hash()[..8])
+        fingerprint(&self.hash())
     }
+}
+
+/// The fingerprint of the key whose hex SHA-256 is `hash` (what an account records).
+pub fn fingerprint(hash: &str) -> String {
+    format!("{PREFIX}…{}", hash.get(..8).unwrap_or_default())
 }
 
 /// Six base62 digits of the first four bytes of SHA-256 of the random part.
@@ -152,6 +157,12 @@ mod tests {
         assert!(
             key.hash()
                 .starts_with(&key.fingerprint()[PREFIX.len() + "…".len()..])
+        );
+        // What an account records (the hash) gives the same fingerprint as the key.
+        assert_eq!(fingerprint(&key.hash()), key.fingerprint());
+        assert_eq!(
+            fingerprint(&"a".repeat(64)),
+            format!("usk_…{}", "a".repeat(8))
         );
     }
 }

@@ -6,4 +6,4 @@ pub mod delivery;
 mod format;
 pub mod renew;
 
-pub use format::{ApiKey, PREFIX};
+pub use format::{ApiKey, fingerprint};

@@ -6,7 +6,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{error::ApiError, session::Claims, state::State};
+use super::{error::ApiError, session::Claims, state::AuthState};
 use crate::{
     account::{
         Account, StoreError,
@@ -18,7 +18,7 @@ use crate::{
 /// Most ended sessions remembered per account.
 const MAX_ENDED_SESSIONS: usize = 500;
 
-impl State {
+impl AuthState {
     /// Applies `change` to the account with id `id` and writes it with the resourceVersion it
     /// read; on a conflict it reads the account live and applies `change` again, so checks made
     /// in `change` (a TOTP step not yet used, an invitation still pending) hold at the write.

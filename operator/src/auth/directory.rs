@@ -3,7 +3,7 @@
 //! token hash, by API-key hash).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, RwLock},
 };
 
@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 use usher_crds::{Organisation, Profile, User, login::canonical_login, rules};
 
-use crate::account::{Account, MembershipRecord, secret_name, sessions::SessionRecord};
+use crate::account::{Account, AccountIndex, secret_name};
 use crate::runtime::cache::{Cache, IndexFn};
 
 /// An account parsed at a resourceVersion.
@@ -67,13 +67,6 @@ pub fn key_ix(hash: &str) -> String {
     format!("api-key:{hash}")
 }
 
-fn data_text<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
-    s.data
-        .as_ref()?
-        .get(key)
-        .and_then(|v| std::str::from_utf8(&v.0).ok())
-}
-
 /// The index key of a password reset token hash.
 pub fn reset_ix(hash: &str) -> String {
     format!("reset:{hash}")
@@ -87,30 +80,11 @@ pub fn session_ix(id: &str) -> String {
 /// An account Secret's index keys: its invitation and reset token hashes, its keys' hashes and
 /// its recorded sessions.
 fn account_ix(s: &Secret) -> Vec<String> {
-    let invitation = data_text(s, "invitation.tokenHash")
-        .filter(|h| !h.is_empty())
-        .map(invitation_ix);
-    let reset = data_text(s, "reset.tokenHash")
-        .filter(|h| !h.is_empty())
-        .map(reset_ix);
-    let sessions: Vec<String> = data_text(s, "sessions.active")
-        .and_then(|j| serde_json::from_str::<Vec<SessionRecord>>(j).ok())
-        .unwrap_or_default()
-        .iter()
-        .map(|r| session_ix(&r.id))
-        .collect();
-    let keys: Vec<String> = data_text(s, "memberships")
-        .and_then(|j| serde_json::from_str::<BTreeMap<String, MembershipRecord>>(j).ok())
-        .unwrap_or_default()
-        .values()
-        .filter_map(|m| m.api_key.as_ref())
-        .flat_map(|k| k.hashes().map(key_ix).collect::<Vec<_>>())
-        .collect();
-    invitation
-        .into_iter()
-        .chain(reset)
-        .chain(keys)
-        .chain(sessions)
+    let index = AccountIndex::of(s);
+    (index.invitation_hash.iter().map(|h| invitation_ix(h)))
+        .chain(index.reset_hash.iter().map(|h| reset_ix(h)))
+        .chain(index.key_hashes.iter().map(|h| key_ix(h)))
+        .chain(index.session_ids.iter().map(|id| session_ix(id)))
         .collect()
 }
 
@@ -224,8 +198,11 @@ impl Directory {
             .and_then(|login| self.account(&crate::account::account_id(&login)))
             .and_then(|a| {
                 let m = a.memberships.get(&crate::account::membership_key(user))?;
-                (m.uid == user.uid().unwrap_or_default())
-                    .then(|| m.api_key.as_ref().map(|k| k.fingerprint()))?
+                (m.uid == user.uid().unwrap_or_default()).then(|| {
+                    m.api_key
+                        .as_ref()
+                        .map(|k| crate::apikey::fingerprint(&k.hash))
+                })?
             });
         recorded.or_else(|| {
             user.status

@@ -104,6 +104,54 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The HTTP status it is answered with, unless a route says otherwise (a wrong TOTP code on
+    /// the settings routes is a 400, not a failed sign-in's 401).
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::CrossSiteRequest => StatusCode::FORBIDDEN,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::SessionRequired => StatusCode::FORBIDDEN,
+            ErrorCode::SessionEnded => StatusCode::FORBIDDEN,
+            ErrorCode::SessionExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidToken => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::MfaRequired => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCode => StatusCode::UNAUTHORIZED,
+            ErrorCode::NotAMember => StatusCode::FORBIDDEN,
+            ErrorCode::MfaEnrolmentRequired => StatusCode::FORBIDDEN,
+            ErrorCode::MfaAlreadyEnrolled => StatusCode::CONFLICT,
+            ErrorCode::NoPendingEnrolment => StatusCode::CONFLICT,
+            ErrorCode::MfaNotEnrolled => StatusCode::CONFLICT,
+            ErrorCode::MfaRequiredByOrganisation => StatusCode::CONFLICT,
+            ErrorCode::MfaDisabled => StatusCode::NOT_FOUND,
+            ErrorCode::NoApiKey => StatusCode::NOT_FOUND,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::MembershipLocked => StatusCode::FORBIDDEN,
+            ErrorCode::AccountGone => StatusCode::NOT_FOUND,
+            ErrorCode::WeakPassword => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidUser => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::UserNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::CannotLockSelf => StatusCode::CONFLICT,
+            ErrorCode::LoginTaken => StatusCode::CONFLICT,
+            ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ReauthenticationRequired => StatusCode::FORBIDDEN,
+            ErrorCode::SessionNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::ManagedInGit => StatusCode::CONFLICT,
+            ErrorCode::ServiceUser => StatusCode::CONFLICT,
+            ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
     /// The code as it appears in the body.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -172,7 +220,12 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    /// An error with `status`, `code` and `message`.
+    /// An error with `code`, answered with the code's status, and `message`.
+    pub fn of(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(code.status(), code, message)
+    }
+
+    /// An error with `status` other than `code`'s own, `code` and `message`.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -190,13 +243,12 @@ impl ApiError {
 
     /// 400 `invalid_request`.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+        ApiError::of(ErrorCode::InvalidRequest, message)
     }
 
     /// 413 `payload_too_large`.
     pub fn too_large() -> ApiError {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        ApiError::of(
             ErrorCode::PayloadTooLarge,
             format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
         )
@@ -205,8 +257,7 @@ impl ApiError {
     /// 429 `too_many_attempts` with Retry-After.
     pub fn throttled(retry_after: Duration) -> ApiError {
         let secs = retry_after.as_secs().max(1);
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        ApiError::of(
             ErrorCode::TooManyAttempts,
             "too many failed attempts; wait as long as Retry-After says, then try again",
         )
@@ -215,8 +266,7 @@ impl ApiError {
 
     /// 503 `busy` with Retry-After: the password hashing queue is full.
     pub fn busy() -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        ApiError::of(
             ErrorCode::Busy,
             "too many sign-ins are being checked right now; try again in a moment",
         )
@@ -226,8 +276,7 @@ impl ApiError {
     /// 500 `internal_error`; the cause goes to the log, never to the client.
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+        ApiError::of(
             ErrorCode::InternalError,
             "the server could not complete the request; try again",
         )
@@ -236,8 +285,7 @@ impl ApiError {
     /// 503 `unavailable` (the Kubernetes API could not be reached), logged.
     pub fn unavailable(cause: &dyn std::fmt::Display) -> ApiError {
         tracing::warn!(error = %cause, "request could not reach the Kubernetes API");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        ApiError::of(
             ErrorCode::Unavailable,
             "the server is busy or cannot reach its storage; try again shortly",
         )
@@ -272,11 +320,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Kube(k) => ApiError::unavailable(&k),
-            StoreError::Gone => ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::AccountGone,
-                "the account no longer exists",
-            ),
+            StoreError::Gone => {
+                ApiError::of(ErrorCode::AccountGone, "the account no longer exists")
+            }
             StoreError::Contention => ApiError::unavailable(&"the account kept changing"),
             other => ApiError::internal(&other),
         }
@@ -306,8 +352,7 @@ where
 fn json_rejection(r: &JsonRejection) -> ApiError {
     match r.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::of(
             ErrorCode::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ),

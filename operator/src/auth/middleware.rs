@@ -4,20 +4,20 @@
 //! every answer.
 
 use axum::{
-    extract::{Request, State as Extract},
-    http::{HeaderValue, Method, StatusCode, header},
+    extract::{Request, State},
+    http::{HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
 use super::{
     error::{ApiError, BODY_LIMIT, ErrorCode},
-    state::State,
+    state::AuthState,
 };
 
 /// Every rule of this module, in order: the body cap, the cross-site rule, the time bound; then
 /// the common headers on whatever answered.
-pub async fn guard(Extract(st): Extract<State>, req: Request, next: Next) -> Response {
+pub async fn guard(State(st): State<AuthState>, req: Request, next: Next) -> Response {
     let res = if let Some(refused) = too_large(req.headers()) {
         drain(req).await;
         refused
@@ -31,7 +31,7 @@ pub async fn guard(Extract(st): Extract<State>, req: Request, next: Next) -> Res
 
 /// Adds the headers every answer carries: no caching, no sniffing, no referrer; HSTS when the
 /// public URL is https; on pages, a strict CSP and no framing.
-pub fn common_headers(st: &State, mut res: Response) -> Response {
+pub fn common_headers(st: &AuthState, mut res: Response) -> Response {
     let html = res
         .headers()
         .get(header::CONTENT_TYPE)
@@ -68,16 +68,12 @@ pub fn common_headers(st: &State, mut res: Response) -> Response {
 
 /// Bounds a request's time (`USHER_REQUEST_TIMEOUT`), its body included: past it, 503
 /// `timeout` and the work is dropped.
-async fn time_bound(st: &State, work: impl std::future::Future<Output = Response>) -> Response {
+async fn time_bound(st: &AuthState, work: impl std::future::Future<Output = Response>) -> Response {
     match tokio::time::timeout(st.settings.request_timeout, work).await {
         Ok(res) => res,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Timeout,
-            "the request took too long; try again",
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-        .into_response(),
+        Err(_) => ApiError::of(ErrorCode::Timeout, "the request took too long; try again")
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into_response(),
     }
 }
 
@@ -107,7 +103,7 @@ async fn drain(req: Request) {
 /// State-changing requests that carry a cookie (and every login) are refused when the browser
 /// says they come from another site: `Sec-Fetch-Site: cross-site` or a foreign `Origin`.
 /// Requests without those headers (curl, scripts) pass.
-fn cross_site_refusal(st: &State, req: &Request) -> Option<Response> {
+fn cross_site_refusal(st: &AuthState, req: &Request) -> Option<Response> {
     let changes = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
@@ -136,8 +132,7 @@ fn cross_site_refusal(st: &State, req: &Request) -> Option<Response> {
             .map_or(true, |o| o != st.origin && Some(o) != addressed.as_deref())
     });
     (guarded && (cross || foreign)).then(|| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
+        ApiError::of(
             ErrorCode::CrossSiteRequest,
             "requests from other sites cannot change anything here",
         )

@@ -10,6 +10,7 @@
 
 mod account;
 mod answers;
+mod authority;
 mod client;
 mod cookie;
 mod device;
@@ -32,4 +33,4 @@ pub use router::{api, layers, router};
 pub use server::run;
 pub use session::{Claims as SessionClaims, seal as seal_session};
 pub use settings::Settings;
-pub use state::State;
+pub use state::AuthState;

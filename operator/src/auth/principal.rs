@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use axum::{
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -14,7 +15,7 @@ use super::{
     directory::Membership,
     error::{ApiError, ErrorCode},
     session::{self, Claims},
-    state::State,
+    state::AuthState,
 };
 use crate::{account::Account, apikey::ApiKey, runtime::clock::now_ms};
 
@@ -29,8 +30,7 @@ pub fn www_authenticate(error: Option<&str>) -> HeaderValue {
 
 /// 403 `session_required`: an API key where only a session is accepted.
 pub fn session_required() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
+    ApiError::of(
         ErrorCode::SessionRequired,
         "API keys cannot be used here; sign in",
     )
@@ -53,7 +53,7 @@ pub fn killed_since(account: &Account, m: &Membership, iat: i64) -> bool {
 
 /// True when Kill Session in organisation `org` ended a session of `account` that started at
 /// `iat`.
-pub fn killed_since_in(st: &State, account: &Account, org: &str, iat: i64) -> bool {
+pub fn killed_since_in(st: &AuthState, account: &Account, org: &str, iat: i64) -> bool {
     st.directory
         .membership(&account.login, org)
         .is_some_and(|m| killed_since(account, &m, iat))
@@ -114,8 +114,7 @@ impl Principal {
         if now_ms().saturating_sub(claims.auth) <= window {
             return Ok(());
         }
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        Err(ApiError::of(
             ErrorCode::ReauthenticationRequired,
             "confirm it is you: enter your password again (and a code, when two-factor authentication is on)",
         ))
@@ -124,8 +123,7 @@ impl Principal {
     /// Refuses sessions that must enroll TOTP first.
     pub fn not_restricted(&self) -> Result<(), ApiError> {
         if self.enrolment_required {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
+            return Err(ApiError::of(
                 ErrorCode::MfaEnrolmentRequired,
                 "your organisation requires two-factor authentication: enroll TOTP in your account settings first",
             ));
@@ -134,7 +132,7 @@ impl Principal {
     }
 }
 
-impl State {
+impl AuthState {
     /// True when `account` acting in `m` must enroll TOTP before anything else.
     pub fn enrolment_required(&self, account: &Account, m: &Membership) -> bool {
         if !self.settings.mfa_enabled
@@ -318,5 +316,27 @@ impl State {
                 u64::try_from(left_ms.saturating_add(999) / 1000).unwrap_or(0),
             ),
         )
+    }
+}
+
+/// A person signed in with a session cookie (an API key is refused: 403 `session_required`).
+pub struct SignedIn(pub Principal);
+
+impl FromRequestParts<AuthState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AuthState) -> Result<Self, ApiError> {
+        st.authenticate(&parts.headers, false).map(SignedIn)
+    }
+}
+
+/// A caller with a session cookie or an API key.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AuthState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AuthState) -> Result<Self, ApiError> {
+        st.authenticate(&parts.headers, true).map(Caller)
     }
 }

@@ -4,7 +4,6 @@
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::StatusCode,
     middleware,
     routing::{delete, get, post},
 };
@@ -16,17 +15,17 @@ use super::{
     },
     middleware::guard,
     pages,
-    state::State,
+    state::AuthState,
 };
 
 /// The server: every route of [`api`] behind [`layers`].
-pub fn router(state: State) -> Router {
+pub fn router(state: AuthState) -> Router {
     layers(api(), state)
 }
 
 /// Wraps routes in what every request goes through (`middleware::guard`: the body cap, the
 /// cross-site rule, the time bound and the common headers), and adds forward-auth.
-pub fn layers(routes: Router<State>, state: State) -> Router {
+pub fn layers(routes: Router<AuthState>, state: AuthState) -> Router {
     routes
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         // Forward-auth, the hot path of every proxied request, stays outside the guard: it
@@ -39,7 +38,7 @@ pub fn layers(routes: Router<State>, state: State) -> Router {
 
 /// The routes of DESIGN.md's HTTP API, the pages and the probes (forward-auth is added by
 /// [`layers`]).
-pub fn api() -> Router<State> {
+pub fn api() -> Router<AuthState> {
     Router::new()
         .route("/api/v1/invitations/accept", post(invitation::accept))
         .route("/api/v1/login", post(login::login))
@@ -68,12 +67,9 @@ pub fn api() -> Router<State> {
         .merge(pages::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(probes::readyz))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
-        })
+        .fallback(|| async { ApiError::of(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::of(
                 ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )

@@ -14,7 +14,7 @@ use kube::Client;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use super::{handlers::probes, router::router, settings::Settings, state::State};
+use super::{handlers::probes, router::router, settings::Settings, state::AuthState};
 use crate::{keys::Keys, runtime::shutdown::shutdown_signal};
 
 /// Runs the auth server on `listener` (and `/metrics` on `metrics`) until SIGTERM or Ctrl-C.
@@ -26,7 +26,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let keys = Keys::load_or_create(client.clone(), &settings.namespace).await?;
     let header_timeout = settings.header_timeout;
-    let state = State::new(client, settings, keys)?;
+    let state = AuthState::new(client, settings, keys)?;
     state.start_caches();
     if let Some(metrics) = metrics {
         let app = Router::new()

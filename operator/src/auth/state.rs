@@ -1,4 +1,4 @@
-//! Everything a request handler reads ([`State`]): settings, the watch caches behind the
+//! Everything a request handler reads ([`AuthState`]): settings, the watch caches behind the
 //! [`Directory`], the account store, the shared keys, the password hasher, the throttles and
 //! metrics. It keeps no session state: sessions are signed cookies checked against the account
 //! Secret, which every replica watches, so replicas share nothing but the Kubernetes API.
@@ -19,16 +19,16 @@ use crate::{account::AccountStore, keys::Keys, password::Hasher};
 
 /// Everything a request handler reads; cheap to clone.
 #[derive(Clone)]
-pub struct State(pub Arc<Inner>);
+pub struct AuthState(pub Arc<Inner>);
 
-impl std::ops::Deref for State {
+impl std::ops::Deref for AuthState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
     }
 }
 
-/// The shared parts of [`State`].
+/// The shared parts of [`AuthState`].
 pub struct Inner {
     /// Settings.
     pub settings: Settings,
@@ -60,9 +60,9 @@ pub struct Inner {
     pub key_answers: crate::auth::answers::KeyAnswers,
 }
 
-impl State {
-    /// State over caches that [`State::start_caches`] fills.
-    pub fn new(client: Client, settings: Settings, keys: Keys) -> anyhow::Result<State> {
+impl AuthState {
+    /// The state, over caches that [`AuthState::start_caches`] fills.
+    pub fn new(client: Client, settings: Settings, keys: Keys) -> anyhow::Result<AuthState> {
         let hasher = Hasher::new(settings.hash_concurrency, settings.hash_queue)
             .map_err(|e| anyhow::anyhow!("cannot prepare password hashing: {e}"))?;
         let forget = Duration::from_secs(15 * 60);
@@ -76,7 +76,7 @@ impl State {
             in_flight: 2,
             forget_after: forget,
         };
-        Ok(State(Arc::new(Inner {
+        Ok(AuthState(Arc::new(Inner {
             origin: settings.origin(),
             directory: Directory::new(&settings.namespace),
             accounts: AccountStore::new(client.clone(), &settings.namespace),

@@ -25,6 +25,7 @@ use crate::{
     account::AccountStore,
     keys::Keys,
     mail::Mailer,
+    reason::Reason,
     runtime::cache::{Cache, key_of, version_of},
 };
 
@@ -209,7 +210,7 @@ impl Context {
     /// Waits until the three caches hold a complete first List, so no reconcile judges a User
     /// against a half-loaded set of Organisations or Profiles.
     ///
-    /// Each watch marks its store synced itself (`usher_crds::watch::trimmed_events`): kube's
+    /// Each watch marks its store synced itself (`runtime::watch::trimmed_events`): kube's
     /// `Store::wait_until_ready` wakes only the last of several concurrent waiters, and each
     /// controller's applier is waiting on its store already.
     pub async fn wait_synced(&self) {
@@ -276,7 +277,12 @@ impl Context {
 
     /// Publishes a Normal Event about `obj`. Failures are logged, never fatal. Notes never carry
     /// a secret.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: Reason,
+        note: String,
+    ) {
         self.publish(obj, EventType::Normal, reason, note).await;
     }
 
@@ -285,7 +291,7 @@ impl Context {
     pub async fn warning<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
-        reason: &str,
+        reason: Reason,
         note: String,
     ) {
         self.publish(obj, EventType::Warning, reason, note).await;
@@ -295,19 +301,19 @@ impl Context {
         &self,
         obj: &K,
         type_: EventType,
-        reason: &str,
+        reason: Reason,
         note: String,
     ) {
         let ev = Event {
             type_,
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
             note: Some(note),
-            action: reason.to_owned(),
+            action: reason.as_str().to_owned(),
             secondary: None,
         };
         let reference = obj.object_ref(&());
         if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(error = %e, reason, "could not publish an Event");
+            tracing::warn!(error = %e, %reason, "could not publish an Event");
         }
     }
 }

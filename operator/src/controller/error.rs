@@ -1,7 +1,7 @@
 //! The controller's error: why a reconcile failed (it is retried with backoff). Never carries a
 //! secret.
 
-use crate::{account::StoreError, crypto::RandomError, mail::MailError};
+use crate::{account::StoreError, crypto::RandomError, mail::MailError, reason::Reason};
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +42,11 @@ impl Error {
     }
 
     /// The reason of the Warning Event a failed reconcile publishes.
-    pub fn event_reason(&self) -> &'static str {
+    pub fn event_reason(&self) -> Reason {
         match self {
-            Error::Mail(_) => "MailUnavailable",
-            Error::Kube(_) | Error::Account(_) => "ApiUnavailable",
-            Error::Random(_) | Error::Finalizer(_) => "ReconcileFailed",
+            Error::Mail(_) => Reason::MailUnavailable,
+            Error::Kube(_) | Error::Account(_) => Reason::ApiUnavailable,
+            Error::Random(_) | Error::Finalizer(_) => Reason::ReconcileFailed,
         }
     }
 }

@@ -15,7 +15,10 @@ use super::{
     error::Error,
     status::{Progress, apply_status, set_progress},
 };
-use crate::runtime::clock::now;
+use crate::{
+    reason::{ConditionType, Reason},
+    runtime::clock::now,
+};
 
 /// What the namespace looks like to the organisation (pure input).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,16 +70,17 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
             let message = format!(
                 "namespace {ns_name:?} belongs to Organisation {owner:?}; set spec.namespace to another namespace"
             );
-            let news = !status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Stalled" && c.reason == "NamespaceTaken");
+            let news = !status.conditions.iter().any(|c| {
+                c.type_ == ConditionType::Stalled.as_str()
+                    && c.reason == Reason::NamespaceTaken.as_str()
+            });
             if news {
-                ctx.warning(org, "NamespaceTaken", message.clone()).await;
+                ctx.warning(org, Reason::NamespaceTaken, message.clone())
+                    .await;
             }
             set_progress(
                 &mut status.conditions,
-                &Progress::Stalled("NamespaceTaken", message),
+                &Progress::Stalled(Reason::NamespaceTaken, message),
                 generation,
                 now,
             );
@@ -100,7 +104,7 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
                 if state == NamespaceState::Missing {
                     ctx.event(
                         org,
-                        "NamespaceCreated",
+                        Reason::NamespaceCreated,
                         format!("created namespace {ns_name}"),
                     )
                     .await;
@@ -109,7 +113,7 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
             set_progress(
                 &mut status.conditions,
                 &Progress::Ready(
-                    "NamespaceHeld",
+                    Reason::NamespaceHeld,
                     format!("Users of this organisation live in namespace {ns_name}"),
                 ),
                 generation,

@@ -10,7 +10,7 @@ use super::{
     error::Error,
     status::{Progress, apply_status, set_progress},
 };
-use crate::runtime::clock::now;
+use crate::{reason::Reason, runtime::clock::now};
 
 /// Entry point for the kube-runtime Controller.
 pub async fn reconcile(profile: Arc<Profile>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -26,7 +26,7 @@ pub async fn reconcile(profile: Arc<Profile>, ctx: Arc<Context>) -> Result<Actio
     set_progress(
         &mut status.conditions,
         &Progress::Ready(
-            "Valid",
+            Reason::Valid,
             format!("{} permission(s)", profile.spec.permissions.len()),
         ),
         profile.metadata.generation,

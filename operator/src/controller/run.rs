@@ -15,10 +15,7 @@ use kube::{
         watcher,
     },
 };
-use usher_crds::{
-    LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User,
-    watch::{Watched, trimmed_events},
-};
+use usher_crds::{LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User};
 
 use super::{
     backoff,
@@ -28,9 +25,13 @@ use super::{
     organisation, profile, user,
 };
 use crate::{
+    account::AccountIndex,
     keys::Keys,
     mail::Mailer,
-    runtime::cache::{Cache, IndexFn, key_of},
+    runtime::{
+        cache::{Cache, IndexFn, key_of},
+        watch::{Watched, trimmed_events},
+    },
 };
 
 /// User reconciles in flight at once.
@@ -160,12 +161,7 @@ pub async fn run(
                     .get(LABEL_ACCOUNT)
                     .cloned()
                     .unwrap_or_default();
-                let login = secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("login"))
-                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
-                    .unwrap_or_default();
+                let login = AccountIndex::of(&secret).login.unwrap_or_default();
                 user::accounts::users_of(&members, &id, &login)
             },
         )

@@ -8,6 +8,7 @@ use k8s_openapi::{
 use kube::{Api, Resource, ResourceExt};
 
 use super::{context::MANAGER, error::Error};
+use crate::reason::{ConditionType, Reason};
 
 /// Writes `status` of `obj` through the status subresource of `api` by server-side apply
 /// (field manager [`MANAGER`]), only when it differs from `current`: an unchanged object costs
@@ -43,14 +44,15 @@ where
 /// Sets condition `type_`, keeping `lastTransitionTime` when its status does not change.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
-    type_: &str,
+    type_: ConditionType,
     status: bool,
-    reason: &str,
+    reason: Reason,
     message: impl Into<String>,
     generation: Option<i64>,
     now: Timestamp,
 ) {
     let status = if status { "True" } else { "False" };
+    let type_ = type_.as_str();
     let previous = conditions.iter().find(|c| c.type_ == type_);
     let last_transition_time = match previous {
         Some(c) if c.status == status => c.last_transition_time.clone(),
@@ -59,7 +61,7 @@ pub fn set_condition(
     let condition = Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         message: message.into(),
         observed_generation: generation,
         last_transition_time,
@@ -75,11 +77,11 @@ pub fn set_condition(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Progress {
     /// Usher did all it can for the object: `Ready=True`.
-    Ready(&'static str, String),
+    Ready(Reason, String),
     /// Work is under way (and retried by itself): `Ready=False`, `Reconciling=True`.
-    Reconciling(&'static str, String),
+    Reconciling(Reason, String),
     /// It cannot go on until someone fixes something: `Ready=False`, `Stalled=True`.
-    Stalled(&'static str, String),
+    Stalled(Reason, String),
 }
 
 /// Sets `Ready`, and `Reconciling` or `Stalled` when they apply (they are removed otherwise, as
@@ -93,19 +95,19 @@ pub fn set_progress(
 ) {
     let (ready, abnormal, reason, message) = match progress {
         Progress::Ready(r, m) => (true, None, *r, m),
-        Progress::Reconciling(r, m) => (false, Some("Reconciling"), *r, m),
-        Progress::Stalled(r, m) => (false, Some("Stalled"), *r, m),
+        Progress::Reconciling(r, m) => (false, Some(ConditionType::Reconciling), *r, m),
+        Progress::Stalled(r, m) => (false, Some(ConditionType::Stalled), *r, m),
     };
     set_condition(
         conditions,
-        "Ready",
+        ConditionType::Ready,
         ready,
         reason,
         message.clone(),
         generation,
         now,
     );
-    for kind in ["Reconciling", "Stalled"] {
+    for kind in [ConditionType::Reconciling, ConditionType::Stalled] {
         if Some(kind) == abnormal {
             set_condition(
                 conditions,
@@ -117,7 +119,7 @@ pub fn set_progress(
                 now,
             );
         } else {
-            conditions.retain(|c| c.type_ != kind);
+            conditions.retain(|c| c.type_ != kind.as_str());
         }
     }
 }
@@ -138,7 +140,7 @@ mod tests {
         let mut c = Vec::new();
         set_progress(
             &mut c,
-            &Progress::Reconciling("Provisioning", "sending".into()),
+            &Progress::Reconciling(Reason::Provisioning, "sending".into()),
             Some(1),
             t0,
         );
@@ -146,7 +148,7 @@ mod tests {
         assert_eq!(condition(&c, "Reconciling").unwrap().status, "True");
         set_progress(
             &mut c,
-            &Progress::Stalled("UnknownProfile", "create it".into()),
+            &Progress::Stalled(Reason::UnknownProfile, "create it".into()),
             Some(1),
             t0,
         );
@@ -154,7 +156,7 @@ mod tests {
         assert_eq!(condition(&c, "Stalled").unwrap().reason, "UnknownProfile");
         set_progress(
             &mut c,
-            &Progress::Ready("Invited", "waiting".into()),
+            &Progress::Ready(Reason::Invited, "waiting".into()),
             Some(2),
             t0,
         );
@@ -167,12 +169,20 @@ mod tests {
         let t0: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
         let t1: Timestamp = "2026-11-27T11:00:00Z".parse().unwrap();
         let mut c = Vec::new();
-        set_condition(&mut c, "Ready", false, "Invited", "waiting", Some(1), t0);
         set_condition(
             &mut c,
-            "Ready",
+            ConditionType::Ready,
             false,
-            "Invited",
+            Reason::Invited,
+            "waiting",
+            Some(1),
+            t0,
+        );
+        set_condition(
+            &mut c,
+            ConditionType::Ready,
+            false,
+            Reason::Invited,
             "still waiting",
             Some(2),
             t1,
@@ -180,7 +190,15 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].last_transition_time, Time(t0));
         assert_eq!(c[0].message, "still waiting");
-        set_condition(&mut c, "Ready", true, "Active", "ok", Some(2), t1);
+        set_condition(
+            &mut c,
+            ConditionType::Ready,
+            true,
+            Reason::Active,
+            "ok",
+            Some(2),
+            t1,
+        );
         assert_eq!(c[0].last_transition_time, Time(t1));
     }
 }

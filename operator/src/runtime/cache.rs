@@ -11,12 +11,12 @@ use std::{
     },
 };
 
+use super::watch::Watched;
 use futures::StreamExt;
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
-use usher_crds::watch::Watched;
 
 /// Computes the index keys of a stored entry.
 pub type IndexFn<V> = fn(&V) -> Vec<String>;

@@ -2,11 +2,10 @@
 //! lives in the account (sealed); renewing writes the account, so the old key stops at once on
 //! every replica, and the controller then delivers the new one to its Secret.
 
-use axum::{
-    Json, extract::State as Extract, http::HeaderMap, http::StatusCode, response::Response,
-};
+use axum::{Json, extract::State, response::Response};
 use usher_crds::User;
 
+use crate::auth::principal::SignedIn;
 use crate::{
     account::account_id,
     apikey::{
@@ -15,24 +14,25 @@ use crate::{
     },
     auth::{
         error::{ApiError, ErrorCode},
-        state::State,
+        state::AuthState,
     },
     runtime::clock::now,
 };
 
 /// 404 `no_api_key`.
 pub fn no_api_key() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
+    ApiError::of(
         ErrorCode::NoApiKey,
         "this membership has no API key; ask an organisation admin to create one",
     )
 }
 
 /// `GET /api/v1/me/api-key`.
-pub async fn view(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
-    // Sessions only: authenticate(.., false) refuses API keys.
-    let p = st.authenticate(&headers, false)?;
+pub async fn view(
+    State(st): State<AuthState>,
+    SignedIn(p): SignedIn,
+) -> Result<Response, ApiError> {
+    // Sessions only: SignedIn refuses API keys.
     p.not_restricted()?;
     p.recently_authenticated(st.settings.reauth_window)?;
     let user = &p.membership.user;
@@ -45,11 +45,10 @@ pub async fn view(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Res
 
 /// `POST /api/v1/me/api-key/renew`.
 pub async fn renew_own(
-    Extract(st): Extract<State>,
-    headers: HeaderMap,
+    State(st): State<AuthState>,
+    SignedIn(p): SignedIn,
 ) -> Result<Response, ApiError> {
-    // Sessions only: authenticate(.., false) refuses API keys.
-    let p = st.authenticate(&headers, false)?;
+    // Sessions only: SignedIn refuses API keys.
     p.not_restricted()?;
     p.recently_authenticated(st.settings.reauth_window)?;
     let key = st.renew_key(&p.membership.user).await?;
@@ -57,7 +56,7 @@ pub async fn renew_own(
     Ok(p.respond(Json(serde_json::json!({ "key": key.expose() }))))
 }
 
-impl State {
+impl AuthState {
     /// Renews `user`'s key in its account with the one renewal the controller uses too: the
     /// key returned is the one in force (another renewal's, when one won meanwhile).
     pub async fn renew_key(&self, user: &User) -> Result<ApiKey, ApiError> {

@@ -2,7 +2,7 @@
 //! which the policy checks with the person's own words as context.
 
 use axum::{
-    extract::State as Extract,
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -13,7 +13,7 @@ use crate::{
     account::Account,
     auth::{
         error::{ApiError, ErrorCode, JsonBody},
-        state::State,
+        state::AuthState,
     },
     link_token::{hash_token, token_matches},
     runtime::clock::now,
@@ -27,10 +27,10 @@ pub struct AcceptRequest {
 }
 
 pub async fn accept(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     JsonBody(req): JsonBody<AcceptRequest>,
 ) -> Result<Response, ApiError> {
-    let invalid = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidToken, m);
+    let invalid = |m: &str| ApiError::of(ErrorCode::InvalidToken, m);
     let not_valid = "this invitation link is not valid: it was used already, replaced by a newer one, or copied incompletely. Ask your administrator to send a new invitation";
     let token_hash = hash_token(req.token.trim());
     let account = st

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     Json,
-    extract::{ConnectInfo, Query, State as Extract},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -22,7 +22,7 @@ use crate::{
         handlers::password::user_agent,
         principal::Via,
         session::Claims,
-        state::State,
+        state::AuthState,
         throttle::{Attempt, Throttle},
     },
     password::{self, Verified},
@@ -62,7 +62,7 @@ impl Reserved {
     }
 }
 
-impl State {
+impl AuthState {
     /// Reserves a sign-in of `login_key` from `address` (with the device id of a device cookie
     /// valid for that login, if presented), or the 429 to answer. Known and unknown logins get
     /// the same answer.
@@ -169,8 +169,7 @@ pub struct LoginRequest {
 
 /// 403 `not_a_member`: not an active member of `org`.
 pub fn not_a_member(org: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
+    ApiError::of(
         ErrorCode::NotAMember,
         format!("you are not an active member of organisation {org:?}"),
     )
@@ -178,8 +177,7 @@ pub fn not_a_member(org: &str) -> ApiError {
 
 /// 401 `invalid_credentials`, the one answer for every failed sign-in.
 pub fn invalid_credentials() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
+    ApiError::of(
         ErrorCode::InvalidCredentials,
         "the login or password is wrong, or this account cannot sign in",
     )
@@ -187,7 +185,7 @@ pub fn invalid_credentials() -> ApiError {
 
 /// `POST /api/v1/login`.
 pub async fn login(
-    st: Extract<State>,
+    st: State<AuthState>,
     peer: ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: JsonBody<LoginRequest>,
@@ -208,7 +206,7 @@ pub async fn login(
 const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 async fn sign_in(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
@@ -291,8 +289,7 @@ async fn sign_in(
         let Some(code) = req.code.as_deref() else {
             reserved.cancel();
             st.metrics.login("mfa_required");
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            return Err(ApiError::of(
                 ErrorCode::MfaRequired,
                 "enter the 6-digit code from your authenticator app",
             ));
@@ -365,7 +362,7 @@ pub struct LogoutQuery {
 }
 
 pub async fn logout(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     Query(q): Query<LogoutQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

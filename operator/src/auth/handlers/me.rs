@@ -4,13 +4,14 @@ use std::net::SocketAddr;
 
 use axum::{
     Json,
-    extract::{ConnectInfo, State as Extract},
-    http::{HeaderMap, StatusCode, header},
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 
 use super::login::not_a_member;
+use crate::auth::principal::{Caller, SignedIn};
 use crate::{
     auth::{
         directory::Membership,
@@ -18,14 +19,13 @@ use crate::{
         handlers::password::user_agent,
         principal::killed_since,
         session::Claims,
-        state::State,
+        state::AuthState,
     },
     runtime::clock::now_ms,
 };
 
 /// `GET /api/v1/me`.
-pub async fn me(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, true)?;
+pub async fn me(State(st): State<AuthState>, Caller(p): Caller) -> Result<Response, ApiError> {
     let body = st
         .directory
         .me(&p.account, &p.membership, p.enrolment_required);
@@ -40,12 +40,12 @@ pub struct SwitchRequest {
 
 /// `POST /api/v1/me/organisation`: a new session in another organisation of the same login.
 pub async fn switch_organisation(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SignedIn(p): SignedIn,
     headers: HeaderMap,
     JsonBody(req): JsonBody<SwitchRequest>,
 ) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
     let claims = p.session()?;
     let target = st
         .directory
@@ -54,8 +54,7 @@ pub async fn switch_organisation(
         .ok_or_else(|| not_a_member(&req.organisation))?;
     // Kill Session there ended this session's standing in it: sign in again to go back.
     if killed_since(&p.account, &target, claims.iat) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::of(
             ErrorCode::SessionEnded,
             format!(
                 "an administrator ended your sessions in organisation {:?}; sign in again to use it",

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::{
     Json,
-    extract::{ConnectInfo, State as Extract},
+    extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -19,13 +19,13 @@ use crate::{
     auth::{
         error::{ApiError, ErrorCode, JsonBody},
         principal::Principal,
-        state::State,
+        state::AuthState,
     },
     runtime::clock::now,
     totp,
 };
 
-impl State {
+impl AuthState {
     /// Checks a TOTP code of `account` against its confirmed secret (or the pending one) and
     /// records its step; a replay, here or on another replica, is refused.
     pub async fn accept_code(
@@ -63,23 +63,17 @@ impl State {
             .and_then(|s| self.keys.seal.open(&a.id, s))
             .ok_or_else(missing)?;
         let now = u64::try_from(Timestamp::now().as_second()).unwrap_or(0);
-        totp::verify(secret, code, now, a.totp_last_step).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::InvalidCode,
-                e.to_string(),
-            )
-        })
+        totp::verify(secret, code, now, a.totp_last_step)
+            .map_err(|e| ApiError::of(ErrorCode::InvalidCode, e.to_string()))
     }
 }
 
-impl State {
+impl AuthState {
     /// The session of a TOTP route: no API keys, and 404 when MFA is off for the platform.
     pub fn mfa_session(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let p = self.authenticate(headers, false)?;
         if !self.settings.mfa_enabled {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
+            return Err(ApiError::of(
                 ErrorCode::MfaDisabled,
                 "two-factor authentication is turned off on this platform",
             ));
@@ -90,14 +84,13 @@ impl State {
 
 /// `POST /api/v1/me/mfa/totp`: enrolment data; needs a recent sign-in.
 pub async fn totp_start(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let p = st.mfa_session(&headers)?;
     p.recently_authenticated(st.settings.reauth_window)?;
     if p.account.totp_secret.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::of(
             ErrorCode::MfaAlreadyEnrolled,
             "TOTP is already set up; turn it off first to enroll a new device",
         ));
@@ -122,19 +115,11 @@ pub async fn totp_start(
 }
 
 fn no_pending_enrolment() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        ErrorCode::NoPendingEnrolment,
-        "start TOTP enrolment first",
-    )
+    ApiError::of(ErrorCode::NoPendingEnrolment, "start TOTP enrolment first")
 }
 
 fn mfa_not_enrolled() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        ErrorCode::MfaNotEnrolled,
-        "TOTP is not set up",
-    )
+    ApiError::of(ErrorCode::MfaNotEnrolled, "TOTP is not set up")
 }
 
 /// On the settings routes a wrong code is a typo, not a sign-in failure: 400, the session stays.
@@ -153,7 +138,7 @@ pub struct CodeRequest {
 
 /// `POST /api/v1/me/mfa/totp/confirm`: a wrong code counts like a failed sign-in.
 pub async fn totp_confirm(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<CodeRequest>,
@@ -169,7 +154,7 @@ pub async fn totp_confirm(
 /// `DELETE /api/v1/me/mfa/totp`: needs a recent sign-in and a code; a wrong code counts like a
 /// failed sign-in.
 pub async fn totp_disable(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<CodeRequest>,
@@ -185,8 +170,7 @@ pub async fn totp_disable(
         .into_iter()
         .find(|m| m.organisation.requires_mfa())
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::of(
             ErrorCode::MfaRequiredByOrganisation,
             format!(
                 "organisation {} requires two-factor authentication, so it cannot be turned off",

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use axum::{
     Json,
-    extract::{ConnectInfo, State as Extract},
+    extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -15,13 +15,14 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use usher_crds::login::canonical_login;
 
+use crate::auth::principal::SignedIn;
 use crate::{
     account::{Account, PasswordReset, account_id},
     auth::{
         directory::Membership,
         error::{ApiError, ErrorCode, JsonBody},
         session::Claims,
-        state::State,
+        state::AuthState,
     },
     link_token::{hash_token, token_matches},
     password::{self, HashError},
@@ -36,7 +37,7 @@ pub struct ChangeRequest {
     new_password: String,
 }
 
-impl State {
+impl AuthState {
     /// Checks `password` against the policy with the person's own words as context, and
     /// hashes it: every place a password is set (invitation, change, reset) goes through here.
     pub async fn new_password_hash(
@@ -51,13 +52,8 @@ impl State {
             context.push(&m.user.spec.full_name);
             context.push(&m.organisation.spec.display_name);
         }
-        let nfc = password::check_policy(password, &context).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::WeakPassword,
-                e.to_string(),
-            )
-        })?;
+        let nfc = password::check_policy(password, &context)
+            .map_err(|e| ApiError::of(ErrorCode::WeakPassword, e.to_string()))?;
         self.hasher.hash(nfc).await.map_err(|e| match e {
             HashError::Busy => ApiError::busy(),
             HashError::Failed => ApiError::internal(&e),
@@ -68,12 +64,12 @@ impl State {
 /// `POST /api/v1/me/password`: 204; every other session of the account ends, this one is
 /// issued again (a new id, signed in now).
 pub async fn change(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SignedIn(p): SignedIn,
     headers: HeaderMap,
     JsonBody(req): JsonBody<ChangeRequest>,
 ) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
     let claims = p.session()?.clone();
     let account = st
         .prove(
@@ -134,7 +130,7 @@ fn reset_requested() -> Response {
 /// unlocked membership gets a link (mailed by the controller); an invited one has its
 /// invitation.
 pub async fn request(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<ResetRequest>,
@@ -205,10 +201,10 @@ pub struct AcceptRequest {
 /// `POST /api/v1/password-reset/accept`: 204; the link works once, every session of the account
 /// ends, MFA stays enrolled.
 pub async fn accept(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     JsonBody(req): JsonBody<AcceptRequest>,
 ) -> Result<Response, ApiError> {
-    let invalid = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidToken, m);
+    let invalid = |m: &str| ApiError::of(ErrorCode::InvalidToken, m);
     let not_valid = "this link is not valid: it was used already, replaced by a newer one, or copied incompletely. Ask for a new one on the sign-in page";
     let token = req.token.trim();
     let account = st

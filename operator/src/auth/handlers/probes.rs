@@ -1,32 +1,27 @@
 //! Probes of the auth server.
 
 use axum::{
-    extract::State as Extract,
-    http::{StatusCode, header},
+    extract::State,
+    http::header,
     response::{IntoResponse, Response},
 };
 
 use crate::auth::{
     error::{ApiError, ErrorCode},
-    state::State,
+    state::AuthState,
 };
 
 /// 200 once every watch cache holds its first list.
-pub async fn readyz(Extract(st): Extract<State>) -> Response {
+pub async fn readyz(State(st): State<AuthState>) -> Response {
     if st.directory.is_ready() {
         "ok".into_response()
     } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::NotReady,
-            "the watch caches are still loading",
-        )
-        .into_response()
+        ApiError::of(ErrorCode::NotReady, "the watch caches are still loading").into_response()
     }
 }
 
 /// Prometheus metrics.
-pub async fn metrics(Extract(st): Extract<State>) -> Response {
+pub async fn metrics(State(st): State<AuthState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

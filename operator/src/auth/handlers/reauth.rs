@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::{
-    extract::{ConnectInfo, State as Extract},
+    extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -13,19 +13,20 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use super::login::{Reserved, invalid_credentials};
+use crate::auth::principal::SignedIn;
 use crate::{
     account::Account,
     auth::{
         device,
         error::{ApiError, ErrorCode, JsonBody},
         session::Claims,
-        state::State,
+        state::AuthState,
     },
     password::Verified,
     runtime::clock::now_ms,
 };
 
-impl State {
+impl AuthState {
     /// Reserves an attempt to prove who `account`'s owner is, for a request from `peer`: as a
     /// sign-in would (per device cookie, else per address and per login), soft lock included.
     pub fn reserve_for(
@@ -107,8 +108,7 @@ impl State {
         }
         let Some(code) = code else {
             reserved.cancel();
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            return Err(ApiError::of(
                 ErrorCode::MfaRequired,
                 "enter the 6-digit code from your authenticator app",
             ));
@@ -131,12 +131,12 @@ pub struct ReauthRequest {
 /// `POST /api/v1/me/reauthenticate`: 204 and the session's cookie with a fresh authentication
 /// time.
 pub async fn reauthenticate(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SignedIn(p): SignedIn,
     headers: HeaderMap,
     JsonBody(req): JsonBody<ReauthRequest>,
 ) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
     let claims = p.session()?.clone();
     st.prove(
         peer,

@@ -4,8 +4,8 @@
 
 use axum::{
     Json,
-    extract::{Path, State as Extract},
-    http::{HeaderMap, StatusCode, header},
+    extract::{Path, State},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use k8s_openapi::jiff::Timestamp;
@@ -17,9 +17,10 @@ use crate::{
     auth::{
         error::{ApiError, ErrorCode},
         principal::killed_since_in,
-        state::State,
+        state::AuthState,
     },
 };
+use crate::{auth::principal::SignedIn, reason::Reason};
 
 /// A session as the API shows it.
 #[derive(Debug, Serialize)]
@@ -47,7 +48,7 @@ pub struct SessionView {
 
 /// The sessions of `account` that are still alive: not signed out, not ended by a revocation
 /// (account-wide, or a Kill Session in their organisation), not past their lifetime.
-pub fn alive(st: &State, account: &Account) -> Vec<SessionRecord> {
+pub fn alive(st: &AuthState, account: &Account) -> Vec<SessionRecord> {
     let now = Timestamp::now();
     account
         .sessions
@@ -74,16 +75,17 @@ fn view(s: SessionRecord, current: Option<&str>) -> SessionView {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
+    ApiError::of(
         ErrorCode::SessionNotFound,
         "no such session: it ended already, or it is not one you can see",
     )
 }
 
 /// `GET /api/v1/me/sessions`.
-pub async fn mine(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
+pub async fn mine(
+    State(st): State<AuthState>,
+    SignedIn(p): SignedIn,
+) -> Result<Response, ApiError> {
     let sid = p.session()?.sid.clone();
     let list: Vec<SessionView> = alive(&st, &p.account)
         .into_iter()
@@ -94,11 +96,10 @@ pub async fn mine(Extract(st): Extract<State>, headers: HeaderMap) -> Result<Res
 
 /// `DELETE /api/v1/me/sessions/{id}`: 204; ending the current one signs this browser out.
 pub async fn end_mine(
-    Extract(st): Extract<State>,
-    headers: HeaderMap,
+    State(st): State<AuthState>,
+    SignedIn(p): SignedIn,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let p = st.authenticate(&headers, false)?;
     let current = p.session()?.sid == id;
     let record = alive(&st, &p.account)
         .into_iter()
@@ -124,7 +125,7 @@ pub async fn end_mine(
 pub type MemberSession = (std::sync::Arc<usher_crds::User>, Account, SessionRecord);
 
 /// The sessions acting in organisation `org` (whose Users live in `namespace`), newest first.
-pub fn in_organisation(st: &State, namespace: &str, org: &str) -> Vec<MemberSession> {
+pub fn in_organisation(st: &AuthState, namespace: &str, org: &str) -> Vec<MemberSession> {
     let mut out = Vec::new();
     for user in st.directory.users_in(namespace) {
         let Some(account) = st
@@ -144,11 +145,7 @@ pub fn in_organisation(st: &State, namespace: &str, org: &str) -> Vec<MemberSess
 }
 
 /// `GET /api/v1/sessions`: who is signed in to this organisation, since when, from where.
-pub async fn organisation(
-    Extract(st): Extract<State>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let admin = Admin::of(&st, &headers)?;
+pub async fn organisation(State(st): State<AuthState>, admin: Admin) -> Result<Response, ApiError> {
     let current = match &admin.principal.via {
         crate::auth::principal::Via::Session { claims, .. } => Some(claims.sid.clone()),
         crate::auth::principal::Via::Bearer => None,
@@ -167,11 +164,10 @@ pub async fn organisation(
 
 /// `DELETE /api/v1/sessions/{id}`: 204; a session of a member whose profile the admin holds.
 pub async fn end_in_organisation(
-    Extract(st): Extract<State>,
-    headers: HeaderMap,
+    State(st): State<AuthState>,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let admin = Admin::of(&st, &headers)?;
     let org = admin.principal.membership.org_name();
     let (user, account, record) = in_organisation(&st, &admin.namespace, &org)
         .into_iter()
@@ -181,7 +177,7 @@ pub async fn end_in_organisation(
     st.end_session_id(&account.id, &record.id, record.started_at.as_millisecond())
         .await?;
     admin
-        .record(&st, &user, "SessionEnded", "a session ended")
+        .record(&st, &user, Reason::SessionEnded, "a session ended")
         .await;
     Ok(admin.principal.respond(StatusCode::NO_CONTENT))
 }

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::{
-    extract::{Request, State as Extract},
+    extract::{Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -17,7 +17,7 @@ use crate::{
         error::{ApiError, ErrorCode},
         middleware::common_headers,
         principal::{Principal, Via},
-        state::State,
+        state::AuthState,
     },
 };
 
@@ -31,7 +31,7 @@ fn wanted_permission(req: &Request) -> Option<String> {
 /// Forward-auth for ingress controllers (nginx `auth_request`, Traefik ForwardAuth, Envoy
 /// ext_authz): 200 with the `X-Usher-*` headers, or 401/403. `?permission=x` also requires
 /// that permission. Every answer carries the common headers (it is served outside the guard).
-pub async fn verify(Extract(st): Extract<State>, req: Request) -> Response {
+pub async fn verify(State(st): State<AuthState>, req: Request) -> Response {
     let answer = match answer(&st, &req) {
         Ok(res) => res,
         Err(e) => e.into_response(),
@@ -39,7 +39,7 @@ pub async fn verify(Extract(st): Extract<State>, req: Request) -> Response {
     common_headers(&st, answer)
 }
 
-fn answer(st: &State, req: &Request) -> Result<Response, ApiError> {
+fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
     // The request is read in place: the hot path of every forward-auth call copies nothing.
     let started = Instant::now();
     let now = Timestamp::now();
@@ -132,8 +132,7 @@ fn bearer_hash(req: &Request) -> Option<String> {
 /// Refuses a request whose `?permission=` the membership lacks.
 fn permitted(permissions: &[String], req: &Request) -> Result<(), ApiError> {
     match wanted_permission(req) {
-        Some(needed) if !permissions.contains(&needed) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        Some(needed) if !permissions.contains(&needed) => Err(ApiError::of(
             ErrorCode::PermissionDenied,
             format!("this needs the permission {needed}"),
         )),

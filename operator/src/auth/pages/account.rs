@@ -1,17 +1,17 @@
 //! `/account`: profile, two-factor authentication, sessions and the membership's API key.
 
 use axum::{
-    extract::State as Extract,
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
 };
 use maud::html;
 
 use super::layout::{layout, page, signed_in};
-use crate::auth::{handlers::sessions::alive, state::State};
+use crate::auth::{handlers::sessions::alive, state::AuthState};
 
 /// `/account`.
-pub async fn account(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
+pub async fn account(State(st): State<AuthState>, headers: HeaderMap) -> Response {
     let (p, me) = match signed_in(&st, &headers) {
         Ok(x) => x,
         Err(r) => return *r,

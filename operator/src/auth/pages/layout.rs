@@ -8,7 +8,7 @@ use axum::{
 use maud::{DOCTYPE, Markup, html};
 use usher_crds::permission::MANAGE_USER;
 
-use crate::auth::{directory::Me, principal::Principal, state::State};
+use crate::auth::{directory::Me, principal::Principal, state::AuthState};
 
 /// A page: the header (with navigation when someone is signed in) and `body`.
 pub fn layout(title: &str, header_me: Option<&Me>, body: Markup) -> Markup {
@@ -79,7 +79,7 @@ pub fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
 
 /// The signed-in person, or the answer to give instead: `/login` without a valid session, 403
 /// for API keys.
-pub fn signed_in(st: &State, headers: &HeaderMap) -> Result<(Principal, Me), Box<Response>> {
+pub fn signed_in(st: &AuthState, headers: &HeaderMap) -> Result<(Principal, Me), Box<Response>> {
     if headers.contains_key(header::AUTHORIZATION) {
         return Err(Box::new(message_page(
             StatusCode::FORBIDDEN,
@@ -99,7 +99,7 @@ pub fn signed_in(st: &State, headers: &HeaderMap) -> Result<(Principal, Me), Box
 /// As [`signed_in`], for an organisation admin's page: someone who must still enroll TOTP goes
 /// to `/account`, and someone without `manageUser` gets a 403 page saying that `needs` needs it.
 pub fn signed_in_admin(
-    st: &State,
+    st: &AuthState,
     headers: &HeaderMap,
     needs: &str,
 ) -> Result<(Principal, Me), Box<Response>> {

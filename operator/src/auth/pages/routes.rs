@@ -3,13 +3,13 @@
 use axum::{Router, http::header, response::Redirect, routing::get};
 
 use super::{account, sessions, sign_in, users};
-use crate::auth::state::State;
+use crate::auth::state::AuthState;
 
 const SCRIPT: &str = include_str!("../../../assets/usher.js");
 const STYLE: &str = include_str!("../../../assets/usher.css");
 
 /// The page routes and their assets.
-pub fn routes() -> Router<State> {
+pub fn routes() -> Router<AuthState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/account") }))
         .route("/login", get(sign_in::login))

@@ -2,17 +2,17 @@
 //! browser and address, with Kill per session; for `manageUser` holders.
 
 use axum::{
-    extract::State as Extract,
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
 };
 use maud::html;
 
 use super::layout::{layout, page, signed_in_admin};
-use crate::auth::{handlers::sessions::in_organisation, state::State};
+use crate::auth::{handlers::sessions::in_organisation, state::AuthState};
 
 /// `/organisation/sessions`.
-pub async fn sessions(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
+pub async fn sessions(State(st): State<AuthState>, headers: HeaderMap) -> Response {
     let (p, me) = match signed_in_admin(&st, &headers, "Seeing who is signed in") {
         Ok(x) => x,
         Err(r) => return *r,

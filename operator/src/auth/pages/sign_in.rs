@@ -2,7 +2,7 @@
 //! link's fragment sets the password).
 
 use axum::{
-    extract::{Query, State as Extract},
+    extract::{Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
@@ -10,7 +10,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{layout, page, signed_in};
-use crate::auth::{settings::Settings, state::State};
+use crate::auth::{settings::Settings, state::AuthState};
 
 /// `rd` when the browser may be sent there after sign-in: a path on this server, or an http(s)
 /// URL (https when the public URL is) whose host is the public URL's or lies under the cookie
@@ -46,7 +46,7 @@ pub struct LoginQuery {
 /// `/login`, and `/login?rd=<url>`: after sign-in (and the TOTP step) the browser goes back to
 /// `rd` when it is on the public host or under the cookie domain; any other `rd` is ignored.
 pub async fn login(
-    Extract(st): Extract<State>,
+    State(st): State<AuthState>,
     Query(q): Query<LoginQuery>,
     headers: HeaderMap,
 ) -> Response {

@@ -1,7 +1,7 @@
 //! `/organisation/users`: the Organisation > Users table for `manageUser` holders.
 
 use axum::{
-    extract::State as Extract,
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -9,7 +9,7 @@ use maud::html;
 use usher_crds::User;
 
 use super::layout::{layout, page, signed_in_admin};
-use crate::auth::state::State;
+use crate::auth::state::AuthState;
 
 fn phase_text(u: &User) -> String {
     if u.spec.locked {
@@ -22,7 +22,7 @@ fn phase_text(u: &User) -> String {
 }
 
 /// `/organisation/users`.
-pub async fn users(Extract(st): Extract<State>, headers: HeaderMap) -> Response {
+pub async fn users(State(st): State<AuthState>, headers: HeaderMap) -> Response {
     let (p, me) = match signed_in_admin(&st, &headers, "Managing users") {
         Ok(x) => x,
         Err(r) => return *r,

@@ -17,6 +17,7 @@ use crate::{
     controller::{context::Context, error::Error, status::apply_status},
     link_token::LinkToken,
     mail::{Invitation, PasswordResetMail, invitation_email, reset_email},
+    reason::Reason,
 };
 
 /// What carrying out a plan left behind.
@@ -57,7 +58,7 @@ pub async fn fail(
 ) -> Result<(), Error> {
     let status = status::failed_status(user, failure, now);
     if user.status.as_ref().and_then(|s| s.phase) != Some(UserPhase::Failed) {
-        ctx.warning(user, failure.reason.as_str(), failure.message.clone())
+        ctx.warning(user, failure.reason.reason(), failure.message.clone())
             .await;
     }
     write_status(ctx, user, &status).await
@@ -89,7 +90,7 @@ pub async fn execute(
             .await?;
         ctx.event(
             user,
-            "SessionsKilled",
+            Reason::SessionsKilled,
             format!(
                 "the sessions of {} in this organisation end at their next request",
                 valid.login
@@ -220,7 +221,7 @@ async fn reset(
         .await?;
     ctx.event(
         user,
-        "PasswordResetSent",
+        Reason::PasswordResetSent,
         format!(
             "a password reset link went to {}; it expires {expires_at}",
             valid.login

@@ -19,6 +19,7 @@ use crate::{
         renew::{self, NewKey, current},
     },
     controller::{context::Context, error::Error},
+    reason::Reason,
     runtime::api::delete_if_present,
 };
 
@@ -47,7 +48,7 @@ pub async fn apply(
             .forget(&user.namespace().unwrap_or_default(), &stale_name);
         ctx.event(
             user,
-            "ApiKeySecretMoved",
+            Reason::ApiKeySecretMoved,
             format!("deleted Secret {stale_name}: the key is delivered in Secret {name} now"),
         )
         .await;
@@ -71,7 +72,7 @@ pub async fn apply(
             }
             ctx.event(
                 user,
-                "ApiKeyRevoked",
+                Reason::ApiKeyRevoked,
                 format!("the key stops working; Secret {name} is deleted"),
             )
             .await;
@@ -80,7 +81,7 @@ pub async fn apply(
         KeyPlan::Taken => {
             ctx.warning(
                 user,
-                "ApiKeySecretTaken",
+                Reason::ApiKeySecretTaken,
                 format!("Secret {name} exists and is not this User's; set spec.apiKey.secretName to another name"),
             )
             .await;
@@ -111,7 +112,7 @@ pub async fn apply(
             {
                 ctx.event(
                     user,
-                    "ApiKeySecretRepaired",
+                    Reason::ApiKeySecretRepaired,
                     format!("Secret {name} did not hold this User's key as issued; written again"),
                 )
                 .await;
@@ -121,12 +122,12 @@ pub async fn apply(
             account = record_new_key(ctx, user, account, replacing.clone(), now).await?;
             write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?;
             let (reason, verb) = match why {
-                KeyWrite::Issue => ("ApiKeyIssued", "issued"),
-                KeyWrite::Renew | KeyWrite::Rotate => ("ApiKeyRenewed", "renewed"),
+                KeyWrite::Issue => (Reason::ApiKeyIssued, "issued"),
+                KeyWrite::Renew | KeyWrite::Rotate => (Reason::ApiKeyRenewed, "renewed"),
             };
             let fingerprint = account
                 .api_key(user)
-                .map(|k| k.fingerprint())
+                .map(|k| crate::apikey::fingerprint(&k.hash))
                 .unwrap_or_default();
             ctx.event(
                 user,

@@ -14,6 +14,7 @@ use usher_crds::{
 use crate::{
     account::{Account, account_id},
     apikey::delivery::{self, rotation_due},
+    reason::Reason,
 };
 
 /// Why a User cannot be provisioned: the `Ready` condition's reason.
@@ -30,13 +31,13 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    /// The condition reason (CamelCase).
-    pub fn as_str(self) -> &'static str {
+    /// The reason of its Warning Event and `Stalled` condition.
+    pub fn reason(self) -> Reason {
         match self {
-            FailureReason::InvalidLogin => "InvalidLogin",
-            FailureReason::NoOrganisation => "NoOrganisation",
-            FailureReason::UnknownProfile => "UnknownProfile",
-            FailureReason::DuplicateLogin => "DuplicateLogin",
+            FailureReason::InvalidLogin => Reason::InvalidLogin,
+            FailureReason::NoOrganisation => Reason::NoOrganisation,
+            FailureReason::UnknownProfile => Reason::UnknownProfile,
+            FailureReason::DuplicateLogin => Reason::DuplicateLogin,
         }
     }
 
@@ -218,10 +219,10 @@ pub enum Invite {
 
 impl Invite {
     /// The Event reason and the verb of its note.
-    pub fn event(self) -> (&'static str, &'static str) {
+    pub fn event(self) -> (Reason, &'static str) {
         match self {
-            Invite::Resend => ("InvitationResent", "sent again"),
-            Invite::First | Invite::Reissue => ("Invited", "sent"),
+            Invite::Resend => (Reason::InvitationResent, "sent again"),
+            Invite::First | Invite::Reissue => (Reason::Invited, "sent"),
         }
     }
 }
@@ -609,7 +610,7 @@ mod tests {
         let u = alice();
         let p = plan(&u, &observed(Account::new("alice@example.com")));
         assert_eq!(p.invite, Some(Invite::First));
-        assert_eq!(p.invite.unwrap().event().0, "Invited");
+        assert_eq!(p.invite.unwrap().event().0, Reason::Invited);
         assert!(!p.kill_sessions && p.leave.is_none());
         assert_eq!(p.api_key, KeyPlan::Nothing);
     }
@@ -639,7 +640,7 @@ mod tests {
         let u = annotated(alice(), ANNOTATION_RESEND_INVITATION, "1");
         let p = plan(&u, &observed(invited("alice@example.com", true)));
         assert_eq!(p.invite, Some(Invite::Resend));
-        assert_eq!(p.invite.unwrap().event().0, "InvitationResent");
+        assert_eq!(p.invite.unwrap().event().0, Reason::InvitationResent);
         assert_eq!(p.observed.resend_invitation.as_deref(), Some("1"));
         assert_eq!(p.observed_if_mail_fails.resend_invitation, None);
         // Carried out: the same value again does nothing.
@@ -777,7 +778,7 @@ mod tests {
         let (o, key, _) = with_recorded_key(&u, NOW);
         assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: false });
         let record = o.account.api_key(&u).unwrap();
-        assert_eq!(record.fingerprint(), key.fingerprint());
+        assert_eq!(crate::apikey::fingerprint(&record.hash), key.fingerprint());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::plan::Failure;
 use crate::{
     account::{Account, KeyRecord},
     controller::status::{Progress, set_condition, set_progress},
+    reason::{ConditionType, Reason},
 };
 
 /// How often a settled User is looked at again.
@@ -49,7 +50,7 @@ pub fn key_status(
             issued_at: Some(Time(
                 Timestamp::from_second(record.issued_at.as_second()).unwrap_or(record.issued_at),
             )),
-            fingerprint: Some(record.fingerprint()),
+            fingerprint: Some(crate::apikey::fingerprint(&record.hash)),
         },
         next,
     )
@@ -85,19 +86,20 @@ pub fn desired_status(
     let key_wanted = user.api_key_enabled() && api_key.is_none();
     let progress = match phase {
         UserPhase::Locked => Progress::Ready(
-            "Locked",
+            Reason::Locked,
             "spec.locked is true: this membership cannot authenticate".to_owned(),
         ),
-        UserPhase::Active if key_wanted => {
-            Progress::Reconciling("IssuingApiKey", "the API key is being issued".to_owned())
-        }
+        UserPhase::Active if key_wanted => Progress::Reconciling(
+            Reason::IssuingApiKey,
+            "the API key is being issued".to_owned(),
+        ),
         UserPhase::Active if user.is_service() => Progress::Ready(
-            "ServiceUser",
+            Reason::ServiceUser,
             "a service user: it authenticates with its API key only".to_owned(),
         ),
-        UserPhase::Active => Progress::Ready("Active", "the account is active".to_owned()),
+        UserPhase::Active => Progress::Ready(Reason::Active, "the account is active".to_owned()),
         UserPhase::Invited if expired => Progress::Stalled(
-            "InvitationExpired",
+            Reason::InvitationExpired,
             format!(
                 "the invitation expired; send a new one with kubectl annotate user {} -n {} {ANNOTATION_RESEND_INVITATION}=\"$(date +%s)\" --overwrite",
                 user.name_any(),
@@ -105,7 +107,7 @@ pub fn desired_status(
             ),
         ),
         UserPhase::Invited => Progress::Ready(
-            "Invited",
+            Reason::Invited,
             format!(
                 "the invitation went to {}; the account becomes active when its link sets a password",
                 account.login
@@ -113,13 +115,13 @@ pub fn desired_status(
         ),
         _ => match mail_error {
             Some(err) => Progress::Reconciling(
-                "MailUnavailable",
+                Reason::MailUnavailable,
                 format!(
                     "the invitation email could not be sent ({err}); retrying. Check USHER_SMTP_URL and the mail server"
                 ),
             ),
             None => Progress::Reconciling(
-                "Provisioning",
+                Reason::Provisioning,
                 "the invitation has not been sent yet".to_owned(),
             ),
         },
@@ -128,9 +130,9 @@ pub fn desired_status(
     if let Some(err) = mail_error {
         set_condition(
             &mut conds,
-            "InvitationSent",
+            ConditionType::InvitationSent,
             false,
-            "MailUnavailable",
+            Reason::MailUnavailable,
             format!("the invitation email could not be sent ({err}); retrying"),
             generation,
             now,
@@ -138,9 +140,9 @@ pub fn desired_status(
     } else if let Some(inv) = invitation.filter(|i| i.sent_at.is_some()) {
         set_condition(
             &mut conds,
-            "InvitationSent",
+            ConditionType::InvitationSent,
             true,
-            "Sent",
+            Reason::Sent,
             format!(
                 "sent to {}; the link expires {}",
                 account.login, inv.expires_at
@@ -149,7 +151,7 @@ pub fn desired_status(
             now,
         );
     } else if account.is_activated() || user.is_service() {
-        conds.retain(|c| c.type_ != "InvitationSent");
+        conds.retain(|c| c.type_ != ConditionType::InvitationSent.as_str());
     }
     UserStatus {
         phase: Some(phase),
@@ -180,7 +182,7 @@ pub fn failed_status(user: &User, failure: &Failure, now: Timestamp) -> UserStat
     status.observed_generation = user.metadata.generation;
     set_progress(
         &mut status.conditions,
-        &Progress::Stalled(failure.reason.as_str(), failure.message.clone()),
+        &Progress::Stalled(failure.reason.reason(), failure.message.clone()),
         user.metadata.generation,
         now,
     );
@@ -192,19 +194,20 @@ pub fn transition_event(
     before: Option<UserPhase>,
     after: Option<UserPhase>,
     login: &str,
-) -> Option<(&'static str, String)> {
+) -> Option<(Reason, String)> {
     if before == after {
         return None;
     }
     match (before, after) {
         (Some(UserPhase::Invited | UserPhase::Pending), Some(UserPhase::Active)) => {
-            Some(("Activated", format!("{login} set a password")))
+            Some((Reason::Activated, format!("{login} set a password")))
         }
-        (_, Some(UserPhase::Locked)) => {
-            Some(("Locked", "this membership cannot authenticate".to_owned()))
-        }
+        (_, Some(UserPhase::Locked)) => Some((
+            Reason::Locked,
+            "this membership cannot authenticate".to_owned(),
+        )),
         (Some(UserPhase::Locked), _) => Some((
-            "Unlocked",
+            Reason::Unlocked,
             "this membership can authenticate again".to_owned(),
         )),
         _ => None,
@@ -374,15 +377,15 @@ mod tests {
             transition_event(Some(Invited), Some(Active), "a@example.com")
                 .unwrap()
                 .0,
-            "Activated"
+            Reason::Activated
         );
         assert_eq!(
             transition_event(Some(Active), Some(Locked), "a").unwrap().0,
-            "Locked"
+            Reason::Locked
         );
         assert_eq!(
             transition_event(Some(Locked), Some(Active), "a").unwrap().0,
-            "Unlocked"
+            Reason::Unlocked
         );
         assert_eq!(transition_event(Some(Active), Some(Active), "a"), None);
         assert_eq!(transition_event(None, Some(Pending), "a"), None);

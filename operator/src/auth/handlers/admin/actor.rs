@@ -1,0 +1,192 @@
+//! The admin of a request ([`Admin`], an axum extractor): who they are, the organisation they
+//! act in, and the writes they make, each checked against `auth::authority` and recorded as an
+//! Event naming them.
+
+use std::sync::Arc;
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use usher_crds::{User, rules};
+
+use crate::{
+    auth::{
+        authority,
+        error::{ApiError, ErrorCode},
+        principal::Principal,
+        state::AuthState,
+    },
+    reason::Reason,
+};
+
+/// Field manager of the admin API's writes.
+pub const MANAGER: &str = "usher-ui";
+
+/// An admin: authenticated (session or key), not restricted to enrolment, not locked, holding
+/// `manageUser` in the organisation they act in.
+pub struct Admin {
+    /// Who is asking.
+    pub principal: Principal,
+    /// The namespace of the organisation they act in.
+    pub namespace: String,
+}
+
+impl FromRequestParts<AuthState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AuthState) -> Result<Self, ApiError> {
+        let principal = st.authenticate(&parts.headers, true)?;
+        principal.not_restricted()?;
+        let m = &principal.membership;
+        authority::may_administer(m.user.spec.locked, &m.permissions(), &m.org_name())?;
+        let namespace = m.organisation.namespace_name();
+        Ok(Admin {
+            principal,
+            namespace,
+        })
+    }
+}
+
+impl Admin {
+    fn own(&self) -> Vec<String> {
+        self.principal.membership.permissions()
+    }
+
+    /// Refuses edits when the organisation keeps its Users in Git.
+    pub fn may_edit(&self) -> Result<(), ApiError> {
+        authority::may_edit(&self.principal.membership.organisation)
+    }
+
+    /// Refuses granting `profile` when it holds permissions this admin does not.
+    pub fn may_grant(&self, st: &AuthState, profile: &str) -> Result<(), ApiError> {
+        let target = st.directory.profiles.get("", profile);
+        authority::may_grant(&self.own(), profile, target.as_deref())
+    }
+
+    /// Refuses any action on `target` whose profile holds a permission this admin lacks.
+    pub fn may_act_on(&self, st: &AuthState, target: &User) -> Result<(), ApiError> {
+        let profile = st.directory.profiles.get("", &target.spec.profile);
+        authority::may_act_on(&self.own(), target, profile.as_deref())
+    }
+
+    /// Refuses `login` when another User of this organisation has it (the one named `name`
+    /// aside): a login has one membership per organisation.
+    pub fn login_free(
+        &self,
+        st: &AuthState,
+        login: &str,
+        name: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let users = st.directory.users_in(&self.namespace);
+        match rules::login_holder(login, &self.namespace, name.unwrap_or_default(), &users) {
+            Some(holder) => Err(ApiError::of(
+                ErrorCode::LoginTaken,
+                format!(
+                    "{login} is already a member of this organisation (user {:?}); edit that user instead",
+                    holder.name_any()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The Users of the organisation, as the API server serves them.
+    pub fn users(&self, st: &AuthState) -> Api<User> {
+        Api::namespaced(st.client.clone(), &self.namespace)
+    }
+
+    /// The User `name` of the current organisation, from the cache.
+    pub fn user(&self, st: &AuthState, name: &str) -> Result<Arc<User>, ApiError> {
+        st.directory
+            .users
+            .get(&self.namespace, name)
+            .filter(|u| rules::is_live(u))
+            .ok_or_else(|| {
+                ApiError::of(
+                    ErrorCode::UserNotFound,
+                    format!(
+                        "organisation {} has no user {name:?}",
+                        self.principal.membership.org_name()
+                    ),
+                )
+            })
+    }
+
+    /// Applies a merge patch to User `name` as `usher-ui` and records an Event naming the admin.
+    pub async fn change(
+        &self,
+        st: &AuthState,
+        name: &str,
+        patch: serde_json::Value,
+        reason: Reason,
+        what: &str,
+    ) -> Result<User, ApiError> {
+        let target = self.user(st, name)?;
+        self.may_act_on(st, &target)?;
+        let written = self
+            .users(st)
+            .patch(
+                name,
+                &PatchParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(refused)?;
+        st.directory.users.apply_own_write(written.clone());
+        self.record(st, &written, reason, what).await;
+        Ok(written)
+    }
+
+    /// Records an Event on `user` naming the admin.
+    pub async fn record(&self, st: &AuthState, user: &User, reason: Reason, what: &str) {
+        let recorder = Recorder::new(
+            st.client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: reason.as_str().into(),
+            note: Some(format!(
+                "{what} by {} through the admin API",
+                self.principal.account.login
+            )),
+            action: reason.as_str().into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &user.object_ref(&())).await {
+            tracing::warn!(error = %e, %reason, "could not publish an Event");
+        }
+    }
+}
+
+/// Turns the API server's refusal (schema, CEL rule, admission webhook) into an answer that
+/// keeps its message: it names the field and the fix.
+pub fn refused(e: kube::Error) -> ApiError {
+    match e {
+        // A 403 that is not the webhook's is RBAC refusing this server: a deployment problem,
+        // logged, not shown (it names the service account).
+        kube::Error::Api(s) if s.code == 403 && !s.message.contains("admission webhook") => {
+            ApiError::internal(&s.message)
+        }
+        kube::Error::Api(s) if matches!(s.code, 400 | 403 | 409 | 422) => {
+            let code = match s.code {
+                409 => ErrorCode::Conflict,
+                _ => ErrorCode::InvalidUser,
+            };
+            ApiError::of(code, s.message)
+        }
+        kube::Error::Api(s) if s.code == 404 => {
+            ApiError::of(ErrorCode::UserNotFound, "no such user")
+        }
+        other => other.into(),
+    }
+}
