@@ -241,6 +241,28 @@ pub fn cpu_by_process() -> BTreeMap<String, f64> {
     out
 }
 
+/// CPU seconds used so far by this process's threads whose name starts with `prefix`.
+pub fn thread_cpu(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+            if !stat[open + 1..close].starts_with(prefix) {
+                return None;
+            }
+            let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+            Some(
+                fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0),
+            )
+        })
+        .sum::<f64>()
+        / 100.0
+}
+
 /// Whether a request count's key ("POST users") is a write: every verb but reads and watches.
 fn is_write(key: &str) -> bool {
     let verb = key.split(' ').next().unwrap_or("");
