@@ -147,7 +147,10 @@ await run(browser, "OK", async (at) => {
   expect(ended, "the killed session to be sent to /login");
 
   at("Create API Key and Renew");
+  // The page reloads itself once the request succeeds: wait for that load before reloading.
+  let loaded = admin.waitForEvent("load");
   await row(NEW_LOGIN).getByRole("button", { name: "Create API Key" }).click();
+  await loaded;
   await row(NEW_LOGIN).getByRole("button", { name: "Renew" }).waitFor();
   let issued = false;
   for (let i = 0; i < 40 && !issued; i++) {
@@ -158,7 +161,9 @@ await run(browser, "OK", async (at) => {
   expect(issued, "the key's fingerprint in the table");
   const fingerprint = await row(NEW_LOGIN).locator("code").textContent();
   await admin.screenshot({ path: `${OUT}/organisation-users.png`, fullPage: true });
+  loaded = admin.waitForEvent("load");
   await row(NEW_LOGIN).getByRole("button", { name: "Renew" }).click();
+  await loaded;
   let changed = false;
   for (let i = 0; i < 40 && !changed; i++) {
     await admin.reload();
