@@ -10,7 +10,9 @@
 //! - [`login_holder`]: the User that already holds a login in a namespace (admission and the
 //!   admin API refuse a second one);
 //! - [`organisation_of`]: the Organisation holding a namespace;
-//! - [`profile_exists`].
+//! - [`profile_exists`];
+//! - [`Violation`]: every rule a resource can break, with the offending values, rendered into the
+//!   message that names the field and the fix (the webhook's refusals, the admin API's answers).
 
 use std::borrow::Borrow;
 
@@ -41,6 +43,236 @@ pub enum LoginRuleError {
         /// Why.
         reason: LoginError,
     },
+}
+
+/// How many names a message lists before it says "and N more".
+const LIST_AT_MOST: usize = 5;
+
+/// `a, b, c` or `a, b, c, d, e and 3 more`, sorted.
+pub fn list(items: &[String]) -> String {
+    let mut items: Vec<&str> = items.iter().map(String::as_str).collect();
+    items.sort_unstable();
+    items.dedup();
+    let shown = items
+        .iter()
+        .take(LIST_AT_MOST)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > LIST_AT_MOST {
+        format!("{shown} and {} more", items.len() - LIST_AT_MOST)
+    } else {
+        shown
+    }
+}
+
+/// A rule a User, Organisation or Profile breaks: what was given, and (in its text) the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// The request's object cannot be read as the kind it claims.
+    Unreadable(String),
+    /// `spec.login` is unusable or not canonical.
+    Login(LoginRuleError),
+    /// A User's namespace belongs to no Organisation.
+    NoOrganisation {
+        /// The User's namespace.
+        namespace: String,
+        /// The namespaces organisations hold.
+        held: Vec<String>,
+    },
+    /// `spec.profile` names no Profile.
+    UnknownProfile {
+        /// The profile named.
+        profile: String,
+        /// The Profiles that exist.
+        existing: Vec<String>,
+    },
+    /// Another live User of the organisation holds the login.
+    LoginTaken {
+        /// The login.
+        login: String,
+        /// The User holding it.
+        holder: String,
+    },
+    /// An Organisation's namespace is a system one.
+    SystemNamespace {
+        /// True when `spec.namespace` is unset (it defaults to the name).
+        defaulted: bool,
+        /// The namespace.
+        namespace: String,
+        /// A namespace to use instead.
+        suggestion: String,
+    },
+    /// Another Organisation holds the namespace.
+    NamespaceTaken {
+        /// True when `spec.namespace` is unset.
+        defaulted: bool,
+        /// The namespace.
+        namespace: String,
+        /// The Organisation holding it.
+        owner: String,
+    },
+    /// An Organisation's namespace changes while Users live in the old one.
+    NamespaceInUse {
+        /// The namespace it holds.
+        from: String,
+        /// The namespace asked for.
+        to: String,
+        /// Its live Users there.
+        members: usize,
+    },
+    /// A permission name is not valid.
+    InvalidPermission {
+        /// Its index in `spec.permissions`.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A Profile to delete is still used.
+    ProfileInUse {
+        /// The Profile.
+        profile: String,
+        /// `namespace/name` of the Users with it.
+        users: Vec<String>,
+    },
+    /// An Organisation to delete still has Users.
+    OrganisationHasUsers {
+        /// The Organisation.
+        organisation: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its Users' names.
+        users: Vec<String>,
+    },
+}
+
+impl Violation {
+    /// A stable, CamelCase name of the rule (the cause's reason in a refusal).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Violation::Unreadable(_) => "Unreadable",
+            Violation::Login(_) => "InvalidLogin",
+            Violation::NoOrganisation { .. } => "NoOrganisation",
+            Violation::UnknownProfile { .. } => "UnknownProfile",
+            Violation::LoginTaken { .. } => "LoginTaken",
+            Violation::SystemNamespace { .. } => "SystemNamespace",
+            Violation::NamespaceTaken { .. } => "NamespaceTaken",
+            Violation::NamespaceInUse { .. } => "NamespaceInUse",
+            Violation::InvalidPermission { .. } => "InvalidPermission",
+            Violation::ProfileInUse { .. } => "ProfileInUse",
+            Violation::OrganisationHasUsers { .. } => "OrganisationHasUsers",
+        }
+    }
+
+    /// The field to fix, as a JSON path from the object's root, when there is one.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            Violation::Unreadable(_)
+            | Violation::ProfileInUse { .. }
+            | Violation::OrganisationHasUsers { .. } => None,
+            Violation::Login(_) | Violation::LoginTaken { .. } => Some("spec.login".into()),
+            Violation::NoOrganisation { .. } => Some("metadata.namespace".into()),
+            Violation::UnknownProfile { .. } => Some("spec.profile".into()),
+            Violation::SystemNamespace { .. }
+            | Violation::NamespaceTaken { .. }
+            | Violation::NamespaceInUse { .. } => Some("spec.namespace".into()),
+            Violation::InvalidPermission { index, .. } => {
+                Some(format!("spec.permissions[{index}]"))
+            }
+        }
+    }
+}
+
+fn namespace_field(defaulted: bool) -> &'static str {
+    if defaulted {
+        "spec.namespace (defaulted from metadata.name)"
+    } else {
+        "spec.namespace"
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::Unreadable(why) => f.write_str(why),
+            Violation::Login(e) => write!(f, "{e}"),
+            Violation::NoOrganisation { namespace, held } => {
+                write!(
+                    f,
+                    "namespace {namespace:?} belongs to no Organisation: create Users in an organisation's namespace"
+                )?;
+                if !held.is_empty() {
+                    write!(f, " ({})", list(held))?;
+                }
+                write!(
+                    f,
+                    ", or create an Organisation with spec.namespace: {namespace}"
+                )
+            }
+            Violation::UnknownProfile { profile, existing } if existing.is_empty() => write!(
+                f,
+                "spec.profile: Profile {profile:?} does not exist, and no Profile exists yet; create it first (kubectl get profiles)"
+            ),
+            Violation::UnknownProfile { profile, existing } => write!(
+                f,
+                "spec.profile: Profile {profile:?} does not exist; use one of: {}",
+                list(existing)
+            ),
+            Violation::LoginTaken { login, holder } => write!(
+                f,
+                "spec.login: {login:?} is already used by User {holder:?} in this organisation; edit that User instead (a login has one membership per organisation)"
+            ),
+            Violation::SystemNamespace {
+                defaulted,
+                namespace,
+                suggestion,
+            } => write!(
+                f,
+                "{}: {namespace:?} is a system namespace and cannot hold an organisation's Users; set spec.namespace to a namespace of its own, such as {suggestion:?}",
+                namespace_field(*defaulted)
+            ),
+            Violation::NamespaceTaken {
+                defaulted,
+                namespace,
+                owner,
+            } => write!(
+                f,
+                "{}: namespace {namespace:?} already belongs to Organisation {owner:?}; a namespace belongs to one organisation, so set spec.namespace to another",
+                namespace_field(*defaulted)
+            ),
+            Violation::NamespaceInUse { from, to, members } => write!(
+                f,
+                "spec.namespace cannot change from {from:?} to {to:?} while the organisation has {members} User(s) there; delete or move them first"
+            ),
+            Violation::InvalidPermission { index, reason } => {
+                write!(f, "spec.permissions[{index}]: {reason}")
+            }
+            Violation::ProfileInUse { profile, users } => write!(
+                f,
+                "Profile {profile:?} is still used by {} User(s): {}; give them another profile (spec.profile) first",
+                users.len(),
+                list(users)
+            ),
+            Violation::OrganisationHasUsers {
+                organisation,
+                namespace,
+                users,
+            } => write!(
+                f,
+                "Organisation {organisation:?} still has {} User(s) in namespace {namespace:?}: {}; delete them first (kubectl delete users --all -n {namespace})",
+                users.len(),
+                list(users)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+impl From<LoginRuleError> for Violation {
+    fn from(e: LoginRuleError) -> Violation {
+        Violation::Login(e)
+    }
 }
 
 /// The canonical login, when `login` is already in that form; else what to fix.

@@ -6,6 +6,7 @@
 //! Nothing here is skipped when a component is missing: the test fails and names the command that
 //! provisions it.
 
+pub mod admission;
 mod envtest;
 mod mail;
 mod process;

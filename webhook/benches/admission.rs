@@ -18,8 +18,8 @@ use kube::core::{
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview},
 };
 use tower::ServiceExt;
+use usher_testkit::admission::{organisation, profile, review_json, user, user_json};
 use usher_webhook::{
-    fixtures::{organisation, profile, review_json, user, user_json},
     metrics::Metrics,
     rules::{Config, Snapshot},
     server::{AppState, Source, router},

@@ -7,8 +7,6 @@
 //! - [`tls`]: serving over rustls with certificate files reloaded when they change.
 
 pub mod cache;
-#[doc(hidden)]
-pub mod fixtures;
 pub mod metrics;
 pub mod rules;
 pub mod server;

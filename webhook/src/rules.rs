@@ -1,20 +1,21 @@
 //! The admission rules, pure: a request and a [`Lookup`] of the cluster's Usher objects in, a
 //! [`Decision`] out. Messages name the field, the value and the fix.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::sync::Arc;
 
 use kube::core::{
     DynamicObject,
     admission::{AdmissionRequest, Operation},
 };
-use usher_crds::{Organisation, Profile, User, permission::validate_permission, rules};
+use usher_crds::{
+    Organisation, Profile, User,
+    permission::validate_permission,
+    rules::{self, Violation},
+};
 
 /// Namespaces an Organisation may never hold (besides the operator's own).
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// How many names a message lists before it says "and N more".
-const LIST_AT_MOST: usize = 5;
 
 /// The cluster's Usher objects, as the rules need them. Implemented by the watch caches and by a
 /// [`Snapshot`] listed from the API server. Users are many, so they are searched in place rather
@@ -77,8 +78,8 @@ pub struct Config {
 pub enum Decision {
     /// Admit the request.
     Allow,
-    /// Refuse it with a message for the person who sent it.
-    Deny(String),
+    /// Refuse it: the rule broken, whose text is the message for the person who sent it.
+    Deny(Violation),
 }
 
 /// The kinds of object this webhook reviews.
@@ -156,7 +157,7 @@ pub fn review(
     };
     match result {
         Ok(()) => Decision::Allow,
-        Err(message) => Decision::Deny(message),
+        Err(violation) => Decision::Deny(violation),
     }
 }
 
@@ -185,16 +186,17 @@ pub fn needs_fresh_view(req: &AdmissionRequest<DynamicObject>) -> bool {
     }
 }
 
-type Verdict = Result<(), String>;
+type Verdict = Result<(), Violation>;
 
 fn parse<K: kube::Resource + serde::de::DeserializeOwned>(
     obj: Option<&DynamicObject>,
     kind: &str,
-) -> Result<K, String> {
-    let obj = obj.ok_or_else(|| format!("the request carries no {kind} object"))?;
+) -> Result<K, Violation> {
+    let obj =
+        obj.ok_or_else(|| Violation::Unreadable(format!("the request carries no {kind} object")))?;
     obj.clone()
         .try_parse::<K>()
-        .map_err(|e| format!("the {kind} cannot be read: {e}"))
+        .map_err(|e| Violation::Unreadable(format!("the {kind} cannot be read: {e}")))
 }
 
 fn parse_opt<K: kube::Resource + serde::de::DeserializeOwned>(
@@ -216,43 +218,31 @@ fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) 
     let profile_changed = old.is_none_or(|o| o.spec.profile != new.spec.profile);
 
     if login_changed {
-        rules::check_login(&new.spec.login).map_err(|e| e.to_string())?;
+        rules::check_login(&new.spec.login)?;
     }
     if old.is_none() {
+        // The shared rule: an Organisation being deleted holds no namespace any more.
         let orgs = cluster.organisations();
-        if !orgs.iter().any(|o| o.namespace_name() == namespace) {
-            let mut msg = format!(
-                "namespace {namespace:?} belongs to no Organisation: create Users in an organisation's namespace"
-            );
-            let owned: Vec<String> = orgs.iter().map(|o| o.namespace_name()).collect();
-            if !owned.is_empty() {
-                let _ = write!(msg, " ({})", list(&owned));
-            }
-            let _ = write!(
-                msg,
-                ", or create an Organisation with spec.namespace: {namespace}"
-            );
-            return Err(msg);
+        if rules::organisation_of(namespace, &orgs).is_none() {
+            return Err(Violation::NoOrganisation {
+                namespace: namespace.to_owned(),
+                held: orgs
+                    .iter()
+                    .filter(|o| o.metadata.deletion_timestamp.is_none())
+                    .map(|o| o.namespace_name())
+                    .collect(),
+            });
         }
     }
     if profile_changed {
         let profiles = cluster.profiles();
         if !rules::profile_exists(&new.spec.profile, &profiles) {
-            let names: Vec<String> = profiles
-                .iter()
-                .filter_map(|p| p.metadata.name.clone())
-                .collect();
-            return Err(if names.is_empty() {
-                format!(
-                    "spec.profile: Profile {:?} does not exist, and no Profile exists yet; create it first (kubectl get profiles)",
-                    new.spec.profile
-                )
-            } else {
-                format!(
-                    "spec.profile: Profile {:?} does not exist; use one of: {}",
-                    new.spec.profile,
-                    list(&names)
-                )
+            return Err(Violation::UnknownProfile {
+                profile: new.spec.profile.clone(),
+                existing: profiles
+                    .iter()
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect(),
             });
         }
     }
@@ -261,11 +251,10 @@ fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) 
         if let Some(other) = cluster
             .find_user(&|u| rules::login_holder(&new.spec.login, namespace, name, [u]).is_some())
         {
-            return Err(format!(
-                "spec.login: {:?} is already used by User {:?} in this organisation; edit that User instead (a login has one membership per organisation)",
-                new.spec.login,
-                other.metadata.name.as_deref().unwrap_or_default()
-            ));
+            return Err(Violation::LoginTaken {
+                login: new.spec.login.clone(),
+                holder: other.metadata.name.clone().unwrap_or_default(),
+            });
         }
     }
     Ok(())
@@ -282,49 +271,52 @@ fn organisation(
     }
     let name = new.metadata.name.as_deref().unwrap_or_default();
     let ns = new.namespace_name();
-    let field = if new.spec.namespace.is_some() {
-        "spec.namespace"
-    } else {
-        "spec.namespace (defaulted from metadata.name)"
-    };
+    let defaulted = new.spec.namespace.is_none();
     if SYSTEM_NAMESPACES.contains(&ns.as_str())
         || ns.starts_with("kube-")
         || ns == config.operator_namespace
     {
-        return Err(format!(
-            "{field}: {ns:?} is a system namespace and cannot hold an organisation's Users; set spec.namespace to a namespace of its own, such as {:?}",
-            if name == ns {
+        return Err(Violation::SystemNamespace {
+            defaulted,
+            suggestion: if name == ns {
                 format!("{name}-users")
             } else {
                 name.to_owned()
-            }
-        ));
+            },
+            namespace: ns,
+        });
     }
     if let Some(other) = cluster
         .organisations()
         .iter()
         .find(|o| o.metadata.name.as_deref() != Some(name) && o.namespace_name() == ns)
     {
-        return Err(format!(
-            "{field}: namespace {ns:?} already belongs to Organisation {:?}; a namespace belongs to one organisation, so set spec.namespace to another",
-            other.metadata.name.as_deref().unwrap_or_default()
-        ));
+        return Err(Violation::NamespaceTaken {
+            defaulted,
+            namespace: ns,
+            owner: other.metadata.name.clone().unwrap_or_default(),
+        });
     }
     if let Some(old) = old {
         let old_ns = old.namespace_name();
         let members = cluster.users_where(&|u| live_in(u, &old_ns)).len();
         if old_ns != ns && members > 0 {
-            return Err(format!(
-                "spec.namespace cannot change from {old_ns:?} to {ns:?} while the organisation has {members} User(s) there; delete or move them first"
-            ));
+            return Err(Violation::NamespaceInUse {
+                from: old_ns,
+                to: ns,
+                members,
+            });
         }
     }
     Ok(())
 }
 
 fn profile(p: &Profile) -> Verdict {
-    for (i, name) in p.spec.permissions.iter().enumerate() {
-        validate_permission(name).map_err(|e| format!("spec.permissions[{i}]: {e}"))?;
+    for (index, name) in p.spec.permissions.iter().enumerate() {
+        validate_permission(name).map_err(|e| Violation::InvalidPermission {
+            index,
+            reason: e.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -344,11 +336,10 @@ fn profile_delete(name: &str, cluster: &impl Lookup) -> Verdict {
     if users.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "Profile {name:?} is still used by {} User(s): {}; give them another profile (spec.profile) first",
-        users.len(),
-        list(&users)
-    ))
+    Err(Violation::ProfileInUse {
+        profile: name.to_owned(),
+        users,
+    })
 }
 
 fn organisation_delete(name: &str, org: Option<&Organisation>, cluster: &impl Lookup) -> Verdict {
@@ -361,29 +352,11 @@ fn organisation_delete(name: &str, org: Option<&Organisation>, cluster: &impl Lo
     if users.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "Organisation {name:?} still has {} User(s) in namespace {ns:?}: {}; delete them first (kubectl delete users --all -n {ns})",
-        users.len(),
-        list(&users)
-    ))
-}
-
-/// `a, b, c` or `a, b, c, d, e and 3 more`, sorted.
-fn list(items: &[String]) -> String {
-    let mut items: Vec<&str> = items.iter().map(String::as_str).collect();
-    items.sort_unstable();
-    items.dedup();
-    let shown = items
-        .iter()
-        .take(LIST_AT_MOST)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if items.len() > LIST_AT_MOST {
-        format!("{shown} and {} more", items.len() - LIST_AT_MOST)
-    } else {
-        shown
-    }
+    Err(Violation::OrganisationHasUsers {
+        organisation: name.to_owned(),
+        namespace: ns,
+        users,
+    })
 }
 
 #[cfg(test)]
@@ -392,7 +365,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::fixtures::{organisation, profile, review_json, user, user_json};
+    use usher_testkit::admission::{organisation, profile, review_json, user, user_json};
 
     fn cluster() -> Snapshot {
         Snapshot {
@@ -444,7 +417,7 @@ mod tests {
 
     fn denied(d: Decision) -> String {
         match d {
-            Decision::Deny(m) => m,
+            Decision::Deny(v) => v.to_string(),
             Decision::Allow => panic!("expected a refusal"),
         }
     }
@@ -544,6 +517,39 @@ mod tests {
         );
         assert!(m.contains("acme, beta-users"), "{m}");
         assert!(m.contains("spec.namespace: default"), "{m}");
+    }
+
+    #[test]
+    fn an_organisation_being_deleted_holds_no_namespace_for_new_users() {
+        // As the controller and the auth server see it (usher_crds::rules::organisation_of): a
+        // User created in the namespace of an Organisation on its way out would never become a
+        // membership, so it is refused, and the refusal does not offer that namespace.
+        let mut cluster = cluster();
+        let mut going = (*organisation("acme", None)).clone();
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-12-03T10:00:00Z".parse().unwrap(),
+            ));
+        cluster.organisations[0] = Arc::new(going);
+        let d = review_with(
+            serde_json::from_value(review_json(
+                "CREATE",
+                "User",
+                Some("acme"),
+                "bob",
+                Some(user_json("acme", "bob", "bob@example.com", "analyst")),
+                None,
+            ))
+            .unwrap(),
+            &cluster,
+        );
+        let Decision::Deny(v) = d else {
+            panic!("a User in a namespace whose Organisation is being deleted was admitted");
+        };
+        assert_eq!(v.reason(), "NoOrganisation");
+        assert_eq!(v.field().as_deref(), Some("metadata.namespace"));
+        let m = v.to_string();
+        assert!(m.contains("(beta-users)"), "{m}");
     }
 
     #[test]
@@ -781,7 +787,7 @@ mod tests {
     #[test]
     fn long_lists_are_cut_short() {
         let names: Vec<String> = (0..9).map(|i| format!("u{i}")).collect();
-        assert_eq!(list(&names), "u0, u1, u2, u3, u4 and 4 more");
+        assert_eq!(rules::list(&names), "u0, u1, u2, u3, u4 and 4 more");
     }
 
     #[test]

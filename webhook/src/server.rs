@@ -21,6 +21,7 @@ use crate::{
     metrics::{Metrics, ReviewLabels},
     rules::{self, Config, Decision, Kind, Snapshot},
 };
+use usher_crds::rules::Violation;
 
 /// The API server sends at most ~3 MiB objects, twice (object and oldObject) on UPDATE.
 pub const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
@@ -145,16 +146,17 @@ async fn decide(
     };
     match decision {
         Decision::Allow => (AdmissionResponse::from(req), "allowed"),
-        Decision::Deny(message) => {
+        Decision::Deny(violation) => {
             tracing::info!(
                 kind = %req.kind.kind,
                 namespace = req.namespace.as_deref().unwrap_or(""),
                 name = %req.name,
                 operation = operation_label(&req.operation),
-                %message,
+                rule = violation.reason(),
+                message = %violation,
                 "denied"
             );
-            (deny(req, message), "denied")
+            (deny_violation(req, &violation), "denied")
         }
     }
 }
@@ -175,6 +177,30 @@ fn deny(req: &AdmissionRequest<DynamicObject>, message: String) -> AdmissionResp
     response
 }
 
+/// A refusal for a broken rule: 403 Forbidden with its message, and details naming the group,
+/// the kind, the object and the rule (a cause with its reason and field), which the API server
+/// passes on to the client: what the admin API (or any client) tells Usher's refusals by,
+/// rather than by the text.
+fn deny_violation(
+    req: &AdmissionRequest<DynamicObject>,
+    violation: &Violation,
+) -> AdmissionResponse {
+    let mut response = deny(req, violation.to_string());
+    response.result.details = Some(kube::core::response::StatusDetails {
+        group: usher_crds::GROUP.to_owned(),
+        kind: req.kind.kind.clone(),
+        name: req.name.clone(),
+        causes: vec![kube::core::response::StatusCause {
+            reason: violation.reason().to_owned(),
+            message: violation.to_string(),
+            field: violation.field().unwrap_or_default(),
+        }],
+        uid: String::new(),
+        retry_after_seconds: 0,
+    });
+    response
+}
+
 fn operation_label(op: &Operation) -> &'static str {
     match op {
         Operation::Create => "CREATE",
@@ -191,7 +217,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::fixtures::{organisation, profile, review_json, user_json};
+    use usher_testkit::admission::{organisation, profile, review_json, user_json};
 
     fn app() -> Router {
         router(Arc::new(AppState {

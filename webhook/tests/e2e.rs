@@ -17,10 +17,10 @@ use kube::{
 use serde_json::json;
 use tokio::sync::OnceCell;
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User};
+use usher_testkit::admission::user;
 use usher_testkit::{
     Envtest, Process, TestCa, create_namespace, free_port, register_webhook, unique_name,
 };
-use usher_webhook::fixtures::user;
 
 struct Webhook {
     env: &'static Envtest,
@@ -213,14 +213,23 @@ async fn world() -> World {
     }
 }
 
-fn refused<T: std::fmt::Debug>(r: kube::Result<T>) -> String {
+/// The webhook's refusal as the client gets it through the API server: 403, its message, and
+/// details naming usher.dev and the rule (what the admin API tells Usher's refusals by).
+fn refusal<T: std::fmt::Debug>(r: kube::Result<T>) -> Box<kube::core::Status> {
     match r {
         Err(kube::Error::Api(s)) => {
             assert_eq!(s.code, 403, "{s:?}");
-            s.message
+            let details = s.details.as_ref().expect("the refusal carries details");
+            assert_eq!(details.group, "usher.dev", "{s:?}");
+            assert_eq!(details.causes.len(), 1, "{s:?}");
+            s
         }
         other => panic!("expected the webhook to refuse, got {other:?}"),
     }
+}
+
+fn refused<T: std::fmt::Debug>(r: kube::Result<T>) -> String {
+    refusal(r).message
 }
 
 #[tokio::test]
@@ -253,12 +262,22 @@ async fn cross_object_rules_are_enforced_by_the_api_server() {
         .await
         .unwrap();
 
-    let m = refused(
+    let s = refusal(
         users
             .create(&pp, &user(&w.ns, "bob2", "bob@example.com", &w.profile))
             .await,
     );
-    assert!(m.contains("already used by User \"bob\""), "{m}");
+    assert!(s.message.contains("already used by User \"bob\""), "{s:?}");
+    let details = s.details.as_ref().unwrap();
+    assert_eq!(
+        (details.kind.as_str(), details.name.as_str()),
+        ("User", "bob2")
+    );
+    let cause = &details.causes[0];
+    assert_eq!(
+        (cause.reason.as_str(), cause.field.as_str()),
+        ("LoginTaken", "spec.login")
+    );
 
     let m = refused(
         users
@@ -397,7 +416,7 @@ async fn hostile_objects_get_clear_answers() {
     }
 
     // Sent straight to the webhook: a 1 MB review is answered, garbage gets a 400, never a 5xx.
-    let review = usher_webhook::fixtures::review_json(
+    let review = usher_testkit::admission::review_json(
         "CREATE",
         "User",
         Some(&w.ns),

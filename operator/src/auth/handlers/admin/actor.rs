@@ -168,13 +168,19 @@ impl Admin {
     }
 }
 
-/// Turns the API server's refusal (schema, CEL rule, admission webhook) into an answer that
-/// keeps its message: it names the field and the fix.
+/// Turns the API server's refusal (schema, CEL rule, Usher's admission webhook) into an answer
+/// that keeps its message: it names the field and the fix.
 pub fn refused(e: kube::Error) -> ApiError {
     match e {
-        // A 403 that is not the webhook's is RBAC refusing this server: a deployment problem,
-        // logged, not shown (it names the service account).
-        kube::Error::Api(s) if s.code == 403 && !s.message.contains("admission webhook") => {
+        // A 403 without the details Usher's webhook gives its refusals (the group and the rule)
+        // is RBAC refusing this server: a deployment problem, logged, not shown (it names the
+        // service account).
+        kube::Error::Api(s)
+            if s.code == 403
+                && s.details
+                    .as_ref()
+                    .is_none_or(|d| d.group != usher_crds::GROUP) =>
+        {
             ApiError::internal(&s.message)
         }
         kube::Error::Api(s) if matches!(s.code, 400 | 403 | 409 | 422) => {

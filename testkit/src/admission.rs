@@ -1,5 +1,5 @@
-//! Builders of AdmissionReviews and objects, shaped as the API server sends them; shared by the
-//! unit tests, the end-to-end tests and the benchmark.
+//! Builders of AdmissionReviews and Usher objects, shaped as the API server sends them; shared by
+//! the webhook's unit tests, its end-to-end tests and its benchmark.
 
 use std::sync::Arc;
 
