@@ -1,5 +1,5 @@
-//! The few primitives Usher's secrets are made of, from `ring`: the OS CSPRNG, SHA-256 and
-//! constant-time comparison.
+//! The few primitives Usher's secrets are made of: the OS CSPRNG and SHA-256 from `ring`,
+//! constant-time comparison from `subtle`.
 
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -36,12 +36,10 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Equality that takes the same time wherever the inputs differ (lengths are not secret).
+/// Equality that takes the same time wherever the inputs differ (lengths are not secret):
+/// `subtle`'s, which keeps the optimiser from turning it into an early exit.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 #[cfg(test)]

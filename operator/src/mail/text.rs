@@ -44,17 +44,20 @@ pub fn one_line(s: &str) -> String {
         .to_owned()
 }
 
+/// `s` escaped for HTML text and double-quoted attributes: maud's escaping, as the pages use.
 pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    maud::html! { (s) }.into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escape_leaves_no_markup_and_no_way_out_of_an_attribute() {
+        assert_eq!(
+            html_escape(r#"<a href="x">Tom & Jerry</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&lt;/a&gt;"
+        );
     }
-    out
 }
