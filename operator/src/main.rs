@@ -20,6 +20,8 @@ async fn main() -> anyhow::Result<()> {
                 }),
         )
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a Pod's log (or a file) gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     run(cli).await
 }

@@ -68,7 +68,7 @@ async fn users_converge_after_the_api_server_refused_writes_for_a_while() {
     let client = setup(&env).await;
     let smtp = SmtpSink::start().await.unwrap();
     let probes = free_port().unwrap();
-    let _controller = start_controller_on(&env, &smtp.url(), "usher-controller-errors", probes);
+    let controller = start_controller_on(&env, &smtp.url(), "usher-controller-errors", probes);
     let p = profile(&client, &["manageCase"]).await;
     let org = organisation(&client).await;
     let ns = wait_ns(&client, &org).await;
@@ -111,6 +111,17 @@ async fn users_converge_after_the_api_server_refused_writes_for_a_while() {
         warned.iter().any(|(_, note)| note.contains("retrying in")),
         "{warned:?}"
     );
+    // The controller's log says which object a failing request was for: every reconcile runs
+    // in a span naming it (and the log, not a terminal, has no colour codes).
+    let log = controller.log();
+    let span = format!("reconcile{{kind=User object={ns}/u");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&span) && l.contains("generation=1") && l.contains("500")),
+        "no line of a failed reconcile names its User:\n{}",
+        controller.log_tail(20)
+    );
+    assert!(!log.contains('\u{1b}'), "colour codes in the log");
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     // The API server accepts writes again: every User converges, no restart needed.

@@ -15,6 +15,7 @@ use kube::{
         watcher,
     },
 };
+use tracing::Instrument;
 use usher_crds::{LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User};
 
 use super::{
@@ -210,8 +211,9 @@ pub async fn run(
     Ok(())
 }
 
-/// What every reconcile goes through: it waits for the caches, is timed, and a success resets
-/// its object's backoff.
+/// What every reconcile goes through: it runs in a span naming the object (kind, namespace/name,
+/// generation) so every line it logs says which, waits for the caches, is timed, and a success
+/// resets its object's backoff.
 async fn instrumented<K, F, Fut>(
     obj: Arc<K>,
     ctx: Arc<Context>,
@@ -222,16 +224,30 @@ where
     F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
     Fut: Future<Output = Result<Action, Error>>,
 {
-    let started = std::time::Instant::now();
-    ctx.wait_synced().await;
-    let key = backoff::key(obj.as_ref());
-    let result = reconcile(obj, ctx.clone()).await;
-    ctx.metrics
-        .reconciled(&K::kind(&()), started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.backoff.succeeded(&key);
+    let meta = obj.meta();
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %K::kind(&()),
+        object = %match &meta.namespace {
+            Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
+            None => meta.name.clone().unwrap_or_default(),
+        },
+        generation = meta.generation.unwrap_or_default(),
+    );
+    async move {
+        let started = std::time::Instant::now();
+        ctx.wait_synced().await;
+        let key = backoff::key(obj.as_ref());
+        let result = reconcile(obj, ctx.clone()).await;
+        ctx.metrics
+            .reconciled(&K::kind(&()), started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            ctx.backoff.succeeded(&key);
+        }
+        result
     }
-    result
+    .instrument(span)
+    .await
 }
 
 /// One watch of a kind that Users depend on (Organisations, Profiles), and what it feeds.
