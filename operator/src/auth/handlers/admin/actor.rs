@@ -196,3 +196,57 @@ pub fn refused(e: kube::Error) -> ApiError {
         other => other.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::core::{
+        Status,
+        response::{StatusCause, StatusDetails},
+    };
+
+    use super::*;
+
+    fn forbidden(details: Option<StatusDetails>) -> kube::Error {
+        let mut s = Status::failure("denied: spec.login is taken", "Forbidden");
+        s.code = 403;
+        s.details = details;
+        kube::Error::Api(Box::new(s))
+    }
+
+    #[test]
+    fn the_webhooks_refusal_is_told_by_its_details_not_its_text() {
+        let webhook = forbidden(Some(StatusDetails {
+            name: "bob".into(),
+            group: usher_crds::GROUP.into(),
+            kind: "User".into(),
+            uid: String::new(),
+            causes: vec![StatusCause {
+                reason: "LoginTaken".into(),
+                message: "spec.login is taken".into(),
+                field: "spec.login".into(),
+            }],
+            retry_after_seconds: 0,
+        }));
+        let answer = refused(webhook);
+        assert_eq!(
+            (answer.code, answer.status.as_u16()),
+            (ErrorCode::InvalidUser, 422)
+        );
+        assert!(answer.message.contains("spec.login"), "{}", answer.message);
+        // RBAC refusing this server: not shown to the admin (it names the service account),
+        // even when its text happens to mention an admission webhook.
+        let mut rbac = Status::failure(
+            "users is forbidden: User \"system:serviceaccount:usher:auth\" cannot patch (admission webhook)",
+            "Forbidden",
+        );
+        rbac.code = 403;
+        let answer = refused(kube::Error::Api(Box::new(rbac)));
+        assert_eq!(answer.code, ErrorCode::InternalError);
+        assert!(
+            !answer.message.contains("serviceaccount"),
+            "{}",
+            answer.message
+        );
+        assert_eq!(refused(forbidden(None)).code, ErrorCode::InternalError);
+    }
+}
