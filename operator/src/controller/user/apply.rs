@@ -16,7 +16,7 @@ use crate::{
     account::{Account, PasswordReset, PendingInvitation, membership_key},
     controller::{context::Context, error::Error, status::apply_status},
     link_token::LinkToken,
-    mail::{Invitation, PasswordResetMail, invitation_email, reset_email},
+    mail::{Invitation, MailError, PasswordResetMail, invitation_email, reset_email},
     reason::Reason,
 };
 
@@ -28,6 +28,9 @@ pub struct Outcome {
     pub api_key: Option<ApiKeyStatus>,
     /// When the key's rotation is due.
     pub key_due: Option<Duration>,
+    /// The invitation could not be emailed: the plan stopped there (the reset link and the key
+    /// wait for the retry), and the status says so. Only the reconcile writes that status.
+    pub mail_error: Option<MailError>,
 }
 
 /// Writes `status` when it differs from the User's.
@@ -119,17 +122,12 @@ pub async fn execute(
                 .await;
             }
             Err(Error::Mail(e)) => {
-                let api_key = user.status.as_ref().and_then(|s| s.api_key.clone());
-                let status = status::desired_status(
-                    user,
-                    &account,
-                    &plan.observed_if_mail_fails,
-                    api_key,
-                    Some(&e.to_string()),
-                    now,
-                );
-                write_status(ctx, user, &status).await?;
-                return Err(Error::Mail(e));
+                return Ok(Outcome {
+                    api_key: user.status.as_ref().and_then(|s| s.api_key.clone()),
+                    account,
+                    key_due: None,
+                    mail_error: Some(e),
+                });
             }
             Err(e) => return Err(e),
         }
@@ -143,6 +141,7 @@ pub async fn execute(
         account,
         api_key,
         key_due,
+        mail_error: None,
     })
 }
 

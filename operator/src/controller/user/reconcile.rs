@@ -127,21 +127,33 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     let observed = observe::around(&user, account, ctx, now).await?;
     let plan = plan::plan(&user, &valid, &observed);
     let outcome = apply::execute(ctx, &user, &valid, observed, &plan).await?;
+    // When the invitation could not be emailed, what was done before it is recorded as
+    // observed, and the status says why it waits; the reconcile then fails and is retried.
+    let observed = match outcome.mail_error {
+        Some(_) => &plan.observed_if_mail_fails,
+        None => &plan.observed,
+    };
     let status = status::desired_status(
         &user,
         &outcome.account,
-        &plan.observed,
+        observed,
         outcome.api_key,
-        None,
+        outcome.mail_error.as_ref().map(ToString::to_string).as_deref(),
         now,
     );
     let before = user.status.as_ref().and_then(|s| s.phase);
     if let Some((reason, note)) = status::transition_event(before, status.phase, &valid.login) {
         ctx.event(user.as_ref(), reason, note).await;
     }
-    let requeue = status::requeue_after(&outcome.account, outcome.key_due, now);
     apply::write_status(ctx, &user, &status).await?;
-    Ok(Action::requeue(requeue))
+    if let Some(e) = outcome.mail_error {
+        return Err(Error::Mail(e));
+    }
+    Ok(Action::requeue(status::requeue_after(
+        &outcome.account,
+        outcome.key_due,
+        now,
+    )))
 }
 
 /// Removes the membership; the account goes with its last membership.
