@@ -87,13 +87,11 @@ pub async fn apply(
             .await;
             return Ok((account, None, None));
         }
-        KeyPlan::Keep { deliver: false } => {}
-        KeyPlan::Keep { deliver: true } => {
-            if current(&ctx.keys, &account, user).is_none() {
-                // The sealed key does not open (usher-keys was made anew): issue a new one.
-                let replacing = account.api_key(user).map(|k| k.hash.clone());
-                account = record_new_key(ctx, user, account, replacing, now).await?;
-            } else if account.api_key(user).is_some_and(|k| k.secret_name != name) {
+        KeyPlan::Keep {
+            deliver,
+            record_secret_name,
+        } => {
+            if *record_secret_name {
                 // secretName changed: the account says where the key is delivered now.
                 account = ctx
                     .accounts
@@ -107,7 +105,8 @@ pub async fn apply(
                     .await?;
             }
             let existed = observed.key_secret.is_some();
-            if write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?
+            if *deliver
+                && write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?
                 && existed
             {
                 ctx.event(
@@ -123,7 +122,9 @@ pub async fn apply(
             write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?;
             let (reason, verb) = match why {
                 KeyWrite::Issue => (Reason::ApiKeyIssued, "issued"),
-                KeyWrite::Renew | KeyWrite::Rotate => (Reason::ApiKeyRenewed, "renewed"),
+                KeyWrite::Renew | KeyWrite::Rotate | KeyWrite::Reseal => {
+                    (Reason::ApiKeyRenewed, "renewed")
+                }
             };
             let fingerprint = account
                 .api_key(user)

@@ -96,7 +96,9 @@ pub async fn around(
         Some(name) => read_key_secret(user, &name, ctx).await?,
         None => None,
     };
+    let key_opens = crate::apikey::renew::current(&ctx.keys, &account, user).is_some();
     Ok(plan::Observed {
+        key_opens,
         account,
         previous,
         key_secret,

@@ -201,6 +201,9 @@ pub struct Observed {
     pub key_secret: Option<Secret>,
     /// The Secret the key was delivered in before `secretName` changed, when it exists.
     pub stale_secret: Option<Secret>,
+    /// The key recorded for this membership opens with the current seal key (false when none
+    /// is recorded, or when `usher-keys` was made anew and it no longer does).
+    pub key_opens: bool,
     /// The time of this reconcile.
     pub now: Timestamp,
 }
@@ -236,6 +239,9 @@ pub enum KeyWrite {
     Renew,
     /// `spec.apiKey.rotateEvery` is due.
     Rotate,
+    /// The recorded key no longer opens (`usher-keys` was made anew), so it cannot be delivered
+    /// again: a new one replaces it.
+    Reseal,
 }
 
 /// What to do about the API key. The key lives in the account; its Secret only delivers it.
@@ -258,6 +264,8 @@ pub enum KeyPlan {
     Keep {
         /// The Secret must be written.
         deliver: bool,
+        /// The account records another Secret name (`secretName` changed): record this one.
+        record_secret_name: bool,
     },
     /// Record a new key in the account in place of the one with hash `replacing`, then deliver
     /// it.
@@ -376,6 +384,7 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
             &observed.account,
             &valid.organisation.name_any(),
             observed.key_secret.as_ref(),
+            observed.key_opens,
             renew.is_some(),
             observed.now,
         ),
@@ -395,6 +404,7 @@ fn key_plan(
     account: &Account,
     organisation: &str,
     secret: Option<&Secret>,
+    key_opens: bool,
     renew: bool,
     now: Timestamp,
 ) -> KeyPlan {
@@ -438,8 +448,16 @@ fn key_plan(
             replacing,
         };
     }
+    let deliver = !ours.is_some_and(|s| delivery::delivers(s, user, organisation, record));
+    if deliver && !key_opens {
+        return KeyPlan::Write {
+            why: KeyWrite::Reseal,
+            replacing,
+        };
+    }
     KeyPlan::Keep {
-        deliver: !ours.is_some_and(|s| delivery::delivers(s, user, organisation, record)),
+        deliver,
+        record_secret_name: record.secret_name != user.api_key_secret_name(),
     }
 }
 
@@ -575,6 +593,7 @@ mod tests {
             previous: None,
             key_secret: None,
             stale_secret: None,
+            key_opens: true,
             now: ts(NOW),
         }
     }
@@ -776,7 +795,13 @@ mod tests {
     fn a_recorded_key_stays_and_its_secret_is_left_alone_while_it_delivers_it() {
         let u = with_key(alice(), enabled());
         let (o, key, _) = with_recorded_key(&u, NOW);
-        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: false });
+        assert_eq!(
+            plan(&u, &o).api_key,
+            KeyPlan::Keep {
+                deliver: false,
+                record_secret_name: false
+            }
+        );
         let record = o.account.api_key(&u).unwrap();
         assert_eq!(crate::apikey::fingerprint(&record.hash), key.fingerprint());
     }
@@ -789,9 +814,21 @@ mod tests {
         let mut overwritten = s.clone();
         overwritten.data = secret(&u, "acme", &forged, ts(NOW)).data;
         o.key_secret = Some(overwritten);
-        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: true });
+        assert_eq!(
+            plan(&u, &o).api_key,
+            KeyPlan::Keep {
+                deliver: true,
+                record_secret_name: false
+            }
+        );
         o.key_secret = None;
-        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: true });
+        assert_eq!(
+            plan(&u, &o).api_key,
+            KeyPlan::Keep {
+                deliver: true,
+                record_secret_name: false
+            }
+        );
     }
 
     #[test]
@@ -800,7 +837,13 @@ mod tests {
         spec.rotate_every = Some("1h".parse().unwrap());
         let u = with_key(alice(), spec);
         let (o, _, _) = with_recorded_key(&u, "2026-11-27T11:30:00Z");
-        assert_eq!(plan(&u, &o).api_key, KeyPlan::Keep { deliver: false });
+        assert_eq!(
+            plan(&u, &o).api_key,
+            KeyPlan::Keep {
+                deliver: false,
+                record_secret_name: false
+            }
+        );
         let (o, key, _) = with_recorded_key(&u, "2026-11-27T11:00:00Z");
         assert_eq!(
             plan(&u, &o).api_key,
@@ -890,8 +933,40 @@ mod tests {
         o.stale_secret = Some(old);
         let p = plan(&moved, &o);
         assert!(p.remove_stale_secret);
-        assert_eq!(p.api_key, KeyPlan::Keep { deliver: true });
+        // The account is told where the key lives now, and the new Secret gets it.
+        assert_eq!(
+            p.api_key,
+            KeyPlan::Keep {
+                deliver: true,
+                record_secret_name: true
+            }
+        );
         assert_eq!(stale_secret_name(&u, &o.account), None);
+    }
+
+    #[test]
+    fn a_key_that_no_longer_opens_is_replaced_when_it_must_be_delivered_again() {
+        // usher-keys was made anew: the sealed key in the account cannot be delivered again.
+        let u = with_key(alice(), enabled());
+        let (mut o, key, _) = with_recorded_key(&u, NOW);
+        o.key_opens = false;
+        // Its Secret still delivers it: nothing to do, the key keeps working.
+        assert_eq!(
+            plan(&u, &o).api_key,
+            KeyPlan::Keep {
+                deliver: false,
+                record_secret_name: false
+            }
+        );
+        // The Secret is gone: a new key replaces the one that cannot be opened.
+        o.key_secret = None;
+        assert_eq!(
+            plan(&u, &o).api_key,
+            KeyPlan::Write {
+                why: KeyWrite::Reseal,
+                replacing: Some(key.hash())
+            }
+        );
     }
 
     #[test]

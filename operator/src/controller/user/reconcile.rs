@@ -138,7 +138,11 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
         &outcome.account,
         observed,
         outcome.api_key,
-        outcome.mail_error.as_ref().map(ToString::to_string).as_deref(),
+        outcome
+            .mail_error
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
         now,
     );
     let before = user.status.as_ref().and_then(|s| s.phase);
