@@ -87,6 +87,17 @@ pub struct PendingInvitation {
     pub issued_by: String,
 }
 
+/// Never shows the token's hash.
+impl fmt::Debug for PendingInvitation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingInvitation")
+            .field("expires_at", &self.expires_at)
+            .field("sent_at", &self.sent_at)
+            .field("issued_by", &self.issued_by)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A platform account.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Account {

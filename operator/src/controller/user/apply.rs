@@ -102,7 +102,16 @@ pub async fn execute(
         .await;
     }
     if let Some(why) = plan.invite {
-        match invite(ctx, user, valid, account.clone(), now).await {
+        match invite(
+            ctx,
+            user,
+            valid,
+            account.clone(),
+            plan.record_emailed.clone(),
+            now,
+        )
+        .await
+        {
             Ok(a) => {
                 account = a;
                 let (reason, verb) = why.event();
@@ -233,19 +242,17 @@ async fn reset(
 /// Issues a new link: emails it, then records its token's hash with the time it was sent, in
 /// one write (which replaces any other link, so the previous one stops). A crash between the two
 /// leaves no record: the next reconcile issues another link, and the one in the newest email is
-/// the one that works. When only the record failed (the API server refused it), the retry
-/// records the link already emailed instead of emailing another.
+/// the one that works. When only the record failed (the API server refused it), the plan has the
+/// retry record the link already emailed (`record_emailed`) instead of emailing another.
 async fn invite(
     ctx: &Context,
     user: &User,
     valid: &Valid,
     account: Account,
+    record_emailed: Option<PendingInvitation>,
     now: Timestamp,
 ) -> Result<Account, Error> {
-    if account.is_activated() {
-        return Ok(account);
-    }
-    let emailed = match ctx.unrecorded(&account.id).filter(|i| i.expires_at > now) {
+    let emailed = match record_emailed {
         Some(emailed) => emailed,
         None => {
             let emailed = email_invitation(ctx, user, valid, now).await?;

@@ -97,8 +97,10 @@ pub async fn around(
         None => None,
     };
     let key_opens = crate::apikey::renew::current(&ctx.keys, &account, user).is_some();
+    let emailed_unrecorded = ctx.unrecorded(&account.id).filter(|i| i.expires_at > now);
     Ok(plan::Observed {
         key_opens,
+        emailed_unrecorded,
         account,
         previous,
         key_secret,

@@ -12,7 +12,7 @@ use usher_crds::{
 };
 
 use crate::{
-    account::{Account, account_id},
+    account::{Account, PendingInvitation, account_id},
     apikey::delivery::{self, rotation_due},
     reason::Reason,
 };
@@ -204,6 +204,9 @@ pub struct Observed {
     /// The key recorded for this membership opens with the current seal key (false when none
     /// is recorded, or when `usher-keys` was made anew and it no longer does).
     pub key_opens: bool,
+    /// An invitation this replica emailed for the account but could not record (the API server
+    /// refused the write), while its link is still valid.
+    pub emailed_unrecorded: Option<PendingInvitation>,
     /// The time of this reconcile.
     pub now: Timestamp,
 }
@@ -287,6 +290,9 @@ pub struct Plan {
     pub kill_sessions: bool,
     /// Issue and email a new invitation.
     pub invite: Option<Invite>,
+    /// Record this invitation, emailed already, instead of emailing another: the person holds
+    /// its link, and a second email would make the first link fail.
+    pub record_emailed: Option<PendingInvitation>,
     /// Issue and email a password reset link, and who asked.
     pub reset: Option<ResetBy>,
     /// The API key.
@@ -379,6 +385,7 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
         } else {
             account.reset.wanted().then_some(ResetBy::Request)
         },
+        record_emailed: invite.and(observed.emailed_unrecorded.clone()),
         api_key: key_plan(
             user,
             &observed.account,
@@ -594,6 +601,7 @@ mod tests {
             key_secret: None,
             stale_secret: None,
             key_opens: true,
+            emailed_unrecorded: None,
             now: ts(NOW),
         }
     }
@@ -632,6 +640,32 @@ mod tests {
         assert_eq!(p.invite.unwrap().event().0, Reason::Invited);
         assert!(!p.kill_sessions && p.leave.is_none());
         assert_eq!(p.api_key, KeyPlan::Nothing);
+    }
+
+    #[test]
+    fn a_link_emailed_but_not_recorded_is_recorded_not_emailed_again() {
+        let u = alice();
+        let emailed = PendingInvitation {
+            token_hash: "ab".repeat(32),
+            expires_at: ts("2026-11-28T12:00:00Z"),
+            sent_at: Some(ts(NOW)),
+            issued_by: "acme/alice".into(),
+        };
+        let mut o = observed(Account::new("alice@example.com"));
+        o.emailed_unrecorded = Some(emailed.clone());
+        let p = plan(&u, &o);
+        assert_eq!(p.invite, Some(Invite::First));
+        assert_eq!(p.record_emailed, Some(emailed.clone()));
+        // Nothing to invite (activated meanwhile): nothing to record either.
+        let mut active = observed(activated("alice@example.com"));
+        active.emailed_unrecorded = Some(emailed);
+        let p = plan(&u, &active);
+        assert_eq!((p.invite, p.record_emailed), (None, None));
+        // Nothing emailed: a new link is emailed.
+        assert_eq!(
+            plan(&u, &observed(Account::new("alice@example.com"))).record_emailed,
+            None
+        );
     }
 
     #[test]
