@@ -65,6 +65,23 @@ async fn verify(server: &AuthServer, key: &str) -> StatusCode {
         .status
 }
 
+/// Who `key` authenticates as on `server` (its login and organisation, from the identity
+/// headers forward-auth hands the app); it must be accepted.
+async fn authenticates_as(server: &AuthServer, key: &str) -> (String, String) {
+    let a = server
+        .call(Method::GET, "/api/v1/verify", None, None, Some(key))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let header = |name: &str| {
+        a.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (header("x-usher-login"), header("x-usher-organisation"))
+}
+
 /// Waits until `key` gets `status` from both replicas.
 async fn both_answer(h: &Harness, key: &str, status: StatusCode, what: &str) {
     for server in [&h.a, &h.b] {
@@ -104,7 +121,7 @@ async fn a_key_secret_forged_in_the_namespace_authenticates_nobody() {
     let admin = profile(&client, &["manageUser", "manageCase"]).await;
     let org = organisation(&client).await;
     wait_ns(&client, &org).await;
-    person(h, &client, &org, "boss", &admin).await;
+    let boss_login = person(h, &client, &org, "boss", &admin).await;
     let users = Api::<User>::namespaced(client.clone(), &org.ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &org.ns);
     let boss = users.get("boss").await.unwrap();
@@ -150,7 +167,11 @@ async fn a_key_secret_forged_in_the_namespace_authenticates_nobody() {
             verify(server, other.expose()).await,
             StatusCode::UNAUTHORIZED
         );
-        assert_eq!(verify(server, &real).await, StatusCode::OK);
+        // The real key is the boss's, in this organisation, and nobody else's.
+        assert_eq!(
+            authenticates_as(server, &real).await,
+            (boss_login.clone(), org.name.clone())
+        );
     }
 }
 
@@ -160,7 +181,7 @@ async fn an_overwritten_key_secret_is_refused_then_put_right() {
     let analyst = profile(&client, &["manageCase"]).await;
     let org = organisation(&client).await;
     wait_ns(&client, &org).await;
-    person(h, &client, &org, "app", &analyst).await;
+    let app_login = person(h, &client, &org, "app", &analyst).await;
     set_key(&client, &org.ns, "app", json!({"enabled": true})).await;
     let real = delivered(&client, &org.ns, "app-api-key", None).await;
     both_answer(h, &real, StatusCode::OK, "the key to work").await;
@@ -195,7 +216,10 @@ async fn an_overwritten_key_secret_is_refused_then_put_right() {
         },
     )
     .await;
-    assert_eq!(verify(&h.b, &repaired).await, StatusCode::OK);
+    assert_eq!(
+        authenticates_as(&h.b, &repaired).await,
+        (app_login, org.name.clone())
+    );
     assert_eq!(
         verify(&h.a, chosen.expose()).await,
         StatusCode::UNAUTHORIZED
