@@ -185,14 +185,15 @@ fn deny_violation(
     req: &AdmissionRequest<DynamicObject>,
     violation: &Violation,
 ) -> AdmissionResponse {
-    let mut response = deny(req, violation.to_string());
+    let message = violation.to_string();
+    let mut response = deny(req, message.clone());
     response.result.details = Some(kube::core::response::StatusDetails {
         group: usher_crds::GROUP.to_owned(),
         kind: req.kind.kind.clone(),
         name: req.name.clone(),
         causes: vec![kube::core::response::StatusCause {
             reason: violation.reason().to_owned(),
-            message: violation.to_string(),
+            message,
             field: violation.field().unwrap_or_default(),
         }],
         uid: String::new(),

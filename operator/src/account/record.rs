@@ -421,17 +421,26 @@ pub struct AccountIndex {
     pub session_ids: Vec<String>,
 }
 
+/// A non-empty text field of an account Secret, without decoding the rest.
+fn data_text<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .and_then(|v| std::str::from_utf8(&v.0).ok())
+        .filter(|s| !s.is_empty())
+}
+
 impl AccountIndex {
+    /// The login an account Secret belongs to, read alone (what the controller's waker needs on
+    /// every account change, without parsing the memberships and sessions).
+    pub fn login_of(secret: &Secret) -> Option<String> {
+        data_text(secret, LOGIN).map(str::to_owned)
+    }
+
     /// Reads the index fields of an account Secret.
     pub fn of(secret: &Secret) -> AccountIndex {
-        let text = |key: &str| -> Option<&str> {
-            secret
-                .data
-                .as_ref()?
-                .get(key)
-                .and_then(|v| std::str::from_utf8(&v.0).ok())
-                .filter(|s| !s.is_empty())
-        };
+        let text = |key: &str| data_text(secret, key);
         let memberships: BTreeMap<String, MembershipRecord> = text(MEMBERSHIPS)
             .and_then(|j| serde_json::from_str(j).ok())
             .unwrap_or_default();
@@ -439,7 +448,7 @@ impl AccountIndex {
             .and_then(|j| serde_json::from_str(j).ok())
             .unwrap_or_default();
         AccountIndex {
-            login: text(LOGIN).map(str::to_owned),
+            login: AccountIndex::login_of(secret),
             invitation_hash: text(INVITATION_TOKEN_HASH).map(str::to_owned),
             reset_hash: text(RESET_TOKEN_HASH).map(str::to_owned),
             key_hashes: memberships

@@ -68,14 +68,25 @@ pub fn may_grant(own: &[String], name: &str, profile: Option<&Profile>) -> Resul
             format!("profile {name:?} does not exist"),
         )
     })?;
+    holds_all(own, profile, |missing| {
+        format!(
+            "profile {name:?} has permissions you do not have ({missing}); ask a platform operator"
+        )
+    })
+}
+
+/// Refuses (403 `permission_denied`, the text `refusal` makes of the missing permissions) when
+/// `profile` holds a permission `own` lacks.
+fn holds_all(
+    own: &[String],
+    profile: &Profile,
+    refusal: impl FnOnce(&str) -> String,
+) -> Result<(), ApiError> {
     match lacking(own, profile).as_slice() {
         [] => Ok(()),
         missing => Err(ApiError::of(
             ErrorCode::PermissionDenied,
-            format!(
-                "profile {name:?} has permissions you do not have ({}); ask a platform operator",
-                missing.join(", ")
-            ),
+            refusal(&missing.join(", ")),
         )),
     }
 }
@@ -90,18 +101,12 @@ pub fn may_act_on(
     let Some(profile) = profile else {
         return Ok(());
     };
-    match lacking(own, profile).as_slice() {
-        [] => Ok(()),
-        missing => Err(ApiError::of(
-            ErrorCode::PermissionDenied,
-            format!(
-                "{} has the profile {:?}, with permissions you do not have ({}); ask a platform operator",
-                target.spec.login,
-                target.spec.profile,
-                missing.join(", ")
-            ),
-        )),
-    }
+    holds_all(own, profile, |missing| {
+        format!(
+            "{} has the profile {:?}, with permissions you do not have ({missing}); ask a platform operator",
+            target.spec.login, target.spec.profile
+        )
+    })
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ pub async fn run(
                     .get(LABEL_ACCOUNT)
                     .cloned()
                     .unwrap_or_default();
-                let login = AccountIndex::of(&secret).login.unwrap_or_default();
+                let login = AccountIndex::login_of(&secret).unwrap_or_default();
                 user::accounts::users_of(&members, &id, &login)
             },
         )

@@ -25,26 +25,39 @@ fn action_value() -> String {
     Timestamp::now().as_millisecond().to_string()
 }
 
+/// Asks the controller for a one-shot action on User `name` (a fresh value of `annotation`,
+/// which it carries out once): 202.
+async fn one_shot(
+    st: &AuthState,
+    admin: &Admin,
+    name: &str,
+    annotation: &str,
+    reason: Reason,
+    what: &str,
+) -> Result<Response, ApiError> {
+    let patch = json!({"metadata": {"annotations": {annotation: action_value()}}});
+    admin.change(st, name, patch, reason, what).await?;
+    Ok(admin.principal.respond(StatusCode::ACCEPTED))
+}
+
 /// `POST /api/v1/users/{name}/kill-session`: 202; the controller ends the sessions.
 pub async fn kill_session(
     State(st): State<AuthState>,
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let patch = json!({"metadata": {"annotations": {ANNOTATION_KILL_SESSIONS: action_value()}}});
-    admin
-        .change(
-            &st,
-            &name,
-            patch,
-            Reason::KillSessionRequested,
-            "Kill Session requested",
-        )
-        .await?;
-    Ok(admin.principal.respond(StatusCode::ACCEPTED))
+    one_shot(
+        &st,
+        &admin,
+        &name,
+        ANNOTATION_KILL_SESSIONS,
+        Reason::KillSessionRequested,
+        "Kill Session requested",
+    )
+    .await
 }
 
-/// Sends the person a password reset link (the annotation; the controller mails it).
+/// `POST /api/v1/users/{name}/reset-password`: 202; the controller mails the person a link.
 pub async fn reset_password(
     State(st): State<AuthState>,
     admin: Admin,
@@ -56,17 +69,15 @@ pub async fn reset_password(
             "a service user has no password: it authenticates with its API key (renew the key instead)",
         ));
     }
-    let patch = json!({"metadata": {"annotations": {ANNOTATION_RESET_PASSWORD: action_value()}}});
-    admin
-        .change(
-            &st,
-            &name,
-            patch,
-            Reason::PasswordResetRequested,
-            "password reset requested",
-        )
-        .await?;
-    Ok(admin.principal.respond(StatusCode::ACCEPTED))
+    one_shot(
+        &st,
+        &admin,
+        &name,
+        ANNOTATION_RESET_PASSWORD,
+        Reason::PasswordResetRequested,
+        "password reset requested",
+    )
+    .await
 }
 
 /// `POST /api/v1/users/{name}/api-key`: 202 and the Secret the key is delivered to.
