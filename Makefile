@@ -18,11 +18,12 @@ dev:
 	cargo run -q --locked --features usher-operator/dev --bin usher -- dev
 
 ## What the tests use, each installed only when missing: Debian packages (needs root or sudo),
-## cargo-fuzz, helm 4 + kubectl 1.33 + checkov for the chart, and playwright-core for the browser
+## cargo-fuzz, cargo-deny, helm 4 + kubectl 1.33 + checkov for the chart, and playwright-core for the browser
 ## tests.
 deps:
 	scripts/install-deps.sh
 	scripts/install-fuzz.sh
+	scripts/install-deny.sh
 	scripts/install-tools.sh
 	[ -d e2e/node_modules/playwright-core ] || npm ci --prefix e2e --no-audit --no-fund
 
@@ -45,10 +46,13 @@ fuzz:
 envtest:
 	scripts/provision-envtest.sh
 
-## rustfmt and clippy, as CI runs them.
+## rustfmt, clippy and cargo-deny (licences, banned and duplicate heavy crates, sources: deny.toml),
+## as CI runs them.
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked --features usher-operator/dev -- -D warnings
+	@command -v cargo-deny >/dev/null || { echo "cargo-deny is missing: run scripts/install-deny.sh"; exit 1; }
+	cargo deny --locked check licenses bans sources
 
 fmt:
 	cargo fmt --all
@@ -62,4 +66,4 @@ bench:
 
 ## Regenerate crds/*.yaml and charts/usher/crds/*.yaml from the Rust types.
 crds:
-	USHER_BLESS=1 cargo test -q -p usher-crds --test generated
+	USHER_BLESS=1 cargo test -q -p usher-crds --test schema generated

@@ -123,7 +123,7 @@ mod tests {
         for part in ["[0-9]+d", "[0-9]+h", "[0-9]+m'", "[0-9]+s'", "[0-9]+ms"] {
             assert!(e.contains(part), "{part} in {e}");
         }
-        // The API server evaluates it (crds/tests/api_server.rs); here, only its shape.
+        // The API server evaluates it (crds/tests/schema/api_server.rs); here, only its shape.
         assert_eq!(e.matches(".sum()").count(), 6);
     }
 }

@@ -338,6 +338,36 @@ pub fn login_holder<'a, U: Borrow<User> + 'a>(
     })
 }
 
+/// As [`organisation_of`], or the violation naming the namespaces organisations hold.
+pub fn organisation_for<'a, O: Borrow<Organisation>>(
+    namespace: &str,
+    organisations: &'a [O],
+) -> Result<&'a O, Violation> {
+    organisation_of(namespace, organisations).ok_or_else(|| Violation::NoOrganisation {
+        namespace: namespace.to_owned(),
+        held: organisations
+            .iter()
+            .map(|o| o.borrow())
+            .filter(|o| o.metadata.deletion_timestamp.is_none())
+            .map(|o| o.namespace_name())
+            .collect(),
+    })
+}
+
+/// Ok when Profile `name` exists, or the violation naming the Profiles that do.
+pub fn check_profile<P: Borrow<Profile>>(name: &str, profiles: &[P]) -> Result<(), Violation> {
+    if profile_exists(name, profiles) {
+        return Ok(());
+    }
+    Err(Violation::UnknownProfile {
+        profile: name.to_owned(),
+        existing: profiles
+            .iter()
+            .filter_map(|p| p.borrow().metadata.name.clone())
+            .collect(),
+    })
+}
+
 /// The Organisation holding `namespace`: one not being deleted that claims it, the oldest when
 /// several do (the webhook refuses that; this covers objects made while it was away).
 pub fn organisation_of<'a, O: Borrow<Organisation> + 'a>(

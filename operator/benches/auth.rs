@@ -35,7 +35,7 @@ use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Api, api::PostParams};
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
 use usher_operator::{
-    Account, AccountStore, AuthSettings as Settings, AuthState as State, Keys, StoreError,
+    Account, AccountStore, AuthSettings as Settings, AuthState as State, Clock, Keys, StoreError,
     apikey_renew::{self, NewKey},
     auth_layers, auth_routes,
 };
@@ -218,6 +218,7 @@ async fn bench() {
         Keys::load_or_create(client.clone(), "usher-system")
             .await
             .unwrap(),
+        Clock::system(),
     )
     .unwrap();
     state.start_caches();

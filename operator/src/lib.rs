@@ -27,4 +27,5 @@ pub use cli::{Cli, Command, run};
 pub use keys::Keys;
 pub use link_token::hash_token;
 pub use mail::{Invitation, Mailer, SmtpOptions, invitation_email};
+pub use runtime::clock::Clock;
 pub use totp::{CodeError, Enrolment, enrol as enrol_totp, verify as verify_totp};

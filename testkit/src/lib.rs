@@ -12,6 +12,7 @@ mod mail;
 mod process;
 mod smtp;
 mod tls;
+mod wait;
 mod webhook;
 
 pub use envtest::{
@@ -21,4 +22,5 @@ pub use mail::Email;
 pub use process::Process;
 pub use smtp::{SmtpSink, SmtpTls};
 pub use tls::{ServingCert, TestCa, free_port};
+pub use wait::{poll, poll_blocking};
 pub use webhook::register_webhook;

@@ -3,7 +3,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
@@ -92,14 +92,14 @@ impl SmtpSink {
             .arg(self.dir.join("mail"));
         let process = Process::spawn(&mut cmd, &self.dir.join("aiosmtpd.log"), Some(&self.dir))?;
         self.process = Some(process);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let port = self.port;
+        let listening = crate::poll_blocking(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        if listening.is_none() {
+            bail!("aiosmtpd did not listen on port {port}")
         }
-        bail!("aiosmtpd did not listen on port {}", self.port)
+        Ok(())
     }
 
     /// `smtp://127.0.0.1:<port>` (with `?tls=required` for STARTTLS, `smtps://` for SMTPS).
@@ -147,14 +147,11 @@ impl SmtpSink {
 
     /// Waits until at least `n` messages arrived; returns them all.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<String>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let msgs = self.messages()?;
-            if msgs.len() >= n || Instant::now() > deadline {
-                return Ok(msgs);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::poll(timeout, || async {
+            self.messages().ok().filter(|m| m.len() >= n)
+        })
+        .await;
+        self.messages()
     }
 }
 

@@ -222,29 +222,10 @@ fn user(new: &User, old: Option<&User>, namespace: &str, cluster: &impl Lookup) 
     }
     if old.is_none() {
         // The shared rule: an Organisation being deleted holds no namespace any more.
-        let orgs = cluster.organisations();
-        if rules::organisation_of(namespace, &orgs).is_none() {
-            return Err(Violation::NoOrganisation {
-                namespace: namespace.to_owned(),
-                held: orgs
-                    .iter()
-                    .filter(|o| o.metadata.deletion_timestamp.is_none())
-                    .map(|o| o.namespace_name())
-                    .collect(),
-            });
-        }
+        rules::organisation_for(namespace, &cluster.organisations())?;
     }
     if profile_changed {
-        let profiles = cluster.profiles();
-        if !rules::profile_exists(&new.spec.profile, &profiles) {
-            return Err(Violation::UnknownProfile {
-                profile: new.spec.profile.clone(),
-                existing: profiles
-                    .iter()
-                    .filter_map(|p| p.metadata.name.clone())
-                    .collect(),
-            });
-        }
+        rules::check_profile(&new.spec.profile, &cluster.profiles())?;
     }
     if login_changed {
         let name = new.metadata.name.as_deref().unwrap_or_default();

@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User};
 use usher_testkit::admission::user;
 use usher_testkit::{
-    Envtest, Process, TestCa, create_namespace, free_port, register_webhook, unique_name,
+    Envtest, Process, TestCa, create_namespace, free_port, poll, register_webhook, unique_name,
 };
 
 struct Webhook {
@@ -70,16 +70,17 @@ async fn webhook() -> &'static Webhook {
 
 impl Webhook {
     async fn wait_listening(&self) {
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+        let listening = poll(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("usher-webhook did not listen:\n{}", self.process.log());
+                .ok()
+        })
+        .await;
+        assert!(
+            listening.is_some(),
+            "usher-webhook did not listen:\n{}",
+            self.process.log()
+        );
     }
 
     async fn register(&self) {
@@ -91,7 +92,7 @@ impl Webhook {
         // The API server picks the configuration up asynchronously: wait until it refuses.
         let ns = unique_name("nowhere");
         let users: Api<User> = Api::namespaced(client.clone(), "default");
-        for _ in 0..100 {
+        let refused = poll(Duration::from_secs(20), || async {
             match users
                 .create(
                     &PostParams::default(),
@@ -100,16 +101,18 @@ impl Webhook {
                 .await
             {
                 Err(kube::Error::Api(s)) if s.message.contains("belongs to no Organisation") => {
-                    return;
+                    Some(())
                 }
                 Ok(_) => {
                     let _ = users.delete(&ns, &DeleteParams::default()).await;
+                    None
                 }
-                Err(_) => {}
+                Err(_) => None,
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!(
+        })
+        .await;
+        assert!(
+            refused.is_some(),
             "the API server never called the webhook:\n{}",
             self.process.log()
         );
@@ -491,15 +494,11 @@ async fn certificate_files_are_reloaded_when_they_change() {
     std::fs::write(hook.dir.join("tls.crt"), &next.cert_pem).unwrap();
     let want = file_serial(&hook.dir.join("tls.crt"));
     assert_ne!(want, before);
-    let mut served = before.clone();
-    for _ in 0..50 {
-        served = served_serial(hook.port);
-        if served == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(served, want, "{}", hook.process.log_tail(20));
+    let served = poll(Duration::from_secs(10), || async {
+        Some(served_serial(hook.port)).filter(|s| *s == want)
+    })
+    .await;
+    assert_eq!(served, Some(want), "{}", hook.process.log_tail(20));
 
     // The API server still reaches the webhook with the new certificate.
     let users: Api<User> = Api::namespaced(w.client.clone(), &w.ns);
@@ -549,13 +548,11 @@ async fn the_caches_list_afresh_until_synced_and_then_agree() {
             .iter()
             .any(|o| o.metadata.name.as_deref() == Some(&w.org))
     );
-    for _ in 0..100 {
-        if caches.is_synced() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(caches.is_synced());
+    let synced = poll(Duration::from_secs(5), || async {
+        caches.is_synced().then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "the caches never synced");
     assert!(
         caches
             .organisations()

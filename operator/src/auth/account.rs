@@ -7,12 +7,9 @@
 use k8s_openapi::jiff::Timestamp;
 
 use super::{error::ApiError, session::Claims, state::AuthState};
-use crate::{
-    account::{
-        Account, StoreError,
-        sessions::{self, SessionRecord},
-    },
-    runtime::clock::now_ms,
+use crate::account::{
+    Account, StoreError,
+    sessions::{self, SessionRecord},
 };
 
 /// Most ended sessions remembered per account.
@@ -53,7 +50,7 @@ impl AuthState {
         user_agent: &str,
         address: &str,
     ) -> Result<Account, ApiError> {
-        let started = Timestamp::from_millisecond(claims.iat).unwrap_or_else(|_| Timestamp::now());
+        let started = Timestamp::from_millisecond(claims.iat).unwrap_or_else(|_| self.clock.now());
         let expires =
             Timestamp::from_millisecond(self.expires_ms(claims.iat)).unwrap_or(Timestamp::MAX);
         let record = SessionRecord::new(
@@ -64,7 +61,7 @@ impl AuthState {
             user_agent,
             address,
         );
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.update_account(&claims.acct, |a| {
             for out in sessions::add(&mut a.sessions, record.clone(), now) {
                 a.sessions_ended
@@ -83,7 +80,7 @@ impl AuthState {
         sid: &str,
         iat: i64,
     ) -> Result<(), ApiError> {
-        let now_ms = now_ms();
+        let now_ms = self.clock.now_ms();
         let expires = self.expires_ms(iat);
         self.update_account(account_id, |a| {
             a.sessions_ended.retain(|_, until| *until > now_ms);
@@ -91,7 +88,7 @@ impl AuthState {
             if a.sessions_ended.len() >= MAX_ENDED_SESSIONS {
                 // Keeps the account Secret small: past this many sign-outs within one session
                 // lifetime, every session ends instead (the safe way to forget them).
-                a.end_all_sessions(Timestamp::now());
+                a.end_all_sessions(self.clock.now());
             } else {
                 a.sessions_ended.insert(sid.to_owned(), expires);
             }

@@ -8,7 +8,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::SignedDuration;
 
 use super::{
     cookie::Scope,
@@ -17,7 +17,7 @@ use super::{
     session::{self, Claims},
     state::AuthState,
 };
-use crate::{account::Account, apikey::ApiKey, runtime::clock::now_ms};
+use crate::{account::Account, apikey::ApiKey};
 
 /// The `WWW-Authenticate` challenge, with RFC 6750's `error=` when a token was sent.
 pub fn www_authenticate(error: Option<&str>) -> HeaderValue {
@@ -108,10 +108,14 @@ impl Principal {
 
     /// Refuses a session whose sign-in (or last re-authentication) is older than `window`:
     /// 403 `reauthentication_required`, answered by `POST /api/v1/me/reauthenticate`.
-    pub fn recently_authenticated(&self, window: std::time::Duration) -> Result<(), ApiError> {
+    pub fn recently_authenticated(
+        &self,
+        window: std::time::Duration,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
         let claims = self.session()?;
         let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        if now_ms().saturating_sub(claims.auth) <= window {
+        if now_ms.saturating_sub(claims.auth) <= window {
             return Ok(());
         }
         Err(ApiError::of(
@@ -149,11 +153,11 @@ impl AuthState {
             .and_then(|p| p.grace_period)
             .map(|d| d.get())
             .unwrap_or_default();
-        let start = account.activated_at.unwrap_or_else(Timestamp::now);
+        let start = account.activated_at.unwrap_or_else(|| self.clock.now());
         let ends = start
             .checked_add(SignedDuration::try_from(grace).unwrap_or_default())
             .unwrap_or(start);
-        Timestamp::now() >= ends
+        self.clock.now() >= ends
     }
 
     /// Authenticates a request by its API key (when `bearer_ok`) or its session cookie.
@@ -195,7 +199,7 @@ impl AuthState {
         let key = ApiKey::parse(token).map_err(|e| invalid(&e.to_string()))?;
         let (account, m) = self
             .directory
-            .key_owner(&key.hash(), Timestamp::now())
+            .key_owner(&key.hash(), self.clock.now())
             .ok_or_else(|| {
                 invalid("the API key is not valid: it was renewed, revoked or never issued")
             })?;
@@ -218,7 +222,7 @@ impl AuthState {
         let ended = |message: &str| unauthenticated(ErrorCode::SessionEnded, message, None);
         let claims = session::open(&self.keys.session, token)
             .ok_or_else(|| ended("the session is not valid; sign in again"))?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let max_ms = i64::try_from(self.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX);
         let idle_s = i64::try_from(self.settings.idle_timeout.as_secs()).unwrap_or(i64::MAX);
         if now.saturating_sub(claims.iat) >= max_ms {
@@ -307,7 +311,7 @@ impl AuthState {
     pub fn cookie(&self, claims: &Claims) -> HeaderValue {
         let left_ms = i64::try_from(self.settings.max_lifetime.as_millis())
             .unwrap_or(i64::MAX)
-            .saturating_sub(now_ms().saturating_sub(claims.iat))
+            .saturating_sub(self.clock.now_ms().saturating_sub(claims.iat))
             .max(0);
         self.cookie_scope().cookie(
             &session::seal(&self.keys.session, claims),

@@ -15,7 +15,10 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::{handlers::probes, router::router, settings::Settings, state::AuthState};
-use crate::{keys::Keys, runtime::shutdown::shutdown_signal};
+use crate::{
+    keys::Keys,
+    runtime::{clock::Clock, shutdown::shutdown_signal},
+};
 
 /// Runs the auth server on `listener` (and `/metrics` on `metrics`) until SIGTERM or Ctrl-C.
 pub async fn run(
@@ -26,7 +29,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let keys = Keys::load_or_create(client.clone(), &settings.namespace).await?;
     let header_timeout = settings.header_timeout;
-    let state = AuthState::new(client, settings, keys)?;
+    let state = AuthState::new(client, settings, keys, Clock::system())?;
     state.start_caches();
     if let Some(metrics) = metrics {
         let app = Router::new()

@@ -15,7 +15,7 @@ use super::{
     settings::Settings,
     throttle::{Policy, Throttle},
 };
-use crate::{account::AccountStore, keys::Keys, password::Hasher};
+use crate::{account::AccountStore, keys::Keys, password::Hasher, runtime::clock::Clock};
 
 /// Everything a request handler reads; cheap to clone.
 #[derive(Clone)]
@@ -58,11 +58,18 @@ pub struct Inner {
     pub metrics: AuthMetrics,
     /// Forward-auth answers to API keys (the hot path of `/api/v1/verify`).
     pub key_answers: crate::auth::answers::KeyAnswers,
+    /// Where every handler reads the time (a test moves a manual one across timeouts).
+    pub clock: Clock,
 }
 
 impl AuthState {
-    /// The state, over caches that [`AuthState::start_caches`] fills.
-    pub fn new(client: Client, settings: Settings, keys: Keys) -> anyhow::Result<AuthState> {
+    /// The state, over caches that [`AuthState::start_caches`] fills, reading `clock`.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        keys: Keys,
+        clock: Clock,
+    ) -> anyhow::Result<AuthState> {
         let hasher = Hasher::new(settings.hash_concurrency, settings.hash_queue)
             .map_err(|e| anyhow::anyhow!("cannot prepare password hashing: {e}"))?;
         let forget = Duration::from_secs(15 * 60);
@@ -107,6 +114,7 @@ impl AuthState {
             }),
             metrics: AuthMetrics::default(),
             key_answers: Default::default(),
+            clock,
             settings,
         })))
     }

@@ -72,7 +72,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
     let users: Api<User> = Api::namespaced(client, &namespace);
-    let value = Timestamp::now().as_millisecond().to_string();
+    let value = Timestamp::now().as_nanosecond().to_string();
     let patch = serde_json::json!({"metadata": {"annotations": {action.annotation(): value}}});
     users
         .patch(

@@ -90,6 +90,10 @@ pub struct SmtpUrl {
 
 impl SmtpUrl {
     /// Parses `smtp://[user[:password]@]host[:port][?tls=required|opportunistic]` or `smtps://…`.
+    ///
+    /// Not lettre's `from_url`: it reads the same forms but yields a builder whose TLS mode
+    /// cannot be read back, so the TLS parameters of [`SmtpOptions`] (trust only a given CA)
+    /// could not be applied to the mode the URL chose; it knows no `file://` either.
     pub fn parse(s: &str) -> Result<SmtpUrl, MailError> {
         let url = url::Url::parse(s).map_err(|_| MailError::BadUrl("not a URL"))?;
         let tls = url

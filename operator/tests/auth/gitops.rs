@@ -177,7 +177,10 @@ async fn a_service_user_gets_a_key_and_no_invitation_and_never_signs_in() {
             .status,
         StatusCode::ACCEPTED
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing asked: the server records no reset for an account that cannot sign in, and
+    // the User went Active without an invitation.
+    let account = account(&client, &login).await.unwrap();
+    assert_eq!(account.reset.requested_at, None);
     assert!(
         h.smtp.emails_to(&login).unwrap().is_empty(),
         "no mail at all"

@@ -8,17 +8,20 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin;
 mod forward_auth;
 mod gitops;
 mod hostile;
 mod invitation;
 mod keys;
 mod login;
+mod pages;
 mod passwords;
 mod router;
 mod sessions;
 mod tenancy;
 mod totp;
+mod totp_clients;
 
 use common::{auth::*, *};
 use kube::{Api, Client, api::PostParams};

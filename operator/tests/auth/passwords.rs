@@ -105,8 +105,14 @@ async fn a_reset_link_goes_only_to_accounts_that_can_sign_in_and_says_nothing_ab
     );
     assert!(mail.text.contains("If this was not you"), "{}", mail.text);
     assert!(!mail.raw.contains(PASSWORD));
-    // Time for the controller to have mailed the others, had it wanted to.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The server recorded a request for the active login only; the controller mailed it once.
+    reset_recorded(&client, &active).await;
+    let invited_account = account(&client, &invited).await.unwrap();
+    assert_eq!(
+        invited_account.reset.requested_at, None,
+        "nothing asked for {invited}"
+    );
+    assert!(account(&client, &unknown).await.is_none());
     assert_eq!(
         reset_emails(&h.smtp, &active).len(),
         1,
@@ -250,14 +256,17 @@ async fn admins_the_annotation_and_the_platform_operator_each_send_one_reset_lin
     let last = reset_token(&h.smtp, &login, 3).await;
 
     // Each sent one link, and the Events say who asked and that it went out.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    reset_recorded(&client, &login).await;
     assert_eq!(reset_emails(&h.smtp, &login).len(), 3);
-    let events = h
-        .env
-        .kubectl_ok(&["get", "events", "-n", &org.ns, "-o", "json"])
-        .unwrap();
-    assert!(events.contains("PasswordResetRequested"), "{events}");
-    assert!(events.contains("PasswordResetSent"), "{events}");
+    let events = eventually("both reset Events", Duration::from_secs(10), || async {
+        let events = h
+            .env
+            .kubectl_ok(&["get", "events", "-n", &org.ns, "-o", "json"])
+            .unwrap();
+        (events.contains("PasswordResetRequested") && events.contains("PasswordResetSent"))
+            .then_some(events)
+    })
+    .await;
     assert!(!events.contains(&last));
     // An invited login cannot be sent one by the platform operator either: it has its
     // invitation.
@@ -270,25 +279,14 @@ async fn admins_the_annotation_and_the_platform_operator_each_send_one_reset_lin
     );
 }
 
+/// The window itself is crossed on a moved clock in `router.rs`; here, re-authenticating on a
+/// real server.
 #[tokio::test]
-async fn sensitive_actions_ask_for_the_password_again_after_the_window() {
+async fn reauthenticating_takes_the_password_and_not_an_api_key() {
     let (h, client) = harness().await;
     let (_org, _name, login) = active_member(h, &client, &["manageCase"]).await;
-    let quick = start_auth(h.env, "auth-reauth", &[("USHER_REAUTH_WINDOW", "1s")]).await;
+    let quick = &h.b;
     let cookie = quick.session(&login, PASSWORD).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let stale = quick
-        .post("/api/v1/me/mfa/totp", json!({}), Some(&cookie))
-        .await;
-    assert_eq!(
-        (stale.status, stale.code()),
-        (StatusCode::FORBIDDEN, "reauthentication_required")
-    );
-    // The session itself still works.
-    assert_eq!(
-        quick.get("/api/v1/me", Some(&cookie)).await.status,
-        StatusCode::OK
-    );
     let wrong = quick
         .post(
             "/api/v1/me/reauthenticate",

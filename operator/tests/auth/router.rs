@@ -2,7 +2,7 @@
 //! `tower::ServiceExt::oneshot`. Its Kubernetes client points at a closed port, so any answer that
 //! needed a write would come back 503 `unavailable`: these answers are decided before any I/O.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use argon2::{Argon2, password_hash::PasswordHasher};
 use axum::{
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
 use usher_operator::{
-    Account, ApiKey, AuthSettings, AuthState, Keys, SessionClaims, account_id,
+    Account, ApiKey, AuthSettings, AuthState, Clock, Keys, SessionClaims, account_id,
     apikey_renew::{NewKey, renew},
     auth_router, seal_session,
 };
@@ -30,6 +30,8 @@ struct InProcess {
     app: Router,
     state: AuthState,
     phc: String,
+    /// The server's clock, which only the test moves.
+    clock: Clock,
 }
 
 /// The keys the in-process server seals and signs with.
@@ -66,7 +68,9 @@ async fn in_process(users: &[User]) -> InProcess {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
-    let state = AuthState::new(client, AuthSettings::new(NS, "http://usher.test"), keys()).unwrap();
+    let clock = Clock::manual("2026-12-03T09:00:00Z".parse().unwrap());
+    let settings = AuthSettings::new(NS, "http://usher.test");
+    let state = AuthState::new(client, settings, keys(), clock.clone()).unwrap();
     let d = &state.directory;
     d.organisations.apply_own_write(Organisation::new(
         "acme",
@@ -100,6 +104,7 @@ async fn in_process(users: &[User]) -> InProcess {
         app: auth_router(state.clone()),
         state,
         phc,
+        clock,
     }
 }
 
@@ -120,7 +125,7 @@ impl InProcess {
     fn give_key(&self, user: &User) -> ApiKey {
         let mut a = account(&user.spec.login, &self.phc, "2");
         let new = NewKey::generate(&keys(), &a.id, user).unwrap();
-        renew(&mut a, user, &new, None, Timestamp::now());
+        renew(&mut a, user, &new, None, self.clock.now());
         self.state
             .directory
             .accounts
@@ -166,7 +171,7 @@ impl InProcess {
     /// A session cookie for `login` in `acme`, signed as the server signs them (signing in
     /// would record the session in the account, a write this client cannot make).
     fn session(&self, login: &str) -> String {
-        let now = Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let claims = SessionClaims::new(&account_id(login), "", "acme", now, now).unwrap();
         seal_session(&keys().session, &claims)
     }
@@ -426,4 +431,123 @@ async fn of_two_users_sharing_a_login_in_one_organisation_only_the_older_counts(
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// `(status, code, renewed cookie)` of `GET path` with session `cookie`.
+async fn with_session(
+    p: &InProcess,
+    path: &str,
+    cookie: &str,
+) -> (StatusCode, String, Option<String>) {
+    let r = p
+        .get(path, Some(("cookie", format!("usher_session={cookie}"))))
+        .await;
+    let renewed = r
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| v.split_once('='))
+        .map(|(_, token)| token.to_owned());
+    (r.status, r.code().to_owned(), renewed)
+}
+
+#[tokio::test]
+async fn a_session_ends_when_idle_and_at_its_maximum_lifetime() {
+    let alice = user("alice", "alice@example.com", "analyst");
+    let p = in_process(std::slice::from_ref(&alice)).await;
+    let settings = &p.state.settings;
+    let (idle, max) = (settings.idle_timeout, settings.max_lifetime);
+    let second = Duration::from_secs(1);
+
+    let unused = p.session("alice@example.com");
+    p.clock.advance(idle - second);
+    assert_eq!(
+        with_session(&p, "/api/v1/me", &unused).await.0,
+        StatusCode::OK
+    );
+    let unused = p.session("alice@example.com");
+    p.clock.advance(idle + second);
+    let (status, code, _) = with_session(&p, "/api/v1/me", &unused).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "session_expired")
+    );
+
+    // Used within the idle timeout, it lives on, its cookie renewed, until its maximum lifetime.
+    let started = p.clock.now();
+    let mut busy = p.session("alice@example.com");
+    loop {
+        p.clock.advance(idle / 2);
+        let (status, code, renewed) = with_session(&p, "/api/v1/me", &busy).await;
+        if p.clock.now().duration_since(started).unsigned_abs() < max {
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "used within the idle timeout: {code}"
+            );
+            busy = renewed.unwrap_or(busy);
+        } else {
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::UNAUTHORIZED, "session_expired")
+            );
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sensitive_actions_ask_for_the_password_again_after_the_window() {
+    let mut alice = user("alice", "alice@example.com", "analyst");
+    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
+    let p = in_process(std::slice::from_ref(&alice)).await;
+    p.give_key(&alice);
+    let window = p.state.settings.reauth_window;
+    let cookie = p.session("alice@example.com");
+
+    p.clock.advance(window);
+    let (status, code, _) = with_session(&p, "/api/v1/me/api-key", &cookie).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::OK, ""),
+        "at the end of the window"
+    );
+    p.clock.advance(Duration::from_secs(1));
+    let (status, code, _) = with_session(&p, "/api/v1/me/api-key", &cookie).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "reauthentication_required")
+    );
+    // The session itself still works.
+    assert_eq!(
+        with_session(&p, "/api/v1/me", &cookie).await.0,
+        StatusCode::OK
+    );
+
+    let wrong = p
+        .json(
+            "POST",
+            "/api/v1/me/reauthenticate",
+            json!({"password": "not-the-password-at-all"}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(wrong.code(), "invalid_credentials");
+    let again = p
+        .json(
+            "POST",
+            "/api/v1/me/reauthenticate",
+            json!({"password": PASSWORD}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT, "{}", again.body);
+    let fresh = again.headers[header::SET_COOKIE].to_str().unwrap();
+    let fresh = fresh.split(';').next().unwrap().split_once('=').unwrap().1;
+    let (status, code, _) = with_session(&p, "/api/v1/me/api-key", fresh).await;
+    assert_eq!((status, code.as_str()), (StatusCode::OK, ""));
 }

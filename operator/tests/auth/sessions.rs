@@ -1,7 +1,7 @@
 //! Sessions: Kill Session, logout and switching on every replica, idle and absolute timeouts,
 //! the https cookie.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::{
     Api,
@@ -92,7 +92,6 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
     );
 
     // "Sign out everywhere" is the person's own Kill Session.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let first = h.a.session(&login, PASSWORD).await;
     let second = h.b.session(&login, PASSWORD).await;
     let everywhere =
@@ -100,7 +99,6 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
             .await;
     assert_eq!(everywhere.status, StatusCode::NO_CONTENT);
     ended_everywhere(h, &second, "sign-out everywhere on every replica").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let on_b = h.b.session_in(&login, PASSWORD, &org1.name).await;
 
     // Kill Session (the annotation) ends the sessions acting in its organisation at the next
@@ -134,8 +132,7 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
             (StatusCode::UNAUTHORIZED, "session_ended")
         );
     }
-    // Signing in again works (after the second of the kill).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Signing in again works.
     let again = h.b.session(&login, PASSWORD).await;
 
     // Edits take effect on the next request; deleting the membership ends its sessions.
@@ -172,47 +169,6 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
         },
     )
     .await;
-}
-
-#[tokio::test]
-async fn sessions_end_when_idle_and_at_their_maximum_lifetime() {
-    let (h, client) = harness().await;
-    let short = start_auth(
-        h.env,
-        "auth-short",
-        &[
-            ("USHER_SESSION_IDLE_TIMEOUT", "3s"),
-            ("USHER_SESSION_MAX_LIFETIME", "7s"),
-        ],
-    )
-    .await;
-    let (_, _, login) = active_member(h, &client, &["manageCase"]).await;
-
-    let idle = short.session(&login, PASSWORD).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let a = short.get("/api/v1/me", Some(&idle)).await;
-    assert_eq!(
-        (a.status, a.code()),
-        (StatusCode::UNAUTHORIZED, "session_expired")
-    );
-
-    // Kept busy, the session outlives the idle timeout but not the maximum lifetime.
-    let started = Instant::now();
-    let mut cookie = short.session(&login, PASSWORD).await;
-    while started.elapsed() < Duration::from_secs(6) {
-        let me = short.get("/api/v1/me", Some(&cookie)).await;
-        assert_eq!(me.status, StatusCode::OK, "used within the idle timeout");
-        if let Some(renewed) = me.cookie() {
-            cookie = renewed;
-        }
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let late = short.get("/api/v1/me", Some(&cookie)).await;
-    assert_eq!(
-        (late.status, late.code()),
-        (StatusCode::UNAUTHORIZED, "session_expired")
-    );
 }
 
 #[tokio::test]

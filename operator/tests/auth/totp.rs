@@ -129,7 +129,6 @@ async fn totp_enrolment_codes_once_across_replicas_and_operator_reset() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let after = h.a.login(&login, PASSWORD).await;
     assert_eq!(
         after.status,

@@ -10,7 +10,7 @@ use std::{
     future::Future,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use k8s_openapi::{ByteString, api::core::v1::Secret};
@@ -60,16 +60,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    usher_testkit::poll(timeout, &mut f)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// A profile, and an organisation holding a fresh namespace.
@@ -163,6 +156,25 @@ pub async fn account_secret(client: &Client, login: &str) -> Option<Secret> {
         .get_opt(&usher_operator::secret_name(&id))
         .await
         .unwrap()
+}
+
+/// The account of `login`, decoded as every reader decodes it.
+pub async fn account(client: &Client, login: &str) -> Option<usher_operator::Account> {
+    Some(usher_operator::Account::from_secret(&account_secret(client, login).await?).unwrap())
+}
+
+/// Waits until the controller has mailed the reset link asked for `login` and recorded it:
+/// from then on it mails nothing more for that request.
+pub async fn reset_recorded(client: &Client, login: &str) {
+    eventually(
+        &format!("the reset of {login} recorded as sent"),
+        Duration::from_secs(30),
+        || async {
+            let a = account(client, login).await?;
+            (a.reset.sent_at.is_some() && !a.reset.wanted()).then_some(())
+        },
+    )
+    .await;
 }
 
 pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
@@ -372,4 +384,13 @@ pub fn argo_health(obj: &impl serde::Serialize) -> (String, String) {
     let text = String::from_utf8(out.stdout).unwrap();
     let (status, message) = text.split_once('\n').unwrap_or((&text, ""));
     (status.to_owned(), message.to_owned())
+}
+
+/// An API server of the test's own with Usher's CRDs, for a test that runs, kills or starves a
+/// controller of its own: on the shared one, its controller and the binary's would take turns
+/// leading.
+pub async fn own_cluster() -> Envtest {
+    let env = Envtest::start().await.unwrap();
+    env.install_crds(usher_crds::crds()).await.unwrap();
+    env
 }

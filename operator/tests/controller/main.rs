@@ -7,10 +7,16 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod crash;
+mod errors;
 mod idempotence;
 mod invitations;
+mod leader;
+mod mail;
 mod memberships;
 mod organisations;
+mod outage;
+mod restart;
 
 use std::time::Duration;
 

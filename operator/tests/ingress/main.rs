@@ -191,15 +191,14 @@ fn start_nginx(dir: &Path, port: u16, replicas: &[&AuthServer], app: SocketAddr)
         None,
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nginx did not start: {}",
-            process.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let listening = usher_testkit::poll_blocking(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(
+        listening.is_some(),
+        "nginx did not start: {}",
+        process.log_tail(20)
+    );
     process
 }
 

@@ -16,7 +16,6 @@ use crate::{
         error::{ApiError, ErrorCode},
         state::AuthState,
     },
-    runtime::clock::now,
 };
 
 /// 404 `no_api_key`.
@@ -34,7 +33,7 @@ pub async fn view(
 ) -> Result<Response, ApiError> {
     // Sessions only: SignedIn refuses API keys.
     p.not_restricted()?;
-    p.recently_authenticated(st.settings.reauth_window)?;
+    p.recently_authenticated(st.settings.reauth_window, st.clock.now_ms())?;
     let user = &p.membership.user;
     if !user.api_key_enabled() {
         return Err(no_api_key());
@@ -50,7 +49,7 @@ pub async fn renew_own(
 ) -> Result<Response, ApiError> {
     // Sessions only: SignedIn refuses API keys.
     p.not_restricted()?;
-    p.recently_authenticated(st.settings.reauth_window)?;
+    p.recently_authenticated(st.settings.reauth_window, st.clock.now_ms())?;
     let key = st.renew_key(&p.membership.user).await?;
     tracing::info!(account = %p.account.id, fingerprint = %key.fingerprint(), "API key renewed by its user");
     Ok(p.respond(Json(serde_json::json!({ "key": key.expose() }))))
@@ -77,7 +76,7 @@ impl AuthState {
             .hash
             .clone();
         let new = NewKey::generate(&self.keys, &id, user).map_err(|e| ApiError::internal(&e))?;
-        let now = now();
+        let now = self.clock.whole_seconds();
         let written = self
             .update_account(&id, |a| {
                 if a.api_key(user).is_none() {

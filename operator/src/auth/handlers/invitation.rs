@@ -6,7 +6,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::{
@@ -16,7 +15,6 @@ use crate::{
         state::AuthState,
     },
     link_token::{hash_token, token_matches},
-    runtime::clock::now,
 };
 
 #[derive(Deserialize)]
@@ -43,7 +41,7 @@ pub async fn accept(
             .as_ref()
             .filter(|i| token_matches(req.token.trim(), &i.token_hash))
             .ok_or_else(|| invalid(not_valid))?;
-        if inv.expires_at <= Timestamp::now() {
+        if inv.expires_at <= st.clock.now() {
             return Err(invalid(&format!(
                 "this invitation expired at {}. Ask your administrator to send a new one",
                 inv.expires_at
@@ -57,7 +55,7 @@ pub async fn accept(
         // Single use: on a conflict the account is read again and the token checked again.
         check(a)?;
         a.password_hash = Some(hash.clone());
-        a.activated_at = Some(now());
+        a.activated_at = Some(st.clock.whole_seconds());
         a.invitation = None;
         a.locked_until = None;
         Ok(true)

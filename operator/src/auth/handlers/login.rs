@@ -26,7 +26,6 @@ use crate::{
         throttle::{Attempt, Throttle},
     },
     password::{self, Verified},
-    runtime::clock::now_ms,
 };
 
 /// The attempts one sign-in reserved before any hashing: per device, for a client presenting a
@@ -115,13 +114,15 @@ impl AuthState {
         }
         // Unknown logins are locked here alike, for as long: the answer says nothing of
         // whether a login exists.
-        self.by_login.lock_key(login_key, Instant::now());
+        self.by_login.lock_key(login_key, self.clock.instant());
         let Some(account) = account else {
             return;
         };
-        let until = Timestamp::now()
+        let until = self
+            .clock
+            .now()
             .checked_add(SignedDuration::try_from(self.settings.soft_lock).unwrap_or_default())
-            .unwrap_or_else(|_| Timestamp::now());
+            .unwrap_or_else(|_| self.clock.now());
         let locked = self
             .update_account(&account.id, |a| {
                 a.locked_until = Some(until);
@@ -143,16 +144,16 @@ impl AuthState {
         if reserved.device {
             return None;
         }
-        let left = account.and_then(soft_locked)?;
+        let left = account.and_then(|a| soft_locked(a, self.clock.now()))?;
         self.metrics.throttled("soft_lock");
         self.metrics.login("locked");
         Some(ApiError::throttled(left))
     }
 }
 
-fn soft_locked(account: &Account) -> Option<std::time::Duration> {
+fn soft_locked(account: &Account, now: Timestamp) -> Option<std::time::Duration> {
     let until = account.locked_until?;
-    let left = until.duration_since(Timestamp::now());
+    let left = until.duration_since(now);
     (left.is_positive()).then(|| std::time::Duration::try_from(left).unwrap_or_default())
 }
 
@@ -225,8 +226,9 @@ async fn sign_in(
         .client(peer.ip(), &headers)
         .to_string();
     let id = account_id(&login_key);
-    let device = device::presented(&st.keys.device, &headers, &id, unix_now());
-    let reserved = st.reserve_sign_in(&login_key, &address, device.as_deref(), Instant::now())?;
+    let device = device::presented(&st.keys.device, &headers, &id, st.clock.now_s());
+    let reserved =
+        st.reserve_sign_in(&login_key, &address, device.as_deref(), st.clock.instant())?;
     let account = canonical.as_deref().and_then(|_| st.directory.account(&id));
     if let Some(refused) = st.soft_lock(&reserved, account.as_deref()) {
         reserved.cancel();
@@ -324,7 +326,7 @@ async fn sign_in(
         });
     }
     st.metrics.login("ok");
-    let now = now_ms();
+    let now = st.clock.now_ms();
     let claims = Claims::new(
         &account.id,
         account.uid.as_deref().unwrap_or_default(),
@@ -340,7 +342,7 @@ async fn sign_in(
     let mut res = ([(header::SET_COOKIE, st.cookie(&claims))], Json(body)).into_response();
     // A complete sign-in: this browser is a device of this login from now on.
     if device.is_none()
-        && let Ok(token) = device::issue(&st.keys.device, &account.id, unix_now())
+        && let Ok(token) = device::issue(&st.keys.device, &account.id, st.clock.now_s())
     {
         res.headers_mut().append(
             header::SET_COOKIE,
@@ -348,10 +350,6 @@ async fn sign_in(
         );
     }
     Ok(res)
-}
-
-fn unix_now() -> i64 {
-    Timestamp::now().as_second()
 }
 
 #[derive(Deserialize)]
@@ -371,7 +369,7 @@ pub async fn logout(
     {
         if q.everywhere {
             st.update_account(&claims.acct, |a| {
-                a.end_all_sessions(Timestamp::now());
+                a.end_all_sessions(st.clock.now());
                 Ok(true)
             })
             .await?;

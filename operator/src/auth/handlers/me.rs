@@ -12,16 +12,13 @@ use serde::Deserialize;
 
 use super::login::not_a_member;
 use crate::auth::principal::{Caller, SignedIn};
-use crate::{
-    auth::{
-        directory::Membership,
-        error::{ApiError, ErrorCode, JsonBody},
-        handlers::password::user_agent,
-        principal::killed_since,
-        session::Claims,
-        state::AuthState,
-    },
-    runtime::clock::now_ms,
+use crate::auth::{
+    directory::Membership,
+    error::{ApiError, ErrorCode, JsonBody},
+    handlers::password::user_agent,
+    principal::killed_since,
+    session::Claims,
+    state::AuthState,
 };
 
 /// `GET /api/v1/me`.
@@ -71,7 +68,7 @@ pub async fn switch_organisation(
             &claims.auid,
             &target.org_name(),
             claims.iat,
-            now_ms(),
+            st.clock.now_ms(),
         )
         .map_err(|e| ApiError::internal(&e))?
     };

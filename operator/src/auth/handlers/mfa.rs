@@ -11,7 +11,6 @@ use axum::{
     response::Response,
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::{
@@ -21,7 +20,6 @@ use crate::{
         principal::Principal,
         state::AuthState,
     },
-    runtime::clock::now,
     totp,
 };
 
@@ -43,7 +41,7 @@ impl AuthState {
             a.totp_last_step = Some(self.check_code(a, sealed.as_deref(), code, missing)?);
             if pending {
                 a.totp_secret = a.totp_pending.take();
-                a.mfa_enrolled_at = Some(now());
+                a.mfa_enrolled_at = Some(self.clock.whole_seconds());
             }
             Ok(true)
         })
@@ -62,7 +60,7 @@ impl AuthState {
         let secret = sealed
             .and_then(|s| self.keys.seal.open(&a.id, s))
             .ok_or_else(missing)?;
-        let now = u64::try_from(Timestamp::now().as_second()).unwrap_or(0);
+        let now = u64::try_from(self.clock.now_s()).unwrap_or(0);
         totp::verify(secret, code, now, a.totp_last_step)
             .map_err(|e| ApiError::of(ErrorCode::InvalidCode, e.to_string()))
     }
@@ -88,7 +86,7 @@ pub async fn totp_start(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let p = st.mfa_session(&headers)?;
-    p.recently_authenticated(st.settings.reauth_window)?;
+    p.recently_authenticated(st.settings.reauth_window, st.clock.now_ms())?;
     if p.account.totp_secret.is_some() {
         return Err(ApiError::of(
             ErrorCode::MfaAlreadyEnrolled,
@@ -160,7 +158,7 @@ pub async fn totp_disable(
     JsonBody(req): JsonBody<CodeRequest>,
 ) -> Result<Response, ApiError> {
     let p = st.mfa_session(&headers)?;
-    p.recently_authenticated(st.settings.reauth_window)?;
+    p.recently_authenticated(st.settings.reauth_window, st.clock.now_ms())?;
     if p.account.totp_secret.is_none() {
         return Err(mfa_not_enrolled());
     }

@@ -11,7 +11,6 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use usher_crds::login::canonical_login;
 
@@ -26,7 +25,6 @@ use crate::{
     },
     link_token::{hash_token, token_matches},
     password::{self, HashError},
-    runtime::clock::now_ms,
 };
 
 /// What `POST /api/v1/me/password` takes.
@@ -82,7 +80,7 @@ pub async fn change(
         )
         .await?;
     let hash = st.new_password_hash(&account, &req.new_password).await?;
-    let revoked = Timestamp::now();
+    let revoked = st.clock.now();
     st.update_account(&account.id, |a| {
         a.password_hash = Some(hash.clone());
         a.end_all_sessions(revoked);
@@ -90,7 +88,7 @@ pub async fn change(
     })
     .await?;
     // A session begun after the revocation, to the millisecond.
-    let now = now_ms().max(revoked.as_millisecond() + 1);
+    let now = st.clock.now_ms().max(revoked.as_millisecond() + 1);
     let fresh = Claims::new(&account.id, &claims.auid, &claims.org, now, now)
         .map_err(|e| ApiError::internal(&e))?;
     st.start_session(
@@ -143,7 +141,7 @@ pub async fn request(
             .to_lowercase()
     });
     let address = st.client_address(peer, &headers);
-    let now = std::time::Instant::now();
+    let now = st.clock.instant();
     // Each request counts: a flood of mail to one person, or a sweep of many logins from one
     // address, is slowed like guessing.
     for (throttle, key, scope) in [
@@ -172,7 +170,7 @@ pub async fn request(
         // Recorded after the answer: the answer takes as long whether the login exists or not.
         let st = st.clone();
         tokio::spawn(async move {
-            let asked = Timestamp::now();
+            let asked = st.clock.now();
             let recorded = st
                 .update_account(&account.id, |a| {
                     a.reset.requested_at = Some(asked);
@@ -217,7 +215,7 @@ pub async fn accept(
             return Err(invalid(not_valid));
         }
         match a.reset.expires_at {
-            Some(at) if at > Timestamp::now() => Ok(()),
+            Some(at) if at > st.clock.now() => Ok(()),
             Some(at) => Err(invalid(&format!(
                 "this link expired at {at}. Ask for a new one on the sign-in page"
             ))),
@@ -232,7 +230,7 @@ pub async fn accept(
         a.password_hash = Some(hash.clone());
         a.reset = PasswordReset::default();
         a.locked_until = None;
-        a.end_all_sessions(Timestamp::now());
+        a.end_all_sessions(st.clock.now());
         Ok(true)
     })
     .await?;

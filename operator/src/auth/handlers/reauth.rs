@@ -9,7 +9,6 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use super::login::{Reserved, invalid_credentials};
@@ -23,7 +22,6 @@ use crate::{
         state::AuthState,
     },
     password::Verified,
-    runtime::clock::now_ms,
 };
 
 impl AuthState {
@@ -36,13 +34,13 @@ impl AuthState {
         account: &Account,
     ) -> Result<Reserved, ApiError> {
         let address = self.client_address(peer, headers);
-        let now = Timestamp::now().as_second();
+        let now = self.clock.now_s();
         let device = device::presented(&self.keys.device, headers, &account.id, now);
         let reserved = self.reserve_sign_in(
             &account.login,
             &address,
             device.as_deref(),
-            std::time::Instant::now(),
+            self.clock.instant(),
         )?;
         if let Some(refused) = self.soft_lock(&reserved, Some(account)) {
             reserved.cancel();
@@ -148,7 +146,7 @@ pub async fn reauthenticate(
     )
     .await?;
     let renewed = Claims {
-        auth: now_ms(),
+        auth: st.clock.now_ms(),
         ..claims
     };
     Ok((

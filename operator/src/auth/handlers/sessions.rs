@@ -49,7 +49,7 @@ pub struct SessionView {
 /// The sessions of `account` that are still alive: not signed out, not ended by a revocation
 /// (account-wide, or a Kill Session in their organisation), not past their lifetime.
 pub fn alive(st: &AuthState, account: &Account) -> Vec<SessionRecord> {
-    let now = Timestamp::now();
+    let now = st.clock.now();
     account
         .sessions
         .iter()

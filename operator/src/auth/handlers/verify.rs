@@ -7,7 +7,6 @@ use axum::{
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use k8s_openapi::jiff::Timestamp;
 
 use crate::{
     account::membership_key,
@@ -42,7 +41,7 @@ pub async fn verify(State(st): State<AuthState>, req: Request) -> Response {
 fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
     // The request is read in place: the hot path of every forward-auth call copies nothing.
     let started = Instant::now();
-    let now = Timestamp::now();
+    let now = st.clock.now();
     // Read before anything is looked up: an answer computed from what changes meanwhile is
     // stamped stale.
     let generation = st.directory.generation();

@@ -42,14 +42,10 @@ pub async fn validated(user: &User, ctx: &Context) -> Result<Result<Valid, Failu
     let same_namespace = ctx
         .users
         .state_filter(|u| u.namespace().as_deref() == Some(ns.as_str()));
-    let profile_exists = ctx
-        .profiles
-        .find(|p| p.name_any() == user.spec.profile)
-        .is_some();
     let verdict = plan::validate(
         user,
         &ctx.organisations.state(),
-        profile_exists,
+        &ctx.profiles.state(),
         &same_namespace,
     );
     match verdict {
@@ -61,11 +57,14 @@ pub async fn validated(user: &User, ctx: &Context) -> Result<Result<Valid, Failu
                 .into_iter()
                 .map(Arc::new)
                 .collect();
-            let profile_exists = Api::<Profile>::all(ctx.client.clone())
-                .get_opt(&user.spec.profile)
+            let profiles: Vec<Arc<Profile>> = Api::<Profile>::all(ctx.client.clone())
+                .list(&Default::default())
                 .await?
-                .is_some();
-            Ok(plan::validate(user, &orgs, profile_exists, &same_namespace))
+                .items
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            Ok(plan::validate(user, &orgs, &profiles, &same_namespace))
         }
         verdict => Ok(verdict),
     }

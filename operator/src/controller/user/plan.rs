@@ -8,7 +8,9 @@ use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::ResourceExt;
 use usher_crds::{
     ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION,
-    ANNOTATION_RESET_PASSWORD, ObservedActions, Organisation, User, login::canonical_login, rules,
+    ANNOTATION_RESET_PASSWORD, ObservedActions, Organisation, Profile, User,
+    login::canonical_login,
+    rules::{self, Violation},
 };
 
 use crate::{
@@ -61,6 +63,16 @@ pub struct Failure {
     pub message: String,
 }
 
+impl Failure {
+    /// The failure of a rule broken, rendered as the webhook and the admin API render it.
+    pub fn of(reason: FailureReason, violation: Violation) -> Failure {
+        Failure {
+            reason,
+            message: violation.to_string(),
+        }
+    }
+}
+
 /// What a valid User resolves to.
 #[derive(Debug, Clone)]
 pub struct Valid {
@@ -70,43 +82,30 @@ pub struct Valid {
     pub organisation: Arc<Organisation>,
 }
 
-/// Checks a User against the cluster's Organisations, Profiles and the Users of its namespace.
+/// Checks a User against the cluster's Organisations and Profiles and the Users of its
+/// namespace. Each failure is a rule of `usher_crds::rules` broken, in its words.
 pub fn validate(
     user: &User,
     organisations: &[Arc<Organisation>],
-    profile_exists: bool,
+    profiles: &[Arc<Profile>],
     same_namespace: &[Arc<User>],
 ) -> Result<Valid, Failure> {
     let ns = user.namespace().unwrap_or_default();
-    let login = rules::check_login(&user.spec.login).map_err(|e| Failure {
-        reason: FailureReason::InvalidLogin,
-        message: e.to_string(),
-    })?;
-    let organisation = rules::organisation_of(&ns, organisations)
-        .cloned()
-        .ok_or_else(|| Failure {
-            reason: FailureReason::NoOrganisation,
-            message: format!(
-                "namespace {ns:?} belongs to no Organisation; create one with spec.namespace: {ns} or move the User"
-            ),
-        })?;
-    if !profile_exists {
-        return Err(Failure {
-            reason: FailureReason::UnknownProfile,
-            message: format!(
-                "Profile {:?} does not exist; create it or set spec.profile to an existing one (kubectl get profiles)",
-                user.spec.profile
-            ),
-        });
-    }
+    let login = rules::check_login(&user.spec.login)
+        .map_err(|e| Failure::of(FailureReason::InvalidLogin, Violation::Login(e)))?;
+    let organisation = rules::organisation_for(&ns, organisations)
+        .map_err(|v| Failure::of(FailureReason::NoOrganisation, v))?
+        .clone();
+    rules::check_profile(&user.spec.profile, profiles)
+        .map_err(|v| Failure::of(FailureReason::UnknownProfile, v))?;
     if let Some(first) = rules::duplicate_of(user, same_namespace) {
-        return Err(Failure {
-            reason: FailureReason::DuplicateLogin,
-            message: format!(
-                "User {:?} of this organisation already has this login; delete this User or change its login",
-                first.name_any()
-            ),
-        });
+        return Err(Failure::of(
+            FailureReason::DuplicateLogin,
+            Violation::LoginTaken {
+                login: login.clone(),
+                holder: first.name_any(),
+            },
+        ));
     }
     Ok(Valid {
         login,
@@ -566,6 +565,16 @@ mod tests {
         }
     }
 
+    fn profiles() -> Vec<Arc<Profile>> {
+        vec![Arc::new(Profile::new(
+            "analyst",
+            usher_crds::ProfileSpec {
+                description: None,
+                permissions: vec!["manageCase".into()],
+            },
+        ))]
+    }
+
     fn orgs() -> Vec<Arc<Organisation>> {
         vec![Arc::new(Organisation::new(
             "acme",
@@ -1006,15 +1015,15 @@ mod tests {
     #[test]
     fn validation_names_each_failure_and_its_fix() {
         let alice = alice();
-        assert!(validate(&alice, &orgs(), true, &[]).is_ok());
+        assert!(validate(&alice, &orgs(), &profiles(), &[]).is_ok());
 
         let upper = user("a2", "Alice@Example.com", "2026-11-27T10:00:00Z");
-        let f = validate(&upper, &orgs(), true, &[]).unwrap_err();
+        let f = validate(&upper, &orgs(), &profiles(), &[]).unwrap_err();
         assert_eq!(f.reason, FailureReason::InvalidLogin);
         assert!(f.message.contains("\"alice@example.com\""), "{}", f.message);
         assert!(!f.reason.may_be_stale());
 
-        let f = validate(&alice, &[], true, &[]).unwrap_err();
+        let f = validate(&alice, &[], &profiles(), &[]).unwrap_err();
         assert_eq!(f.reason, FailureReason::NoOrganisation);
         assert!(f.message.contains("spec.namespace: acme"), "{}", f.message);
         assert!(f.reason.may_be_stale());
@@ -1022,7 +1031,7 @@ mod tests {
 
     #[test]
     fn an_unknown_profile_fails_naming_the_fix_and_is_checked_on_fresh_data() {
-        let f = validate(&alice(), &orgs(), false, &[]).unwrap_err();
+        let f = validate(&alice(), &orgs(), &[], &[]).unwrap_err();
         assert_eq!(f.reason, FailureReason::UnknownProfile);
         assert!(f.message.contains("kubectl get profiles"), "{}", f.message);
         assert!(f.reason.may_be_stale());
@@ -1040,8 +1049,8 @@ mod tests {
         let old = Arc::new(user("first", "bob@example.com", "2026-11-27T10:00:00Z"));
         let new = Arc::new(user("second", "bob@example.com", "2026-11-27T11:00:00Z"));
         let both = [old.clone(), new.clone()];
-        assert!(validate(&old, &orgs(), true, &both).is_ok());
-        let f = validate(&new, &orgs(), true, &both).unwrap_err();
+        assert!(validate(&old, &orgs(), &profiles(), &both).is_ok());
+        let f = validate(&new, &orgs(), &profiles(), &both).unwrap_err();
         assert_eq!(f.reason, FailureReason::DuplicateLogin);
         assert!(f.message.contains("\"first\""), "{}", f.message);
     }

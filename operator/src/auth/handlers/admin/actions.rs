@@ -22,7 +22,7 @@ use crate::{
 
 /// A fresh value for a one-shot annotation.
 fn action_value() -> String {
-    Timestamp::now().as_millisecond().to_string()
+    Timestamp::now().as_nanosecond().to_string()
 }
 
 /// Asks the controller for a one-shot action on User `name` (a fresh value of `annotation`,

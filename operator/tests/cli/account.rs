@@ -1,24 +1,20 @@
 //! `usher account list | reset-mfa | rename`, run as the real binary against envtest with the
 //! controller running.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
-mod common;
-
 use std::{collections::BTreeMap, time::Duration};
 
-use common::*;
+use crate::common::*;
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams, PostParams},
 };
 use usher_crds::{User, UserPhase};
-use usher_testkit::{Envtest, SmtpSink};
+use usher_testkit::SmtpSink;
 
 #[tokio::test]
 async fn list_reset_mfa_and_rename_work_on_real_accounts() {
-    let env = Envtest::shared(usher_crds::crds).await.unwrap();
+    let env = &own_cluster().await;
     let client = setup(env).await;
     let smtp = SmtpSink::start().await.unwrap();
     let _controller = start_controller(env, &smtp.url(), "usher-controller-account");

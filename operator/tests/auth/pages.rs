@@ -2,13 +2,9 @@
 //! (`e2e/pages.mjs`), against a real kube-apiserver, SMTP server, controller and auth server.
 //! Screenshots of the main pages go to `test-output/pages/`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
-mod common;
-
 use std::{path::Path, process::Command, time::Duration};
 
-use common::{auth::*, *};
+use crate::common::{auth::*, *};
 use kube::{
     Api,
     api::{ListParams, PostParams},
@@ -17,21 +13,11 @@ use reqwest::StatusCode;
 use usher_crds::{User, UserPhase};
 use usher_testkit::{Envtest, SmtpSink};
 
-/// The API server, the mail sink and the one controller the browser tests share (two
-/// controllers on one API server would take turns leading, each mailing its own sink).
+/// The auth binary's API server, mail sink and controller (two controllers on one API server
+/// would take turns leading, each mailing its own sink).
 async fn stack() -> (&'static Envtest, kube::Client, &'static SmtpSink) {
-    static STACK: tokio::sync::OnceCell<(&'static Envtest, SmtpSink, usher_testkit::Process)> =
-        tokio::sync::OnceCell::const_new();
-    let (env, smtp, _) = STACK
-        .get_or_init(|| async {
-            let env = Envtest::shared(usher_crds::crds).await.unwrap();
-            setup(env).await;
-            let smtp = SmtpSink::start().await.unwrap();
-            let controller = start_controller(env, &smtp.url(), "pages-controller");
-            (env, smtp, controller)
-        })
-        .await;
-    (env, env.client().await.unwrap(), smtp)
+    let (h, client) = crate::harness().await;
+    (h.env, client, &h.smtp)
 }
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! The shipped binary: the image builds `usher` without the opt-in `dev` feature, and without it
 //! the local control plane (usher-testkit: etcd, kube-apiserver, test CAs) is not linked in.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
 use std::{path::PathBuf, process::Command};
 
 fn repo() -> PathBuf {

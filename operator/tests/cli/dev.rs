@@ -2,8 +2,6 @@
 //! `kubectl apply -k` and every resource becomes Ready, the links appear, kubectl works with the
 //! written kubeconfig, and Ctrl-C stops everything.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -167,34 +165,21 @@ fn usher_dev_prints_invitation_links_serves_kubectl_and_stops_on_ctrl_c() {
         ),
         "204"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let signed_in = usher_testkit::poll_blocking(Duration::from_secs(10), || {
         let code = post(
             "/api/v1/login",
             serde_json::json!({"login": "bob@example.com", "password": password}),
         );
-        if code == "200" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "bob cannot sign in: {code}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (code == "200").then_some(())
+    });
+    assert!(signed_in.is_some(), "bob cannot sign in");
 
     kill(&mut child);
-    let stopped = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "usher dev exited with {status}");
-            break;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(20),
-            "usher dev did not stop on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // The control plane went with it.
-    std::thread::sleep(Duration::from_secs(1));
+    let status =
+        usher_testkit::poll_blocking(Duration::from_secs(20), || child.try_wait().unwrap());
+    let status = status.expect("usher dev did not stop on Ctrl-C");
+    assert!(status.success(), "usher dev exited with {status}");
+    // The control plane went with it (usher dev exits after its children).
     let out = Command::new(usher_testkit::assets_dir().unwrap().join("kubectl"))
         .args([
             "--kubeconfig",

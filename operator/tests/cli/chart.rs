@@ -4,10 +4,6 @@
 //! `upgrade` and `uninstall` against a real kube-apiserver of the test's own (the chart registers
 //! a webhook whose pods never run here, which would refuse other tests' objects).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,

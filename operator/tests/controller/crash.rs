@@ -5,18 +5,14 @@
 //! the account recording it re-issues that User's link, so a burst of in-flight invitations
 //! means several Users may get one duplicate each; the total is printed.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use kube::{Api, api::PostParams};
 use usher_crds::{User, UserPhase};
 use usher_operator::hash_token;
-use usher_testkit::{Envtest, SmtpSink};
+use usher_testkit::SmtpSink;
 
 const USERS: usize = 200;
 const CRASHES: usize = 4;
@@ -32,7 +28,7 @@ fn arbitrary_pause() -> Duration {
 
 #[tokio::test]
 async fn killing_the_controller_loses_no_account_and_leaves_one_valid_link() {
-    let env = Envtest::shared(usher_crds::crds).await.unwrap();
+    let env = &own_cluster().await;
     let client = setup(env).await;
     let smtp = SmtpSink::start().await.unwrap();
     let p = profile(&client, &[]).await;

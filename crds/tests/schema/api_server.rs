@@ -1,8 +1,6 @@
 //! The CRDs against a real kube-apiserver (envtest): they install with the right scopes, every
 //! kind round-trips, the schema itself refuses bad input, and kubectl shows the printer columns.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
 use std::collections::BTreeMap;
 
 use k8s_openapi::{

@@ -1,7 +1,5 @@
 //! Invitation emails through a real SMTP server (aiosmtpd) and the file transport.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
 use std::time::Duration;
 
 use usher_operator::{Invitation, Mailer, invitation_email};

@@ -1,21 +1,17 @@
 //! SMTP down: the User waits with a condition saying so, the controller retries, and when the
 //! server returns exactly one invitation arrives, carrying the one valid link.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kube::{Api, api::PostParams};
 use usher_crds::{User, UserPhase};
 use usher_operator::hash_token;
-use usher_testkit::{Envtest, SmtpSink};
+use usher_testkit::SmtpSink;
 
 #[tokio::test]
 async fn users_wait_for_the_mail_server_and_lose_nothing() {
-    let env = Envtest::shared(usher_crds::crds).await.unwrap();
+    let env = &own_cluster().await;
     let client = setup(env).await;
     let mut smtp = SmtpSink::start().await.unwrap();
     smtp.stop();

@@ -3,13 +3,9 @@
 //! reported in a Warning Event, and every User converges once the server accepts writes again,
 //! without a restart; `/readyz` answers 200 only once the caches are synced.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use kube::{
     Api,
@@ -63,8 +59,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn users_converge_after_the_api_server_refused_writes_for_a_while() {
-    let env = Envtest::start().await.unwrap();
-    env.install_crds(usher_crds::crds()).await.unwrap();
+    let env = own_cluster().await;
     let client = setup(&env).await;
     let smtp = SmtpSink::start().await.unwrap();
     let probes = free_port().unwrap();
@@ -122,7 +117,17 @@ async fn users_converge_after_the_api_server_refused_writes_for_a_while() {
         controller.log_tail(20)
     );
     assert!(!log.contains('\u{1b}'), "colour codes in the log");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Each User failed again on its backoff, which grew meanwhile.
+    eventually(
+        "each User's reconcile retried",
+        Duration::from_secs(30),
+        || async {
+            let text = http.get(&scrape).send().await.ok()?.text().await.ok()?;
+            (metric(&text, "usher_controller_reconcile_failures_total") >= f64::from(3 * n))
+                .then_some(())
+        },
+    )
+    .await;
 
     // The API server accepts writes again: every User converges, no restart needed.
     Api::<ValidatingWebhookConfiguration>::all(client.clone())
@@ -172,7 +177,6 @@ async fn the_leader_is_ready_only_once_its_caches_are_synced() {
             .ok()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let r = http.get(&readyz).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.text().await.unwrap().contains("not synced"));

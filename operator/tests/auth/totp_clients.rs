@@ -1,8 +1,6 @@
 //! TOTP against real clients: `zbarimg` reads the enrolment QR code back to the otpauth URI,
 //! and `oathtool` computes codes from the manual secret that Usher accepts once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
 use std::{
     process::Command,
     time::{SystemTime, UNIX_EPOCH},

@@ -1,7 +1,5 @@
 //! The CRD YAML committed under `crds/` and `charts/usher/crds/` equals what the types generate.
-//! Regenerate with `make crds` (`USHER_BLESS=1 cargo test -p usher-crds --test generated`).
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
+//! Regenerate with `make crds` (`USHER_BLESS=1 cargo test -p usher-crds --test schema generated`).
 
 use std::{collections::BTreeSet, fs, path::PathBuf};
 

@@ -1,13 +1,9 @@
 //! Two controller replicas: one Lease, one sender. The standby takes over when the leader stops,
 //! at once on SIGTERM (the Lease is released) and after the lease duration on SIGKILL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
-
-mod common;
-
 use std::{process::Command, time::Duration};
 
-use common::*;
+use crate::common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client, api::PostParams};
 use usher_crds::{User, UserPhase};
@@ -45,7 +41,7 @@ async fn holder(client: &Client) -> Option<String> {
 
 #[tokio::test]
 async fn one_replica_leads_and_the_other_takes_over() {
-    let env = Envtest::shared(usher_crds::crds).await.unwrap();
+    let env = &own_cluster().await;
     let client = setup(env).await;
     let smtp = SmtpSink::start().await.unwrap();
     let mut a = Some(replica(env, &smtp, "replica-a"));
