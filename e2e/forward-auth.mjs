@@ -42,7 +42,10 @@ await run(browser, "FORWARD_AUTH_OK", async (at) => {
   expect(seen["x-usher-login"] === LOGIN, `the app to see X-Usher-Login ${LOGIN}, got ${JSON.stringify(seen)}`);
   expect(/^[0-9a-f]{20}$/.test(seen["x-usher-account"] || ""), `an X-Usher-Account, got ${JSON.stringify(seen)}`);
   expect((seen["x-usher-permissions"] || "").includes("manageCase"), "the permissions");
-  expect(!(seen.cookie || "").includes("usher_session"), `Usher's cookie stripped, got ${seen.cookie}`);
+  expect(!(seen.cookie || "").includes("usher_"), `Usher's cookie stripped, got ${seen.cookie}`);
+  const onApp = (await context.cookies(APP)).map((c) => c.name);
+  expect(!onApp.includes("usher_session"), `the session cookie stays on Usher's host, the app's has ${onApp}`);
+  expect(onApp.includes("usher_forward"), `the app's host has the forward-auth cookie, got ${onApp}`);
   expect((seen.cookie || "").includes("app_pref=compact"), `the app's own cookie kept, got ${seen.cookie}`);
   await page.screenshot({ path: `${OUT}/forward-auth-app.png`, fullPage: true });
   console.log(`APP_SAW=${JSON.stringify(seen)}`);

@@ -26,8 +26,11 @@ const MFA_KEY: &str = "mfa-seal-key";
 
 /// The keys every process shares.
 pub struct Keys {
-    /// Signs session cookies.
+    /// Signs session cookies (host-only: they open the API and the pages).
     pub session: ring::hmac::Key,
+    /// Signs forward-auth cookies (sent to every host under the cookie domain: they open
+    /// `/api/v1/verify` alone). Derived apart, so neither kind ever opens as the other.
+    pub forward: ring::hmac::Key,
     /// Signs device cookies (derived from the session key, so the two never vouch for each
     /// other).
     pub device: ring::hmac::Key,
@@ -93,13 +96,17 @@ impl Keys {
 
     /// Keys from raw bytes (tests and benchmarks).
     pub fn from_bytes(session: [u8; 32], mfa: [u8; 32]) -> Keys {
+        let base = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session);
+        let derive = |label: &[u8]| {
+            let derived = ring::hmac::sign(&base, label);
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+        };
         Keys {
-            session: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session),
-            device: {
-                let base = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session);
-                let derived = ring::hmac::sign(&base, b"usher device cookie key");
-                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
-            },
+            // "v2": session cookies made before the forward-auth cookie existed were also sent
+            // to every host under a cookie domain; none of them opens a session any more.
+            session: derive(b"usher session cookie key v2"),
+            forward: derive(b"usher forward-auth cookie key"),
+            device: derive(b"usher device cookie key"),
             seal: Sealer::new(mfa),
         }
     }

@@ -11,7 +11,7 @@ use axum::{
 use k8s_openapi::jiff::SignedDuration;
 
 use super::{
-    cookie::Scope,
+    cookie::{Kind, Scope, SetCookies},
     directory::Membership,
     error::{ApiError, ErrorCode},
     session::{self, Claims},
@@ -65,8 +65,8 @@ pub enum Via {
     Session {
         /// The session.
         claims: Claims,
-        /// A Set-Cookie to send back.
-        refresh: Option<HeaderValue>,
+        /// The Set-Cookies to send back.
+        refresh: Option<SetCookies>,
     },
     /// An API key (no MFA, no idle timeout, its own organisation only).
     Bearer,
@@ -89,11 +89,11 @@ impl Principal {
     pub fn respond(&self, res: impl IntoResponse) -> Response {
         let mut res = res.into_response();
         if let Via::Session {
-            refresh: Some(cookie),
+            refresh: Some(cookies),
             ..
         } = &self.via
         {
-            res.headers_mut().append(header::SET_COOKIE, cookie.clone());
+            cookies.append_to(res.headers_mut());
         }
         res
     }
@@ -214,14 +214,51 @@ impl AuthState {
         })
     }
 
+    /// Authenticates a request by its session cookie (host-only): the API and the pages.
     pub fn authenticate_session(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let token = self
-            .cookie_scope()
-            .token(headers)
-            .ok_or_else(|| unauthenticated(ErrorCode::Unauthenticated, "sign in first", None))?;
+        self.authenticate_cookies(headers, &[Kind::Session])
+    }
+
+    /// Authenticates a forward-auth request: by its API key, its session cookie, or the
+    /// forward-auth cookie that hosts under the cookie domain see.
+    pub fn authenticate_forward(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        if headers.contains_key(header::AUTHORIZATION) {
+            return self.authenticate(headers, true);
+        }
+        self.authenticate_cookies(headers, &[Kind::Session, Kind::Forward])
+    }
+
+    /// The session of the first cookie of `kinds` that is valid (signed by this server with
+    /// that kind's key): a cookie planted beside it by a sibling host does not hide it.
+    fn authenticate_cookies(
+        &self,
+        headers: &HeaderMap,
+        kinds: &[Kind],
+    ) -> Result<Principal, ApiError> {
+        let scope = self.cookie_scope();
+        let mut presented = false;
+        let mut claims = None;
+        'kinds: for kind in kinds {
+            for token in scope.tokens(headers, *kind) {
+                presented = true;
+                if let Some(c) = session::open(self.cookie_key(*kind), token) {
+                    claims = Some(c);
+                    break 'kinds;
+                }
+            }
+        }
         let ended = |message: &str| unauthenticated(ErrorCode::SessionEnded, message, None);
-        let claims = session::open(&self.keys.session, token)
-            .ok_or_else(|| ended("the session is not valid; sign in again"))?;
+        let claims = match claims {
+            Some(c) => c,
+            None if presented => return Err(ended("the session is not valid; sign in again")),
+            None => {
+                return Err(unauthenticated(
+                    ErrorCode::Unauthenticated,
+                    "sign in first",
+                    None,
+                ));
+            }
+        };
         let now = self.clock.now_ms();
         let max_ms = i64::try_from(self.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX);
         let idle_s = i64::try_from(self.settings.idle_timeout.as_secs()).unwrap_or(i64::MAX);
@@ -280,7 +317,7 @@ impl AuthState {
                 seen: now.div_euclid(1000),
                 ..claims.clone()
             };
-            self.cookie(&renewed)
+            self.cookies(&renewed)
         });
         let enrolment_required = self.enrolment_required(&account, &membership);
         Ok(Principal {
@@ -299,7 +336,14 @@ impl AuthState {
             .to_string()
     }
 
-    /// Where this server's session cookie goes.
+    fn cookie_key(&self, kind: Kind) -> &ring::hmac::Key {
+        match kind {
+            Kind::Session => &self.keys.session,
+            Kind::Forward => &self.keys.forward,
+        }
+    }
+
+    /// Where this server's cookies go.
     pub fn cookie_scope(&self) -> Scope<'_> {
         Scope {
             secure: self.settings.secure(),
@@ -307,14 +351,15 @@ impl AuthState {
         }
     }
 
-    /// The Set-Cookie carrying `claims`, for the rest of the session's lifetime.
-    pub fn cookie(&self, claims: &Claims) -> HeaderValue {
+    /// The Set-Cookies carrying `claims` (the session cookie, and the forward-auth cookie with
+    /// a cookie domain), for the rest of the session's lifetime.
+    pub fn cookies(&self, claims: &Claims) -> SetCookies {
         let left_ms = i64::try_from(self.settings.max_lifetime.as_millis())
             .unwrap_or(i64::MAX)
             .saturating_sub(self.clock.now_ms().saturating_sub(claims.iat))
             .max(0);
-        self.cookie_scope().cookie(
-            &session::seal(&self.keys.session, claims),
+        self.cookie_scope().set(
+            |kind| session::seal(self.cookie_key(kind), claims),
             // Whole seconds, rounded up: a fresh session says the full lifetime.
             std::time::Duration::from_secs(
                 u64::try_from(left_ms.saturating_add(999) / 1000).unwrap_or(0),

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cookies;
 mod forward_auth;
 mod limits;
 mod throttling;

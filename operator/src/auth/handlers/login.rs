@@ -339,7 +339,7 @@ async fn sign_in(
         .await?;
     let restricted = st.enrolment_required(&account, &membership);
     let body = st.directory.me(&account, &membership, restricted);
-    let mut res = ([(header::SET_COOKIE, st.cookie(&claims))], Json(body)).into_response();
+    let mut res = (st.cookies(&claims), Json(body)).into_response();
     // A complete sign-in: this browser is a device of this login from now on.
     if device.is_none()
         && let Ok(token) = device::issue(&st.keys.device, &account.id, st.clock.now_s())
@@ -377,9 +377,5 @@ pub async fn logout(
             st.end_session(claims).await?;
         }
     }
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, st.cookie_scope().clear())],
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, st.cookie_scope().clear()).into_response())
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::{
     Json,
     extract::{ConnectInfo, State},
-    http::{HeaderMap, header},
+    http::HeaderMap,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -81,5 +81,5 @@ pub async fn switch_organisation(
     .await?;
     let restricted = st.enrolment_required(&p.account, &target);
     let body = st.directory.me(&p.account, &target, restricted);
-    Ok(([(header::SET_COOKIE, st.cookie(&fresh))], Json(body)).into_response())
+    Ok((st.cookies(&fresh), Json(body)).into_response())
 }

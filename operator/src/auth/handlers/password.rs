@@ -98,11 +98,7 @@ pub async fn change(
     )
     .await?;
     tracing::info!(account = %account.id, "password changed by its owner; other sessions end");
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, st.cookie(&fresh))],
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, st.cookies(&fresh)).into_response())
 }
 
 /// What `POST /api/v1/password-reset` takes.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::{
     extract::{ConnectInfo, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -149,9 +149,5 @@ pub async fn reauthenticate(
         auth: st.clock.now_ms(),
         ..claims
     };
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, st.cookie(&renewed))],
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, st.cookies(&renewed)).into_response())
 }

@@ -5,7 +5,7 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::{StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use k8s_openapi::jiff::Timestamp;
@@ -112,11 +112,7 @@ pub async fn end_mine(
     )
     .await?;
     if current {
-        return Ok((
-            StatusCode::NO_CONTENT,
-            [(header::SET_COOKIE, st.cookie_scope().clear())],
-        )
-            .into_response());
+        return Ok((StatusCode::NO_CONTENT, st.cookie_scope().clear()).into_response());
     }
     Ok(p.respond(StatusCode::NO_CONTENT))
 }

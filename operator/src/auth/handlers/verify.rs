@@ -58,7 +58,7 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
             .verified("bearer", started.elapsed().as_secs_f64());
         return answer;
     }
-    let result = st.authenticate(req.headers(), true);
+    let result = st.authenticate_forward(req.headers());
     let via = match &result {
         Ok(Principal {
             via: Via::Bearer, ..
