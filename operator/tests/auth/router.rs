@@ -112,6 +112,7 @@ struct Reply {
     status: StatusCode,
     headers: axum::http::HeaderMap,
     body: Value,
+    text: String,
 }
 
 impl Reply {
@@ -145,6 +146,7 @@ impl InProcess {
             status,
             headers,
             body,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 
@@ -550,4 +552,38 @@ async fn sensitive_actions_ask_for_the_password_again_after_the_window() {
     let fresh = fresh.split(';').next().unwrap().split_once('=').unwrap().1;
     let (status, code, _) = with_session(&p, "/api/v1/me/api-key", fresh).await;
     assert_eq!((status, code.as_str()), (StatusCode::OK, ""));
+}
+
+/// Where the sign-in page sends the browser afterwards (its form's `data-then`).
+fn then_of(page: &str) -> String {
+    let start = page.find("data-then=\"").unwrap() + "data-then=\"".len();
+    let end = start + page[start..].find('"').unwrap();
+    page[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn the_sign_in_page_sends_nobody_to_another_site() {
+    let p = in_process(&[]).await;
+    // Browsers drop a tab or a newline inside a URL: "/\t/evil.test" becomes "//evil.test".
+    for rd in [
+        "/%09/evil.test",
+        "/%0a/evil.test",
+        "/%0d/evil.test",
+        "%09//evil.test",
+        "/%5cevil.test",
+        "%20//evil.test",
+        "https:/%09/evil.test",
+        "http://usher.test%09.evil.test/",
+    ] {
+        let page = p.get(&format!("/login?rd={rd}"), None).await;
+        assert_eq!(page.status, StatusCode::OK, "{rd}");
+        let then = then_of(&page.text);
+        assert!(
+            then == "/account" || then.starts_with("http://usher.test/"),
+            "{rd} sends the browser to {then:?}"
+        );
+        assert!(!then.contains("evil"), "{rd} sends the browser to {then:?}");
+    }
+    let page = p.get("/login?rd=/cases%3Fid%3D7", None).await;
+    assert_eq!(then_of(&page.text), "http://usher.test/cases?id=7");
 }

@@ -12,14 +12,20 @@ use serde::Deserialize;
 use super::layout::{layout, page, signed_in};
 use crate::auth::{settings::Settings, state::AuthState};
 
-/// `rd` when the browser may be sent there after sign-in: a path on this server, or an http(s)
-/// URL (https when the public URL is) whose host is the public URL's or lies under the cookie
-/// domain. Nothing else: no open redirect.
+/// `rd` when the browser may be sent there after sign-in, as the normalised absolute URL to
+/// emit: `rd` resolved against the public URL, http(s) (https when the public URL is), no
+/// credentials, and its host the public URL's or one under the cookie domain. A value with a
+/// control character, whitespace or `\` anywhere is refused outright, not cleaned: browsers
+/// drop tabs and newlines inside URLs and read `\` as `/`, so `/<TAB>/evil.test` would become
+/// `//evil.test`. Nothing else: no open redirect.
 pub fn return_to(settings: &Settings, rd: &str) -> Option<String> {
-    if rd.starts_with('/') && !rd.starts_with("//") && !rd.starts_with("/\\") {
-        return Some(rd.to_owned());
+    if rd
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
+        return None;
     }
-    let url = url::Url::parse(rd).ok()?;
+    let url = url::Url::parse(&settings.public_url).ok()?.join(rd).ok()?;
     let scheme_ok = match url.scheme() {
         "https" => true,
         "http" => !settings.secure(),
@@ -161,7 +167,10 @@ mod tests {
     #[test]
     fn only_the_public_host_and_the_cookie_domain_are_returned_to() {
         let mut s = Settings::new("usher-system", "https://login.example.com");
-        assert_eq!(return_to(&s, "/account").as_deref(), Some("/account"));
+        assert_eq!(
+            return_to(&s, "/account").as_deref(),
+            Some("https://login.example.com/account")
+        );
         assert_eq!(
             return_to(&s, "https://login.example.com/x").as_deref(),
             Some("https://login.example.com/x")
@@ -171,6 +180,11 @@ mod tests {
             "https://evil.test/",
             "//evil.test/",
             "/\\evil.test",
+            "/\t/evil.test",
+            "\t//evil.test",
+            "/\n/evil.test",
+            " //evil.test",
+            "https:/\t/evil.test",
             "javascript:alert(1)",
             "http://login.example.com/",
             "https://login.example.com@evil.test/",
