@@ -27,6 +27,8 @@ pub struct KeyAnswer {
     pub headers: [(HeaderName, HeaderValue); 5],
     /// The membership's permissions, for `?permission=`.
     pub permissions: Vec<String>,
+    /// The membership's organisation, for `?organisation=`.
+    pub organisation: String,
 }
 
 /// The kept answers, by key hash.
@@ -73,6 +75,7 @@ mod tests {
             until,
             headers: [h(), h(), h(), h(), h()],
             permissions: vec![],
+            organisation: "acme".into(),
         }
     }
 

@@ -71,6 +71,8 @@ pub enum ErrorCode {
     NoApiKey,
     /// A permission is missing.
     PermissionDenied,
+    /// Forward-auth for one organisation, asked by a session or key of another.
+    WrongOrganisation,
     /// The actor's own membership is locked.
     MembershipLocked,
     /// The account no longer exists.
@@ -134,6 +136,7 @@ impl ErrorCode {
             ErrorCode::MfaDisabled => StatusCode::NOT_FOUND,
             ErrorCode::NoApiKey => StatusCode::NOT_FOUND,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::WrongOrganisation => StatusCode::FORBIDDEN,
             ErrorCode::MembershipLocked => StatusCode::FORBIDDEN,
             ErrorCode::AccountGone => StatusCode::NOT_FOUND,
             ErrorCode::WeakPassword => StatusCode::BAD_REQUEST,
@@ -181,6 +184,7 @@ impl ErrorCode {
             ErrorCode::MfaDisabled => "mfa_disabled",
             ErrorCode::NoApiKey => "no_api_key",
             ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::WrongOrganisation => "wrong_organisation",
             ErrorCode::MembershipLocked => "membership_locked",
             ErrorCode::AccountGone => "account_gone",
             ErrorCode::WeakPassword => "weak_password",

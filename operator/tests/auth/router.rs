@@ -587,3 +587,43 @@ async fn the_sign_in_page_sends_nobody_to_another_site() {
     let page = p.get("/login?rd=/cases%3Fid%3D7", None).await;
     assert_eq!(then_of(&page.text), "http://usher.test/cases?id=7");
 }
+
+#[tokio::test]
+async fn forward_auth_for_one_organisation_refuses_a_key_or_session_of_another() {
+    let mut alice = user("alice", "alice@example.com", "analyst");
+    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
+    let p = in_process(std::slice::from_ref(&alice)).await;
+    let key = p.give_key(&alice);
+    let bearer = || Some(("authorization", format!("Bearer {}", key.expose())));
+    // Twice each: the first answer is computed, the second comes from the kept answers.
+    for _ in 0..2 {
+        let other = p.get("/api/v1/verify?organisation=globex", bearer()).await;
+        assert_eq!(
+            (other.status, other.code()),
+            (StatusCode::FORBIDDEN, "wrong_organisation")
+        );
+        let own = p.get("/api/v1/verify?organisation=acme", bearer()).await;
+        assert_eq!(own.status, StatusCode::OK);
+    }
+    let cookie = format!("usher_session={}", p.session("alice@example.com"));
+    let other = p
+        .get(
+            "/api/v1/verify?organisation=globex",
+            Some(("cookie", cookie.clone())),
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.code()),
+        (StatusCode::FORBIDDEN, "wrong_organisation")
+    );
+    let own = p
+        .get(
+            "/api/v1/verify?organisation=acme&permission=manageCase",
+            Some(("cookie", cookie)),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+}

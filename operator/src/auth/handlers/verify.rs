@@ -20,16 +20,16 @@ use crate::{
     },
 };
 
-/// The `permission` the query asks for, if any.
-fn wanted_permission(req: &Request) -> Option<String> {
+/// The query parameter `name`, if asked.
+fn query_param(req: &Request, name: &str) -> Option<String> {
     url::form_urlencoded::parse(req.uri().query()?.as_bytes())
-        .find(|(k, _)| k == "permission")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
 /// Forward-auth for ingress controllers (nginx `auth_request`, Traefik ForwardAuth, Envoy
 /// ext_authz): 200 with the `X-Usher-*` headers, or 401/403. `?permission=x` also requires
-/// that permission. Every answer carries the common headers (it is served outside the guard).
+/// that permission, `?organisation=name` that the session or key acts in that organisation. Every answer carries the common headers (it is served outside the guard).
 pub async fn verify(State(st): State<AuthState>, req: Request) -> Response {
     let answer = match answer(&st, &req) {
         Ok(res) => res,
@@ -49,7 +49,7 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
     if let Some(hash) = &key_hash
         && let Some(kept) = st.key_answers.get(hash, generation, now)
     {
-        let answer = permitted(&kept.permissions, req).map(|()| {
+        let answer = permitted(&kept.organisation, &kept.permissions, req).map(|()| {
             let mut res = StatusCode::OK.into_response();
             res.headers_mut().extend(kept.headers.iter().cloned());
             res
@@ -91,7 +91,8 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
                 identity(&permissions.join(",")),
             ),
         ];
-        let allowed = permitted(&permissions, req);
+        let organisation = p.membership.org_name();
+        let allowed = permitted(&organisation, &permissions, req);
         if let (Via::Bearer, Some(hash)) = (&p.via, key_hash) {
             // The current key never lapses by itself; a previous one at its grace deadline.
             let until = p
@@ -108,6 +109,7 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
                     until,
                     headers: headers.clone(),
                     permissions,
+                    organisation,
                 },
             );
         }
@@ -128,9 +130,18 @@ fn bearer_hash(req: &Request) -> Option<String> {
     Some(ApiKey::parse(token.trim()).ok()?.hash())
 }
 
-/// Refuses a request whose `?permission=` the membership lacks.
-fn permitted(permissions: &[String], req: &Request) -> Result<(), ApiError> {
-    match wanted_permission(req) {
+/// Refuses a request for another organisation than `organisation` (`?organisation=`), or whose
+/// `?permission=` the membership lacks.
+fn permitted(organisation: &str, permissions: &[String], req: &Request) -> Result<(), ApiError> {
+    if let Some(wanted) = query_param(req, "organisation")
+        && wanted != organisation
+    {
+        return Err(ApiError::of(
+            ErrorCode::WrongOrganisation,
+            format!("this is for organisation {wanted:?}: sign in to it, or switch to it"),
+        ));
+    }
+    match query_param(req, "permission") {
         Some(needed) if !permissions.contains(&needed) => Err(ApiError::of(
             ErrorCode::PermissionDenied,
             format!("this needs the permission {needed}"),
