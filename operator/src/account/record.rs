@@ -33,6 +33,7 @@ const TOTP_SECRET: &str = "totp.secret";
 const TOTP_PENDING: &str = "totp.pendingSecret";
 const TOTP_LAST_STEP: &str = "totp.lastStep";
 const LOCKED_UNTIL: &str = "throttle.lockedUntil";
+const LAST_ORGANISATION: &str = "lastOrganisation";
 const SESSIONS_ENDED: &str = "sessions.ended";
 const MEMBERSHIPS: &str = "memberships";
 const SESSIONS_ACTIVE: &str = "sessions.active";
@@ -51,6 +52,7 @@ const KNOWN: &[&str] = &[
     TOTP_PENDING,
     TOTP_LAST_STEP,
     LOCKED_UNTIL,
+    LAST_ORGANISATION,
     SESSIONS_ENDED,
     LOGIN,
     PASSWORD_HASH,
@@ -124,6 +126,9 @@ pub struct Account {
     pub totp_last_step: Option<u64>,
     /// Too many failed logins: refused until then (a soft lock; `usher account unlock` ends it).
     pub locked_until: Option<Timestamp>,
+    /// The organisation the person last signed in to or switched to: where a sign-in that
+    /// names none lands.
+    pub last_organisation: Option<String>,
     /// Sessions ended by logout or organisation switch: session id → when it would have
     /// expired anyway (entries past that are dropped on the next write).
     pub sessions_ended: BTreeMap<String, i64>,
@@ -290,6 +295,7 @@ impl Account {
                 })
                 .transpose()?,
             locked_until: time(LOCKED_UNTIL)?,
+            last_organisation: text(LAST_ORGANISATION)?.filter(|s| !s.is_empty()),
             sessions_ended: text(SESSIONS_ENDED)?
                 .filter(|s| !s.is_empty())
                 .map(|s| {
@@ -357,6 +363,7 @@ impl Account {
         put(TOTP_PENDING, self.totp_pending.clone());
         put(TOTP_LAST_STEP, self.totp_last_step.map(|s| s.to_string()));
         put(LOCKED_UNTIL, self.locked_until.map(|t| t.to_string()));
+        put(LAST_ORGANISATION, self.last_organisation.clone());
         if !self.sessions_ended.is_empty() {
             put(
                 SESSIONS_ENDED,
@@ -483,6 +490,7 @@ mod tests {
         a.totp_secret = Some("sealed".into());
         a.totp_last_step = Some(58_800_000);
         a.locked_until = Some(ts("2026-11-27T10:15:00Z"));
+        a.last_organisation = Some("acme".into());
         a.sessions_ended.insert("c2lk".into(), 1_764_000_000_000);
         a.sessions.push(SessionRecord::new(
             "c2lk",

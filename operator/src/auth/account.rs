@@ -63,6 +63,7 @@ impl AuthState {
         );
         let now = self.clock.now();
         self.update_account(&claims.acct, |a| {
+            a.last_organisation = Some(claims.org.clone());
             for out in sessions::add(&mut a.sessions, record.clone(), now) {
                 a.sessions_ended
                     .insert(out.id, out.expires_at.as_millisecond());

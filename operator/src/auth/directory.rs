@@ -125,6 +125,16 @@ impl Membership {
     }
 }
 
+/// What `/api/v1/me` shows of a person's organisations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sees {
+    /// The person, signed in: every organisation they may sign in to.
+    EveryMembership,
+    /// A key (or a token) of one membership: that membership alone. Its organisation may not
+    /// learn which others the person belongs to.
+    OneMembership,
+}
+
 /// `GET /api/v1/me`, and the body of login and organisation switch.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -370,17 +380,25 @@ impl Directory {
     }
 
     /// The `me` body of `account` acting in `current`.
-    pub fn me(&self, account: &Account, current: &Membership, enrolment_required: bool) -> Me {
-        let organisations = self
-            .memberships(&account.login)
-            .into_iter()
-            .filter(Membership::can_sign_in)
-            .map(|m| OrgEntry {
-                display_name: m.organisation.spec.display_name.clone(),
-                profile: m.user.spec.profile.clone(),
-                name: m.org_name(),
-            })
-            .collect();
+    pub fn me(
+        &self,
+        account: &Account,
+        current: &Membership,
+        enrolment_required: bool,
+        sees: Sees,
+    ) -> Me {
+        let organisations = match sees {
+            Sees::EveryMembership => self.memberships(&account.login),
+            Sees::OneMembership => vec![current.clone()],
+        }
+        .into_iter()
+        .filter(Membership::can_sign_in)
+        .map(|m| OrgEntry {
+            display_name: m.organisation.spec.display_name.clone(),
+            profile: m.user.spec.profile.clone(),
+            name: m.org_name(),
+        })
+        .collect();
         Me {
             login: account.login.clone(),
             full_name: current.user.spec.full_name.clone(),

@@ -12,7 +12,7 @@ use k8s_openapi::jiff::SignedDuration;
 
 use super::{
     cookie::{Kind, Scope, SetCookies},
-    directory::Membership,
+    directory::{Membership, Sees},
     error::{ApiError, ErrorCode},
     session::{self, Claims},
     state::AuthState,
@@ -85,6 +85,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// What this caller may see of the person's organisations: a session, all of them; a key,
+    /// its own membership's alone.
+    pub fn sees(&self) -> Sees {
+        match self.via {
+            Via::Session { .. } => Sees::EveryMembership,
+            Via::Bearer => Sees::OneMembership,
+        }
+    }
+
     /// `res` with the renewed session cookie, if any.
     pub fn respond(&self, res: impl IntoResponse) -> Response {
         let mut res = res.into_response();

@@ -627,3 +627,56 @@ async fn forward_auth_for_one_organisation_refuses_a_key_or_session_of_another()
         .await;
     assert_eq!(own.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_key_of_one_membership_learns_nothing_of_the_persons_other_organisations() {
+    let mut alice = user("alice", "alice@example.com", "analyst");
+    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
+    let p = in_process(std::slice::from_ref(&alice)).await;
+    // The same login is also a member of another organisation, which acme's admin cannot see.
+    let d = &p.state.directory;
+    d.organisations.apply_own_write(Organisation::new(
+        "globex",
+        OrganisationSpec {
+            display_name: "Globex".into(),
+            ..Default::default()
+        },
+    ));
+    let mut elsewhere = user("alice-g", "alice@example.com", "org-admin");
+    elsewhere.metadata.namespace = Some("globex".into());
+    d.users.apply_own_write(elsewhere);
+    let key = p.give_key(&alice);
+
+    let me = p
+        .get(
+            "/api/v1/me",
+            Some(("authorization", format!("Bearer {}", key.expose()))),
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    let seen: Vec<&str> = me.body["organisations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, ["acme"], "{}", me.body);
+    assert!(
+        !me.text.contains("globex") && !me.text.contains("org-admin"),
+        "{}",
+        me.text
+    );
+
+    // The person, signed in, sees both.
+    let cookie = format!("usher_session={}", p.session("alice@example.com"));
+    let mine = p.get("/api/v1/me", Some(("cookie", cookie))).await;
+    assert_eq!(
+        mine.body["organisations"].as_array().unwrap().len(),
+        2,
+        "{}",
+        mine.body
+    );
+}

@@ -17,7 +17,7 @@ use crate::{
     account::{Account, account_id},
     auth::{
         device,
-        directory::Membership,
+        directory::{Membership, Sees},
         error::{ApiError, ErrorCode, JsonBody},
         handlers::password::user_agent,
         principal::Via,
@@ -285,7 +285,7 @@ async fn sign_in(
                 return Err(not_a_member(org));
             }
         },
-        None => active.first().cloned().ok_or_else(invalid_credentials)?,
+        None => landing(&active, &account).ok_or_else(invalid_credentials)?,
     };
     if st.settings.mfa_enabled && account.totp_secret.is_some() {
         let Some(code) = req.code.as_deref() else {
@@ -338,7 +338,9 @@ async fn sign_in(
     st.start_session(&claims, user_agent(&headers), &address)
         .await?;
     let restricted = st.enrolment_required(&account, &membership);
-    let body = st.directory.me(&account, &membership, restricted);
+    let body = st
+        .directory
+        .me(&account, &membership, restricted, Sees::EveryMembership);
     let mut res = (st.cookies(&claims), Json(body)).into_response();
     // A complete sign-in: this browser is a device of this login from now on.
     if device.is_none()
@@ -378,4 +380,64 @@ pub async fn logout(
         }
     }
     Ok((StatusCode::NO_CONTENT, st.cookie_scope().clear()).into_response())
+}
+
+/// Where a sign-in that names no organisation lands: the one the person last used, else the one
+/// they joined first. Never merely the alphabetically first: an organisation that links the
+/// login later (without the person's say) must not become their default, and see their address
+/// and browser in its sessions list.
+fn landing(active: &[Membership], account: &Account) -> Option<Membership> {
+    account
+        .last_organisation
+        .as_ref()
+        .and_then(|last| active.iter().find(|m| m.org_name() == *last))
+        .or_else(|| {
+            active.iter().min_by_key(|m| {
+                (
+                    m.user.metadata.creation_timestamp.clone().map(|t| t.0),
+                    m.org_name(),
+                )
+            })
+        })
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use usher_crds::{Organisation, OrganisationSpec, User, UserSpec};
+
+    use super::*;
+
+    fn joined(org: &str, at: &str) -> Membership {
+        let mut user = User::new("person", UserSpec::default());
+        user.metadata.creation_timestamp = Some(Time(at.parse().unwrap()));
+        Membership {
+            user: Arc::new(user),
+            organisation: Arc::new(Organisation::new(org, OrganisationSpec::default())),
+            profile: None,
+        }
+    }
+
+    #[test]
+    fn a_sign_in_lands_where_the_person_was_last_else_where_they_joined_first() {
+        // Sorted by name, as the directory lists them: "aaa" linked the login later.
+        let active = [
+            joined("aaa-linked-later", "2026-12-01T00:00:00Z"),
+            joined("zeta", "2026-11-01T00:00:00Z"),
+        ];
+        let mut account = Account::new("person@example.com");
+        assert_eq!(landing(&active, &account).unwrap().org_name(), "zeta");
+        account.last_organisation = Some("aaa-linked-later".into());
+        assert_eq!(
+            landing(&active, &account).unwrap().org_name(),
+            "aaa-linked-later"
+        );
+        // An organisation left since is no landing place.
+        account.last_organisation = Some("gone".into());
+        assert_eq!(landing(&active, &account).unwrap().org_name(), "zeta");
+        assert!(landing(&[], &account).is_none());
+    }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::login::not_a_member;
 use crate::auth::principal::{Caller, SignedIn};
 use crate::auth::{
-    directory::Membership,
+    directory::{Membership, Sees},
     error::{ApiError, ErrorCode, JsonBody},
     handlers::password::user_agent,
     principal::killed_since,
@@ -25,7 +25,7 @@ use crate::auth::{
 pub async fn me(State(st): State<AuthState>, Caller(p): Caller) -> Result<Response, ApiError> {
     let body = st
         .directory
-        .me(&p.account, &p.membership, p.enrolment_required);
+        .me(&p.account, &p.membership, p.enrolment_required, p.sees());
     Ok(p.respond(Json(body)))
 }
 
@@ -80,6 +80,8 @@ pub async fn switch_organisation(
     )
     .await?;
     let restricted = st.enrolment_required(&p.account, &target);
-    let body = st.directory.me(&p.account, &target, restricted);
+    let body = st
+        .directory
+        .me(&p.account, &target, restricted, Sees::EveryMembership);
     Ok((st.cookies(&fresh), Json(body)).into_response())
 }

@@ -92,7 +92,7 @@ pub fn signed_in(st: &AuthState, headers: &HeaderMap) -> Result<(Principal, Me),
         .map_err(|_| Box::new(Redirect::to("/login").into_response()))?;
     let me = st
         .directory
-        .me(&p.account, &p.membership, p.enrolment_required);
+        .me(&p.account, &p.membership, p.enrolment_required, p.sees());
     Ok((p, me))
 }
 
