@@ -43,6 +43,10 @@ pub const LABEL_USER: &str = "usher.dev/user";
 /// Label on a platform account Secret in the operator namespace.
 pub const LABEL_ACCOUNT: &str = "usher.dev/account";
 
+/// Set by the admin API on a User it creates: the login of the admin who added it (the notice
+/// email to a login linked without an invitation names them).
+pub const ANNOTATION_ADDED_BY: &str = "usher.dev/added-by";
+
 /// One-shot action annotations on a User, processed once per distinct value.
 pub const ANNOTATION_KILL_SESSIONS: &str = "usher.dev/kill-sessions";
 /// See [`ANNOTATION_KILL_SESSIONS`].

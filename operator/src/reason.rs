@@ -53,6 +53,8 @@ names! {
         SessionsKilled,
         /// A password reset link was emailed (Event).
         PasswordResetSent,
+        /// A login with an active account was linked, and the person told by email (Event).
+        AddedNoticeSent,
         // API keys.
         /// The key is being issued (`Reconciling`).
         IssuingApiKey,

@@ -21,6 +21,8 @@ struct Scene {
     h: &'static Harness,
     client: Client,
     ns: String,
+    /// The organisation's display name.
+    display: String,
     other_ns: String,
     admin_profile: String,
     analyst: String,
@@ -114,6 +116,7 @@ async fn scene() -> Scene {
         h,
         client,
         ns,
+        display: org.display.clone(),
         other_ns,
         admin_profile,
         analyst,
@@ -199,6 +202,43 @@ async fn add_user_links_an_existing_login_and_refuses_bad_input_saying_what() {
         let message = a.body["message"].as_str().unwrap();
         assert!(message.contains(what), "{}", a.body);
     }
+}
+
+#[tokio::test]
+async fn a_person_who_already_signs_in_is_told_by_email_who_added_them_where() {
+    let s = scene().await;
+    // dave accepted the invitation of his own organisation: his account is active.
+    onboard(s.auth(), &s.h.smtp, &s.dave_login).await;
+    let added = s
+        .auth()
+        .post(
+            "/api/v1/users",
+            json!({"login": s.dave_login, "fullName": "Dave Here", "profile": s.analyst}),
+            Some(&s.admin),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let name = added.body["name"].as_str().unwrap().to_owned();
+    wait_phase(&s.client, &s.ns, &name, UserPhase::Active).await;
+    let mails = s.h.smtp.emails_to(&s.dave_login).unwrap();
+    assert_eq!(mails.len(), 2, "the invitation, then the notice");
+    let notice = &mails[1];
+    assert_eq!(notice.subject, format!("You were added to {}", s.display));
+    assert!(notice.text.contains(&s.admin_login), "{}", notice.text);
+    assert!(notice.link_to("invite").is_none() && notice.invitation_token().is_none());
+    let events = Api::<Event>::namespaced(s.client.clone(), &s.ns);
+    eventually("the AddedNoticeSent Event", Duration::from_secs(10), || {
+        let events = events.clone();
+        let name = name.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.involved_object.name.as_deref() == Some(name.as_str())
+                    && e.reason.as_deref() == Some("AddedNoticeSent")
+            })
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

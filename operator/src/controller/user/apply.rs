@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, ResourceExt};
-use usher_crds::{ApiKeyStatus, User, UserPhase};
+use usher_crds::{ANNOTATION_ADDED_BY, ApiKeyStatus, User, UserPhase};
 
 use super::{
     key,
@@ -16,7 +16,10 @@ use crate::{
     account::{Account, PasswordReset, PendingInvitation, membership_key},
     controller::{context::Context, error::Error, status::apply_status},
     link_token::LinkToken,
-    mail::{Invitation, MailError, PasswordResetMail, invitation_email, reset_email},
+    mail::{
+        AddedNotice, Invitation, MailError, PasswordResetMail, added_notice, invitation_email,
+        reset_email,
+    },
     reason::Reason,
 };
 
@@ -144,6 +147,9 @@ pub async fn execute(
     if let Some(by) = plan.reset {
         account = reset(ctx, user, valid, account, by, now).await?;
     }
+    if plan.notify_added {
+        notify_added(ctx, user, valid).await?;
+    }
     let (account, api_key, key_due) =
         key::apply(ctx, user, valid, plan, account, &observed).await?;
     Ok(Outcome {
@@ -152,6 +158,37 @@ pub async fn execute(
         key_due,
         mail_error: None,
     })
+}
+
+/// Tells the person that this organisation added their login, linked to the account they
+/// already use (no invitation: nothing to accept). A mail failure fails the reconcile before
+/// the status records the User as provisioned, so the notice goes out once the mail server is
+/// back (at least once: a crash between the send and the status write sends it again).
+async fn notify_added(ctx: &Context, user: &User, valid: &Valid) -> Result<(), Error> {
+    let added_by = user
+        .annotations()
+        .get(ANNOTATION_ADDED_BY)
+        .map(String::as_str);
+    let message = added_notice(
+        &ctx.settings.mail_from,
+        &AddedNotice {
+            login: &valid.login,
+            full_name: &user.spec.full_name,
+            organisation: &valid.organisation.spec.display_name,
+            added_by,
+        },
+    )?;
+    ctx.mailer.send(message).await?;
+    ctx.event(
+        user,
+        Reason::AddedNoticeSent,
+        format!(
+            "{} already had an account: linked without an invitation, and told by email",
+            valid.login
+        ),
+    )
+    .await;
+    Ok(())
 }
 
 /// `user` leaves account `id` (its login changed): the account goes when `delete`, else only

@@ -8,7 +8,7 @@ use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::ResourceExt;
 use usher_crds::{
     ANNOTATION_KILL_SESSIONS, ANNOTATION_RENEW_API_KEY, ANNOTATION_RESEND_INVITATION,
-    ANNOTATION_RESET_PASSWORD, ObservedActions, Organisation, Profile, User,
+    ANNOTATION_RESET_PASSWORD, ObservedActions, Organisation, Profile, User, UserPhase,
     login::canonical_login,
     rules::{self, Violation},
 };
@@ -294,6 +294,9 @@ pub struct Plan {
     pub record_emailed: Option<PendingInvitation>,
     /// Issue and email a password reset link, and who asked.
     pub reset: Option<ResetBy>,
+    /// Email the person that this organisation added their login (linked to their active
+    /// account, with no invitation).
+    pub notify_added: bool,
     /// The API key.
     pub api_key: KeyPlan,
     /// A Secret the key was delivered in before `secretName` changed: delete it.
@@ -385,6 +388,9 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
             account.reset.wanted().then_some(ResetBy::Request)
         },
         record_emailed: invite.and(observed.emailed_unrecorded.clone()),
+        // The first provisioning of a User whose login already has an active account: the
+        // person is told, so no organisation adds them unknown to them.
+        notify_added: account.is_activated() && !user.is_service() && !provisioned(user),
         api_key: key_plan(
             user,
             &observed.account,
@@ -401,6 +407,14 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
         observed: done,
         observed_if_mail_fails,
     }
+}
+
+/// True once the status records the User as provisioned (invited, active or locked).
+fn provisioned(user: &User) -> bool {
+    matches!(
+        user.status.as_ref().and_then(|s| s.phase.as_ref()),
+        Some(UserPhase::Invited | UserPhase::Active | UserPhase::Locked)
+    )
 }
 
 /// Keeps the key as the spec says: issued when enabled, renewed on request or when
@@ -476,7 +490,7 @@ mod tests {
     use usher_crds::{ApiKeySpec, OrganisationSpec, UserSpec};
 
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use usher_crds::{ApiKeyStatus, UserPhase, UserStatus};
+    use usher_crds::{ApiKeyStatus, UserStatus};
 
     use super::*;
     use crate::{
@@ -689,6 +703,27 @@ mod tests {
             assert_eq!(p.invite, None);
             assert_eq!(p.observed, ObservedActions::default());
         }
+    }
+
+    #[test]
+    fn a_login_linked_to_an_active_account_is_told_once_and_an_invited_one_never() {
+        // First provisioning, account active: the person learns of the organisation.
+        let p = plan(&alice(), &observed(activated("alice@example.com")));
+        assert!(p.notify_added);
+        // Provisioned already (the notice went, or the person was invited here): never again.
+        for phase in [UserPhase::Active, UserPhase::Invited, UserPhase::Locked] {
+            let mut u = alice();
+            u.status = Some(UserStatus {
+                phase: Some(phase),
+                ..Default::default()
+            });
+            assert!(!plan(&u, &observed(activated("alice@example.com"))).notify_added);
+        }
+        // An invitation is how a new login learns; a service user is nobody to tell.
+        assert!(!plan(&alice(), &observed(invited("alice@example.com", true))).notify_added);
+        let mut robot = alice();
+        robot.spec.user_type = usher_crds::UserType::Service;
+        assert!(!plan(&robot, &observed(activated("alice@example.com"))).notify_added);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::{
 use kube::{ResourceExt, api::PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use usher_crds::{User, UserSpec, login::canonical_login};
+use usher_crds::{ANNOTATION_ADDED_BY, User, UserSpec, login::canonical_login};
 
 use super::actor::{Admin, MANAGER, refused};
 use crate::{
@@ -132,7 +132,7 @@ pub async fn add(
         } else {
             format!("{base}-{n}")
         };
-        let user = User::new(
+        let mut user = User::new(
             &name,
             UserSpec {
                 login: login.clone(),
@@ -140,6 +140,14 @@ pub async fn add(
                 profile: req.profile.clone(),
                 ..Default::default()
             },
+        );
+        // Who added them: a login that already has an account is told by email, naming them.
+        user.metadata.annotations = Some(
+            [(
+                ANNOTATION_ADDED_BY.to_owned(),
+                admin.principal.account.login.clone(),
+            )]
+            .into(),
         );
         match api
             .create(
