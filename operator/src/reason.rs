@@ -55,6 +55,9 @@ names! {
         PasswordResetSent,
         /// A login with an active account was linked, and the person told by email (Event).
         AddedNoticeSent,
+        /// Sign-in with a factor stopped after too many failures, and the person was told
+        /// (Event).
+        SignInLockedNoticeSent,
         // API keys.
         /// The key is being issued (`Reconciling`).
         IssuingApiKey,

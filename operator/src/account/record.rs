@@ -14,6 +14,7 @@ use usher_crds::LABEL_ACCOUNT;
 use usher_crds::User;
 
 use super::{
+    guesses::Guesses,
     membership::{KeyRecord, MembershipRecord, membership_key},
     reset::PasswordReset,
     sessions::SessionRecord,
@@ -34,6 +35,7 @@ const TOTP_PENDING: &str = "totp.pendingSecret";
 const TOTP_LAST_STEP: &str = "totp.lastStep";
 const LOCKED_UNTIL: &str = "throttle.lockedUntil";
 const LAST_ORGANISATION: &str = "lastOrganisation";
+const GUESSES: &str = "guesses";
 const SESSIONS_ENDED: &str = "sessions.ended";
 const MEMBERSHIPS: &str = "memberships";
 const SESSIONS_ACTIVE: &str = "sessions.active";
@@ -53,6 +55,7 @@ const KNOWN: &[&str] = &[
     TOTP_LAST_STEP,
     LOCKED_UNTIL,
     LAST_ORGANISATION,
+    GUESSES,
     SESSIONS_ENDED,
     LOGIN,
     PASSWORD_HASH,
@@ -129,6 +132,8 @@ pub struct Account {
     /// The organisation the person last signed in to or switched to: where a sign-in that
     /// names none lands.
     pub last_organisation: Option<String>,
+    /// Failed attempts per factor in a row, and the lock past the limit.
+    pub guesses: Guesses,
     /// Sessions ended by logout or organisation switch: session id → when it would have
     /// expired anyway (entries past that are dropped on the next write).
     pub sessions_ended: BTreeMap<String, i64>,
@@ -296,6 +301,16 @@ impl Account {
                 .transpose()?,
             locked_until: time(LOCKED_UNTIL)?,
             last_organisation: text(LAST_ORGANISATION)?.filter(|s| !s.is_empty()),
+            guesses: text(GUESSES)?
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
+                        name: name.clone(),
+                        field: GUESSES,
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
             sessions_ended: text(SESSIONS_ENDED)?
                 .filter(|s| !s.is_empty())
                 .map(|s| {
@@ -364,6 +379,9 @@ impl Account {
         put(TOTP_LAST_STEP, self.totp_last_step.map(|s| s.to_string()));
         put(LOCKED_UNTIL, self.locked_until.map(|t| t.to_string()));
         put(LAST_ORGANISATION, self.last_organisation.clone());
+        if !self.guesses.is_empty() {
+            put(GUESSES, serde_json::to_string(&self.guesses).ok());
+        }
         if !self.sessions_ended.is_empty() {
             put(
                 SESSIONS_ENDED,
@@ -491,6 +509,10 @@ mod tests {
         a.totp_last_step = Some(58_800_000);
         a.locked_until = Some(ts("2026-11-27T10:15:00Z"));
         a.last_organisation = Some("acme".into());
+        a.guesses.failed(
+            crate::account::guesses::Factor::Code,
+            ts("2026-11-27T10:16:00Z"),
+        );
         a.sessions_ended.insert("c2lk".into(), 1_764_000_000_000);
         a.sessions.push(SessionRecord::new(
             "c2lk",

@@ -4,6 +4,7 @@
 //!
 //! [`AccountStore::modify`]: crate::account::AccountStore::modify
 
+use crate::account::guesses::Factor;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{error::ApiError, session::Claims, state::AuthState};
@@ -64,6 +65,8 @@ impl AuthState {
         let now = self.clock.now();
         self.update_account(&claims.acct, |a| {
             a.last_organisation = Some(claims.org.clone());
+            // A complete sign-in: the password was right.
+            a.guesses.succeeded(Factor::Password);
             for out in sessions::add(&mut a.sessions, record.clone(), now) {
                 a.sessions_ended
                     .insert(out.id, out.expires_at.as_millisecond());

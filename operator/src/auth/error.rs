@@ -73,6 +73,10 @@ pub enum ErrorCode {
     PermissionDenied,
     /// Forward-auth for one organisation, asked by a session or key of another.
     WrongOrganisation,
+    /// Password sign-in stopped after too many failures in a row.
+    SignInLocked,
+    /// Code sign-in stopped after too many wrong codes in a row.
+    CodeLocked,
     /// The actor's own membership is locked.
     MembershipLocked,
     /// The account no longer exists.
@@ -137,6 +141,8 @@ impl ErrorCode {
             ErrorCode::NoApiKey => StatusCode::NOT_FOUND,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::WrongOrganisation => StatusCode::FORBIDDEN,
+            ErrorCode::SignInLocked => StatusCode::FORBIDDEN,
+            ErrorCode::CodeLocked => StatusCode::FORBIDDEN,
             ErrorCode::MembershipLocked => StatusCode::FORBIDDEN,
             ErrorCode::AccountGone => StatusCode::NOT_FOUND,
             ErrorCode::WeakPassword => StatusCode::BAD_REQUEST,
@@ -185,6 +191,8 @@ impl ErrorCode {
             ErrorCode::NoApiKey => "no_api_key",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::WrongOrganisation => "wrong_organisation",
+            ErrorCode::SignInLocked => "sign_in_locked",
+            ErrorCode::CodeLocked => "code_locked",
             ErrorCode::MembershipLocked => "membership_locked",
             ErrorCode::AccountGone => "account_gone",
             ErrorCode::WeakPassword => "weak_password",

@@ -1,6 +1,7 @@
 //! `usher account …`: the platform operator's commands on accounts (they live in the operator
 //! namespace, which only platform operators can reach).
 
+use crate::account::guesses::Factor;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
@@ -83,6 +84,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             store
                 .modify(account, |a| {
                     a.forget_totp();
+                    a.guesses.code = 0;
                     a.end_all_sessions(Timestamp::now());
                     Ok::<_, StoreError>(true)
                 })
@@ -131,10 +133,14 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
         AccountCommand::Unlock { login } => {
             let login = canonical(&login)?;
             let account = existing(&store, &login).await?;
-            let was_locked = account.locked_until.is_some();
+            let was_locked = account.locked_until.is_some()
+                || account.guesses.locked(Factor::Password)
+                || account.guesses.locked(Factor::Code);
             store
                 .modify(account, |a| {
-                    Ok::<_, StoreError>(a.locked_until.take().is_some())
+                    // The soft lock, and the count of failures that stops a factor.
+                    let soft = a.locked_until.take().is_some();
+                    Ok::<_, StoreError>(a.guesses.clear() || soft)
                 })
                 .await?;
             if was_locked {

@@ -9,6 +9,6 @@ mod text;
 mod transport;
 
 pub use invitation::{Invitation, invitation_email};
-pub use notice::{AddedNotice, added_notice};
+pub use notice::{AddedNotice, LockedNotice, added_notice, locked_notice};
 pub use reset::{PasswordResetMail, reset_email};
 pub use transport::{MailError, Mailer, SmtpOptions};

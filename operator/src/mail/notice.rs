@@ -61,9 +61,83 @@ pub fn added_notice(from: &str, n: &AddedNotice<'_>) -> Result<Message, MailErro
     )
 }
 
+/// What the notice of a stopped sign-in says.
+pub struct LockedNotice<'a> {
+    /// The login (email address).
+    pub login: &'a str,
+    /// The person's name.
+    pub full_name: &'a str,
+    /// What was guessed: "password" or "two-factor code".
+    pub factor: &'a str,
+    /// How many failures in a row stopped it.
+    pub failures: u32,
+    /// `${PUBLIC_URL}/reset`, the page that sends a reset link.
+    pub reset_page: &'a str,
+}
+
+/// Builds the notice that sign-in with a factor stopped after too many failures in a row.
+pub fn locked_notice(from: &str, n: &LockedNotice<'_>) -> Result<Message, MailError> {
+    let name = one_line(n.full_name);
+    let text = format!(
+        "Hello {name},\n\n\
+         Sign-in to {login} stopped after {failures} wrong attempts in a row at the {factor}. \
+         Someone may be trying to guess it.\n\n\
+         To sign in again, choose a new password: ask for a link at {reset} (your two-factor \
+         authentication stays as it is), or ask the platform team to unlock your account.\n",
+        login = n.login,
+        failures = n.failures,
+        factor = n.factor,
+        reset = n.reset_page,
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\">\
+         <p>Hello {name},</p>\
+         <p>Sign-in to <strong>{login}</strong> stopped after {failures} wrong attempts in a row at the {factor}. Someone may be trying to guess it.</p>\
+         <p>To sign in again, choose a new password: ask for a link at {reset} (your two-factor authentication stays as it is), or ask the platform team to unlock your account.</p>\
+         </body></html>",
+        name = html_escape(&name),
+        login = html_escape(n.login),
+        failures = n.failures,
+        factor = html_escape(n.factor),
+        reset = html_escape(n.reset_page),
+    );
+    message(
+        from,
+        &name,
+        n.login,
+        "Sign-in to your account stopped".into(),
+        text,
+        html,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stopped_sign_in_says_which_factor_and_how_to_get_back_in() {
+        let msg = locked_notice(
+            "Usher <usher@example.com>",
+            &LockedNotice {
+                login: "alice@example.com",
+                full_name: "Alice",
+                factor: "two-factor code",
+                failures: 100,
+                reset_page: "https://usher.example.com/reset",
+            },
+        )
+        .unwrap();
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        assert!(
+            raw.contains("Subject: Sign-in to your account stopped"),
+            "{raw}"
+        );
+        // Quoted-printable wraps long lines with a soft break.
+        let flat = raw.replace("=\r\n", "");
+        assert!(flat.contains("100 wrong attempts"), "{raw}");
+        assert!(flat.contains("https://usher.example.com/reset"), "{raw}");
+    }
 
     #[test]
     fn names_the_organisation_and_who_added_and_has_nothing_to_click() {

@@ -11,6 +11,7 @@ mod common;
 mod admin;
 mod forward_auth;
 mod gitops;
+mod guessing;
 mod hostile;
 mod invitation;
 mod keys;

@@ -14,7 +14,10 @@ use serde::Deserialize;
 use usher_crds::login::canonical_login;
 
 use crate::{
-    account::{Account, account_id},
+    account::{
+        Account, account_id,
+        guesses::{self, Factor},
+    },
     auth::{
         device,
         directory::{Membership, Sees},
@@ -99,44 +102,73 @@ impl AuthState {
         })
     }
 
-    /// Counts a failed sign-in; past the limit, an account known here gets a soft lock every
-    /// replica honours (clients with a device cookie for the login are not held by it).
+    /// Counts a failed sign-in with `factor`: in the account (past [`guesses::LIMIT`] in a row,
+    /// that factor stops until a password reset or the platform operator), and in the
+    /// throttles, where past the limit an account known here gets a soft lock every replica
+    /// honours (clients with a device cookie for the login are not held by it).
     pub async fn sign_in_failed(
         &self,
         reserved: Reserved,
         login_key: &str,
         account: Option<&Account>,
+        factor: Factor,
     ) {
         let device = reserved.device;
         let failures = reserved.failed();
-        if device || failures < self.settings.soft_lock_after {
-            return;
+        let soft_lock = !device && failures >= self.settings.soft_lock_after;
+        if soft_lock {
+            // Unknown logins are locked here alike, for as long: the answer says nothing of
+            // whether a login exists.
+            self.by_login.lock_key(login_key, self.clock.instant());
         }
-        // Unknown logins are locked here alike, for as long: the answer says nothing of
-        // whether a login exists.
-        self.by_login.lock_key(login_key, self.clock.instant());
         let Some(account) = account else {
             return;
         };
-        let until = self
-            .clock
-            .now()
+        let now = self.clock.now();
+        let until = now
             .checked_add(SignedDuration::try_from(self.settings.soft_lock).unwrap_or_default())
-            .unwrap_or_else(|_| self.clock.now());
-        let locked = self
+            .unwrap_or(now);
+        let mut locked_factor = false;
+        let written = self
             .update_account(&account.id, |a| {
-                a.locked_until = Some(until);
+                locked_factor = a.guesses.failed(factor, now);
+                if soft_lock {
+                    a.locked_until = Some(until);
+                }
                 Ok(true)
             })
             .await;
-        match locked {
+        match written {
             Ok(_) => {
-                // The account holds the lock from now on, where `usher account unlock` ends it.
-                self.by_login.reset(login_key);
-                tracing::warn!(account = %account.id, until = %until, "soft lock after repeated failed logins");
+                if soft_lock {
+                    // The account holds the lock from now on, where `usher account unlock`
+                    // ends it.
+                    self.by_login.reset(login_key);
+                    tracing::warn!(account = %account.id, until = %until, "soft lock after repeated failed logins");
+                }
+                if locked_factor {
+                    tracing::warn!(account = %account.id, ?factor, "sign-in with this factor locked after {} failures in a row", guesses::LIMIT);
+                }
             }
-            Err(e) => tracing::warn!(code = e.code.as_str(), "could not record a soft lock"),
+            Err(e) => tracing::warn!(code = e.code.as_str(), "could not count a failed sign-in"),
         }
+    }
+
+    /// Refuses a sign-in with `factor` past [`guesses::LIMIT`] failures in a row.
+    pub fn factor_open(&self, account: &Account, factor: Factor) -> Result<(), ApiError> {
+        if !account.guesses.locked(factor) {
+            return Ok(());
+        }
+        Err(match factor {
+            Factor::Password => ApiError::of(
+                ErrorCode::SignInLocked,
+                "sign-in with this password is locked after too many failed attempts: choose a new password (Forgot password?) or ask the platform team",
+            ),
+            Factor::Code => ApiError::of(
+                ErrorCode::CodeLocked,
+                "two-factor sign-in is locked after too many wrong codes: choose a new password (Forgot password?) or ask the platform team to reset it",
+            ),
+        })
     }
 
     /// The 429 for a soft-locked account, for a client without a device cookie for it.
@@ -234,6 +266,12 @@ async fn sign_in(
         reserved.cancel();
         return Err(refused);
     }
+    if let Some(a) = account.as_deref()
+        && let Err(locked) = st.factor_open(a, Factor::Password)
+    {
+        reserved.cancel();
+        return Err(locked);
+    }
     let active: Vec<Membership> = account
         .as_ref()
         .map(|a| {
@@ -272,7 +310,7 @@ async fn sign_in(
         return Err(refused);
     }
     let (Verified::Ok { rehash }, Some(mut account)) = (verified, account.clone()) else {
-        st.sign_in_failed(reserved, &login_key, account.as_deref())
+        st.sign_in_failed(reserved, &login_key, account.as_deref(), Factor::Password)
             .await;
         st.metrics.login("invalid_credentials");
         return Err(invalid_credentials());
@@ -300,7 +338,7 @@ async fn sign_in(
             Ok(a) => account = Arc::new(a),
             Err(e) => {
                 if e.code == ErrorCode::InvalidCode {
-                    st.sign_in_failed(reserved, &login_key, Some(&account))
+                    st.sign_in_failed(reserved, &login_key, Some(&account), Factor::Code)
                         .await;
                     st.metrics.login("invalid_code");
                 } else {

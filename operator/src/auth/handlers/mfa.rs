@@ -2,6 +2,7 @@
 //! sign-in shares: a code is accepted once, across replicas (its step is written with the
 //! account's resourceVersion precondition).
 
+use crate::account::guesses::Factor;
 use std::net::SocketAddr;
 
 use axum::{
@@ -33,12 +34,16 @@ impl AuthState {
         pending: bool,
     ) -> Result<Account, ApiError> {
         self.update_account(id, |a| {
+            if !pending {
+                self.factor_open(a, Factor::Code)?;
+            }
             let (sealed, missing) = if pending {
                 (&a.totp_pending, no_pending_enrolment as fn() -> ApiError)
             } else {
                 (&a.totp_secret, mfa_not_enrolled as fn() -> ApiError)
             };
             a.totp_last_step = Some(self.check_code(a, sealed.as_deref(), code, missing)?);
+            a.guesses.succeeded(Factor::Code);
             if pending {
                 a.totp_secret = a.totp_pending.take();
                 a.mfa_enrolled_at = Some(self.clock.whole_seconds());

@@ -226,6 +226,8 @@ pub async fn accept(
         a.password_hash = Some(hash.clone());
         a.reset = PasswordReset::default();
         a.locked_until = None;
+        // A new password ends the locks of guessing, of the password and of the code alike.
+        a.guesses.clear();
         a.end_all_sessions(st.clock.now());
         Ok(true)
     })

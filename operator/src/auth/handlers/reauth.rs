@@ -2,6 +2,7 @@
 //! re-authentication window (`USHER_REAUTH_WINDOW`) that viewing keys and changing TOTP need, and
 //! the same check guards a password change. Every guess counts like a sign-in failure.
 
+use crate::account::guesses::Factor;
 use std::net::SocketAddr;
 
 use axum::{
@@ -46,6 +47,10 @@ impl AuthState {
             reserved.cancel();
             return Err(refused);
         }
+        if let Err(locked) = self.factor_open(account, Factor::Password) {
+            reserved.cancel();
+            return Err(locked);
+        }
         Ok(reserved)
     }
 
@@ -59,7 +64,7 @@ impl AuthState {
         match result {
             Ok(_) => reserved.succeeded(),
             Err(e) if e.code == ErrorCode::InvalidCode => {
-                self.sign_in_failed(reserved, &account.login, Some(account))
+                self.sign_in_failed(reserved, &account.login, Some(account), Factor::Code)
                     .await;
             }
             Err(_) => reserved.cancel(),
@@ -96,9 +101,13 @@ impl AuthState {
             }
         };
         if !matches!(verified, Verified::Ok { .. }) {
-            self.sign_in_failed(reserved, &account.login, Some(account))
+            self.sign_in_failed(reserved, &account.login, Some(account), Factor::Password)
                 .await;
             return Err(invalid_credentials());
+        }
+        if account.guesses.password > 0 {
+            self.update_account(&account.id, |a| Ok(a.guesses.succeeded(Factor::Password)))
+                .await?;
         }
         if !(with_code && self.settings.mfa_enabled && account.totp_secret.is_some()) {
             reserved.succeeded();

@@ -1,6 +1,7 @@
 //! Carries out a User [`Plan`]: the account writes (leaving an old account, Kill Session, the
 //! invitation and its email), the key (see `key`), the status, and an Event for each.
 
+use crate::account::guesses::Factor;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -17,8 +18,8 @@ use crate::{
     controller::{context::Context, error::Error, status::apply_status},
     link_token::LinkToken,
     mail::{
-        AddedNotice, Invitation, MailError, PasswordResetMail, added_notice, invitation_email,
-        reset_email,
+        AddedNotice, Invitation, LockedNotice, MailError, PasswordResetMail, added_notice,
+        invitation_email, locked_notice, reset_email,
     },
     reason::Reason,
 };
@@ -150,6 +151,9 @@ pub async fn execute(
     if plan.notify_added {
         notify_added(ctx, user, valid).await?;
     }
+    if plan.notify_locked {
+        account = notify_locked(ctx, user, valid, account).await?;
+    }
     let (account, api_key, key_due) =
         key::apply(ctx, user, valid, plan, account, &observed).await?;
     Ok(Outcome {
@@ -189,6 +193,55 @@ async fn notify_added(ctx: &Context, user: &User, valid: &Valid) -> Result<(), E
     )
     .await;
     Ok(())
+}
+
+/// Tells the person that sign-in with a factor stopped, then records that they were told (at
+/// least once: a crash between the two tells them again).
+async fn notify_locked(
+    ctx: &Context,
+    user: &User,
+    valid: &Valid,
+    account: Account,
+) -> Result<Account, Error> {
+    let Some(locked_at) = account.guesses.locked_at else {
+        return Ok(account);
+    };
+    let (factor, failures) = if account.guesses.locked(Factor::Password) {
+        ("password", account.guesses.password)
+    } else {
+        ("two-factor code", account.guesses.code)
+    };
+    let message = locked_notice(
+        &ctx.settings.mail_from,
+        &LockedNotice {
+            login: &valid.login,
+            full_name: &user.spec.full_name,
+            factor,
+            failures,
+            reset_page: &format!("{}/reset", ctx.settings.public_url.trim_end_matches('/')),
+        },
+    )?;
+    ctx.mailer.send(message).await?;
+    let account = ctx
+        .accounts
+        .modify(account, |a| {
+            if !a.guesses.notice_due() {
+                return Ok::<_, Error>(false);
+            }
+            a.guesses.notice_sent_at = Some(Timestamp::now().max(locked_at));
+            Ok(true)
+        })
+        .await?;
+    ctx.event(
+        user,
+        Reason::SignInLockedNoticeSent,
+        format!(
+            "sign-in of {} stopped after {failures} failed attempts in a row at the {factor}; they were told by email",
+            valid.login
+        ),
+    )
+    .await;
+    Ok(account)
 }
 
 /// `user` leaves account `id` (its login changed): the account goes when `delete`, else only

@@ -297,6 +297,9 @@ pub struct Plan {
     /// Email the person that this organisation added their login (linked to their active
     /// account, with no invitation).
     pub notify_added: bool,
+    /// Email the person that sign-in with a factor stopped after too many failures in a row
+    /// (the account says so and nobody has told them yet).
+    pub notify_locked: bool,
     /// The API key.
     pub api_key: KeyPlan,
     /// A Secret the key was delivered in before `secretName` changed: delete it.
@@ -391,6 +394,9 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
         // The first provisioning of a User whose login already has an active account: the
         // person is told, so no organisation adds them unknown to them.
         notify_added: account.is_activated() && !user.is_service() && !provisioned(user),
+        // Whichever membership of the login reconciles first tells the person; the others
+        // find it told (the account records it).
+        notify_locked: account.guesses.notice_due() && !user.is_service(),
         api_key: key_plan(
             user,
             &observed.account,
@@ -703,6 +709,17 @@ mod tests {
             assert_eq!(p.invite, None);
             assert_eq!(p.observed, ObservedActions::default());
         }
+    }
+
+    #[test]
+    fn a_stopped_sign_in_is_told_until_the_account_records_it() {
+        let mut account = activated("alice@example.com");
+        assert!(!plan(&alice(), &observed(account.clone())).notify_locked);
+        account.guesses.code = crate::account::guesses::LIMIT;
+        account.guesses.locked_at = Some(ts(NOW));
+        assert!(plan(&alice(), &observed(account.clone())).notify_locked);
+        account.guesses.notice_sent_at = Some(ts(NOW));
+        assert!(!plan(&alice(), &observed(account)).notify_locked);
     }
 
     #[test]
