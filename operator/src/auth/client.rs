@@ -84,8 +84,23 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The client a throttle counts: an IPv4 address, or the /64 an IPv6 address lies in (one host
+/// or one home network owns a whole /64, so a new address per guess is not a new client).
+/// Anything that is not an address counts as itself.
+pub fn throttle_key(address: &str) -> String {
+    match address.parse::<IpAddr>().map(canonical) {
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => address.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
 
     use axum::http::HeaderValue;
@@ -152,5 +167,23 @@ mod tests {
             "".parse::<TrustedProxies>().unwrap(),
             TrustedProxies::default()
         );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_ipv4_per_address() {
+        assert_eq!(
+            super::throttle_key("2001:db8:0:1::abcd"),
+            "2001:db8:0:1::/64"
+        );
+        assert_eq!(
+            super::throttle_key("2001:db8:0:1:ffff::1"),
+            "2001:db8:0:1::/64"
+        );
+        assert_ne!(
+            super::throttle_key("2001:db8:0:2::1"),
+            super::throttle_key("2001:db8:0:1::1")
+        );
+        assert_eq!(super::throttle_key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(super::throttle_key("192.0.2.7"), "192.0.2.7");
     }
 }

@@ -91,10 +91,11 @@ impl AuthState {
             keys,
             hasher,
             by_login: Throttle::new(per_login),
-            // Generous: many people may share one address (an office behind NAT).
+            // Generous: many people may share one address (an office behind NAT); but only
+            // so many of its sign-ins are checked at a time, the rest refused at once.
             by_address: Throttle::new(Policy {
                 free: 50,
-                in_flight: u32::MAX,
+                in_flight: 16,
                 ..per_login
             }),
             // Small too, and locked after as many failures as a login: a stolen device cookie

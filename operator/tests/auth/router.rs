@@ -680,3 +680,57 @@ async fn a_key_of_one_membership_learns_nothing_of_the_persons_other_organisatio
         mine.body
     );
 }
+
+#[tokio::test]
+async fn an_ipv6_client_is_one_client_per_64_and_an_address_has_few_attempts_in_flight() {
+    let p = in_process(&[]).await;
+    let now = p.clock.instant();
+    // One host owns a whole /64: a new address per guess must not be a new client.
+    let mut refused_at = None;
+    for i in 0..200u32 {
+        let address = format!("2001:db8:0:1::{i:x}");
+        match p
+            .state
+            .reserve_sign_in(&format!("guess{i}@example.com"), &address, None, now)
+        {
+            Ok(reserved) => {
+                reserved.failed();
+            }
+            Err(_) => {
+                refused_at = Some(i);
+                break;
+            }
+        }
+    }
+    assert!(
+        refused_at.is_some_and(|i| i <= 51),
+        "refused at {refused_at:?}"
+    );
+    // Another /64 is another client.
+    let other = p
+        .state
+        .reserve_sign_in("x@example.com", "2001:db8:0:2::1", None, now);
+    assert!(other.is_ok());
+
+    // Many sign-ins from one address at once (each a different login): a few are checked at a
+    // time, the rest refused at once.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..100u32 {
+        match p
+            .state
+            .reserve_sign_in(&format!("burst{i}@example.com"), "192.0.2.7", None, now)
+        {
+            Ok(r) => held.push(r),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        held.len() <= 16 && refused >= 84,
+        "{} in flight",
+        held.len()
+    );
+    for r in held {
+        r.cancel();
+    }
+}

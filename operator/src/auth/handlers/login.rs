@@ -19,7 +19,7 @@ use crate::{
         guesses::{self, Factor},
     },
     auth::{
-        device,
+        client, device,
         directory::{Membership, Sees},
         error::{ApiError, ErrorCode, JsonBody},
         handlers::password::user_agent,
@@ -78,7 +78,7 @@ impl AuthState {
         let keys: Vec<(&Throttle, String, &str)> = match device {
             Some(d) => vec![(&self.by_device, format!("{login_key}\n{d}"), "device")],
             None => vec![
-                (&self.by_address, address.to_owned(), "address"),
+                (&self.by_address, client::throttle_key(address), "address"),
                 (&self.by_login, login_key.to_owned(), "login"),
             ],
         };

@@ -18,6 +18,7 @@ use crate::auth::principal::SignedIn;
 use crate::{
     account::{Account, PasswordReset, account_id},
     auth::{
+        client,
         directory::Membership,
         error::{ApiError, ErrorCode, JsonBody},
         session::Claims,
@@ -136,7 +137,7 @@ pub async fn request(
             .collect::<String>()
             .to_lowercase()
     });
-    let address = st.client_address(peer, &headers);
+    let address = client::throttle_key(&st.client_address(peer, &headers));
     let now = st.clock.instant();
     // Each request counts: a flood of mail to one person, or a sweep of many logins from one
     // address, is slowed like guessing.
