@@ -63,6 +63,12 @@ app.kubernetes.io/component: webhook
 {{- if not .Values.smtp.url -}}
 {{- $missing = append $missing "smtp.url (the mail relay invitations go through, such as smtp://relay.example.com:587?tls=required)" -}}
 {{- end -}}
+{{- if and .Values.auth.trustedProxies (not .Values.networkPolicy.authFrom) -}}
+{{- $missing = append $missing "networkPolicy.authFrom (auth.trustedProxies is set: name the ingress controller's pods as NetworkPolicy peers, so that no other pod reaches the auth server with an X-Forwarded-For of its choosing)" -}}
+{{- end -}}
+{{- if and .Values.auth.trustedProxies (not .Values.networkPolicy.enabled) -}}
+{{- $missing = append $missing "networkPolicy.enabled: true (auth.trustedProxies is set: without the NetworkPolicy any pod could claim a trusted proxy's X-Forwarded-For)" -}}
+{{- end -}}
 {{- if $missing -}}
 {{- fail (printf "\n\nUsher needs these values:\n  - %s\nSet them with --set or a values file (charts/usher/ci/minimal-values.yaml is an example).\n" (join "\n  - " $missing)) -}}
 {{- end -}}

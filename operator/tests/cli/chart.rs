@@ -153,6 +153,50 @@ fn the_defaults_alone_name_each_required_value_and_nothing_else() {
 }
 
 #[test]
+fn trusted_proxies_need_the_network_policy_to_name_who_may_reach_the_auth_server() {
+    // With trusted proxies, any pod reaching port 8080 from a trusted address picks its own
+    // X-Forwarded-For: the chart refuses to open the port to every pod then.
+    let proxies = format!("{MINIMAL}auth:\n  trustedProxies: 10.0.0.0/8\n");
+    let r = template(&proxies);
+    assert!(
+        !r.ok,
+        "trusted proxies with the auth server open to every pod"
+    );
+    assert!(r.err.contains("networkPolicy.authFrom"), "{}", r.err);
+    let r = template(&format!(
+        "{proxies}networkPolicy:\n  enabled: false\n  authFrom: [{{podSelector: {{}}}}]\n"
+    ));
+    assert!(
+        !r.ok && r.err.contains("networkPolicy.enabled"),
+        "{}",
+        r.err
+    );
+
+    let peer = "{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}";
+    let r = template(&format!("{proxies}networkPolicy:\n  authFrom: [{peer}]\n"));
+    assert!(r.ok, "{}", r.err);
+    let rule = auth_port_rule(&r.out);
+    assert!(
+        rule.contains("from:") && rule.contains("ingress-nginx"),
+        "{rule}"
+    );
+    // Without proxies, port 8080 stays open to all (forward-auth callers are not known).
+    let rule = auth_port_rule(&template(MINIMAL).out);
+    assert!(!rule.contains("from:"), "{rule}");
+}
+
+/// The auth server's NetworkPolicy rule for port 8080, as rendered (up to the metrics rule).
+fn auth_port_rule(rendered: &str) -> String {
+    let policy = rendered
+        .split("\n---")
+        .find(|d| d.contains("kind: NetworkPolicy") && d.contains("{port: 8080"))
+        .expect("the auth server's NetworkPolicy");
+    let start = policy.find("{port: 8080").unwrap();
+    let end = start + policy[start..].find("{port: 9090").unwrap();
+    policy[start..end].to_owned()
+}
+
+#[test]
 fn values_are_checked_against_the_schema() {
     for (bad, says) in [
         (format!("{MINIMAL}replica: 3\n"), "replica"),
