@@ -2,6 +2,9 @@
 //! and wherever a lagging cache could be wrong, the server decides on [`Caches::list`], a fresh
 //! List from the API server (see `server::decide`).
 
+use std::time::Instant;
+
+use crate::budget::Budget;
 use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
@@ -30,6 +33,8 @@ pub struct Caches {
     profiles: Store<Profile>,
     users: Store<User>,
     synced: Arc<AtomicBool>,
+    /// Fresh Lists the webhook may still ask for: 10 at once, 2 a second.
+    lists: Arc<Budget>,
 }
 
 impl Caches {
@@ -45,6 +50,7 @@ impl Caches {
             profiles,
             users,
             synced: synced.clone(),
+            lists: Arc::new(Budget::new(10, 2, Instant::now())),
         };
         let (o, p, u) = (
             caches.organisations.clone(),
@@ -68,6 +74,12 @@ impl Caches {
     /// True once every cache has completed its first List.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    /// True when a fresh List may be asked for now (see [`Budget`]); once the caches are
+    /// synced, a request beyond the budget is decided from them.
+    pub fn may_list(&self) -> bool {
+        self.lists.take(Instant::now())
     }
 
     /// A fresh List of the three kinds from the API server; Users of one namespace only when

@@ -23,8 +23,9 @@ use crate::{
 };
 use usher_crds::rules::Violation;
 
-/// The API server sends at most ~3 MiB objects, twice (object and oldObject) on UPDATE.
-pub const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
+/// The API server takes objects of at most 3 MiB (its request limit), and a review carries two
+/// (object and oldObject) on UPDATE: nothing larger comes from it.
+pub const MAX_REVIEW_BYTES: usize = 6 * 1024 * 1024 + 64 * 1024;
 
 /// Where the rules read cluster objects from.
 #[derive(Clone)]
@@ -128,6 +129,14 @@ async fn decide(
                 && rules::review(req, caches, &state.config) == Decision::Allow =>
         {
             Decision::Allow
+        }
+        // Beyond the budget of fresh Lists, the synced caches decide: a flood of refused
+        // reviews (anyone may post them, any tenant may create bad Users) does not become a
+        // flood of Lists. At worst a refusal comes from a cache a moment behind (apply again),
+        // or a duplicate login slips through, which the controller then refuses (the older
+        // User keeps the login).
+        Source::Cluster(caches) if caches.is_synced() && !caches.may_list() => {
+            rules::review(req, caches, &state.config)
         }
         // Fresh data otherwise: a cache that has not yet seen an Organisation or Profile created
         // a moment ago (one `kubectl apply -k`) must not refuse the User that follows, and one

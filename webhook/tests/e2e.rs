@@ -622,3 +622,67 @@ async fn every_example_applies_in_one_go_through_the_webhook() {
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
 }
+
+/// The API server's count of LIST requests for Organisations so far.
+fn organisation_lists(env: &Envtest) -> f64 {
+    env.kubectl_ok(&["get", "--raw", "/metrics"])
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("resource=\"organisations\"")
+                && l.contains("verb=\"LIST\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_reviews_does_not_become_a_flood_of_lists() {
+    // Any pod that reaches the webhook can post reviews; each refused User used to cost the
+    // API server fresh cluster-wide Lists of Organisations, Profiles and Users.
+    let hook = webhook().await;
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "flood",
+            "kind": {"group": "usher.dev", "version": "v1alpha1", "kind": "User"},
+            "resource": {"group": "usher.dev", "version": "v1alpha1", "resource": "users"},
+            "namespace": "nowhere",
+            "name": "x",
+            "operation": "CREATE",
+            "userInfo": {"username": "attacker"},
+            "object": {
+                "apiVersion": "usher.dev/v1alpha1",
+                "kind": "User",
+                "metadata": {"name": "x", "namespace": "nowhere"},
+                "spec": {"login": "x@example.com", "fullName": "X", "profile": "p"}
+            },
+            "dryRun": false
+        }
+    });
+    let body = hook.dir.join("flood.json");
+    std::fs::write(&body, review.to_string()).unwrap();
+    let before = organisation_lists(hook.env);
+    let n = 100;
+    let data = format!("@{}", body.display());
+    let args = [
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        data.as_str(),
+    ];
+    for _ in 0..n {
+        let (code, answer) = hook.curl(&args, "/validate");
+        assert_eq!(code, "200", "{answer}");
+        assert!(answer.contains("\"allowed\":false"), "{answer}");
+    }
+    let lists = organisation_lists(hook.env) - before;
+    assert!(
+        lists <= 30.0,
+        "{n} refused reviews cost the API server {lists} Lists of Organisations"
+    );
+}
