@@ -93,13 +93,57 @@ pub fn secret(user: &User, organisation: &str, key: &ApiKey, issued_at: Timestam
     }
 }
 
-/// True when `existing` delivers the key of `record` to `user` of `organisation` exactly as
-/// [`secret`] writes it: that key and nothing else, the labels, the annotation and the owner.
-/// Any change by someone else (another key, extra data, a dropped label) makes it false, and
-/// the controller writes the Secret again.
+/// What the controller keeps of a Secret labelled `usher.dev/user` (anyone may label theirs so,
+/// anywhere): Usher's labels, the issued-at annotation and the owners, and of its data only the
+/// names, with in place of the key its SHA-256 (`sha256:<hex>`, empty when it holds no
+/// well-formed key). A Secret then costs a few hundred bytes, however big, and no key lives in
+/// the controller's memory.
+pub fn digest(mut secret: Secret) -> Secret {
+    let hash = key_in(&secret).map(|k| format!("{DIGEST}{}", k.hash()));
+    secret.data = secret.data.map(|data| {
+        data.into_keys()
+            .map(|name| {
+                let value = if name == KEY {
+                    hash.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                (name, ByteString(value.into_bytes()))
+            })
+            .collect()
+    });
+    secret.string_data = None;
+    let m = &mut secret.metadata;
+    m.managed_fields = None;
+    m.annotations = m.annotations.take().map(|a| {
+        a.into_iter()
+            .filter(|(k, _)| k == ANNOTATION_ISSUED_AT)
+            .collect()
+    });
+    m.labels = m.labels.take().map(|l| {
+        l.into_iter()
+            .filter(|(k, _)| k == LABEL_USER || k == LABEL_ORGANISATION)
+            .collect()
+    });
+    secret
+}
+
+/// Marks the key's hash in a [`digest`].
+const DIGEST: &str = "sha256:";
+
+/// The hash of the key a [`digest`] records.
+fn digested_hash(secret: &Secret) -> Option<&str> {
+    let value = secret.data.as_ref()?.get(KEY)?;
+    std::str::from_utf8(&value.0).ok()?.strip_prefix(DIGEST)
+}
+
+/// True when `existing` (a [`digest`]) delivers the key of `record` to `user` of
+/// `organisation` exactly as [`secret`] writes it: that key and nothing else, the labels, the
+/// annotation and the owner. Any change by someone else (another key, extra data, a dropped
+/// label) makes it false, and the controller writes the Secret again.
 pub fn delivers(existing: &Secret, user: &User, organisation: &str, record: &KeyRecord) -> bool {
     let only_the_key = existing.data.as_ref().is_some_and(|d| d.len() == 1)
-        && key_in(existing).is_some_and(|k| k.hash() == record.hash);
+        && digested_hash(existing) == Some(record.hash.as_str());
     only_the_key
         && is_ours(existing, user)
         && existing.labels().get(LABEL_USER) == Some(&user.name_any())
@@ -166,24 +210,53 @@ mod tests {
         let mut live = secret(&user(), "acme", &key, at);
         live.metadata.resource_version = Some("9".into());
         live.metadata.uid = Some("secret-uid".into());
-        assert!(delivers(&live, &user(), "acme", &record));
-        assert!(!delivers(&live, &user(), "globex", &record));
+        let seen = |s: &Secret| digest(s.clone());
+        assert!(delivers(&seen(&live), &user(), "acme", &record));
+        assert!(!delivers(&seen(&live), &user(), "globex", &record));
         let mut overwritten = live.clone();
         overwritten.data.as_mut().unwrap().insert(
             KEY.into(),
             ByteString(ApiKey::generate().unwrap().expose().as_bytes().to_vec()),
         );
-        assert!(!delivers(&overwritten, &user(), "acme", &record));
+        assert!(!delivers(&seen(&overwritten), &user(), "acme", &record));
         let mut extra = live.clone();
         extra
             .data
             .as_mut()
             .unwrap()
             .insert("other".into(), ByteString(b"x".to_vec()));
-        assert!(!delivers(&extra, &user(), "acme", &record));
+        assert!(!delivers(&seen(&extra), &user(), "acme", &record));
         let mut unowned = live.clone();
         unowned.metadata.owner_references = None;
-        assert!(!delivers(&unowned, &user(), "acme", &record));
+        assert!(!delivers(&seen(&unowned), &user(), "acme", &record));
+        // A value that only looks like a digest is no key.
+        let mut forged = live.clone();
+        forged.data.as_mut().unwrap().insert(
+            KEY.into(),
+            ByteString(format!("sha256:{}", record.hash).into_bytes()),
+        );
+        assert!(!delivers(&seen(&forged), &user(), "acme", &record));
+    }
+
+    #[test]
+    fn the_digest_keeps_no_key_and_nothing_big() {
+        let key = ApiKey::generate().unwrap();
+        let at: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
+        let mut s = secret(&user(), "acme", &key, at);
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert("junk".into(), ByteString(vec![b'x'; 1 << 20]));
+        s.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("big".into(), "y".repeat(100_000));
+        let d = digest(s);
+        let text = serde_json::to_string(&d).unwrap();
+        assert!(text.len() < 2_000, "{} bytes", text.len());
+        assert!(!text.contains(key.expose()));
+        assert_eq!(digested_hash(&d), Some(key.hash().as_str()));
     }
 
     #[test]

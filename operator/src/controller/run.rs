@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     account::AccountIndex,
+    apikey::delivery,
     keys::Keys,
     mail::Mailer,
     runtime::{
@@ -101,7 +102,9 @@ pub async fn run(
         watcher::Config::default().labels(LABEL_ACCOUNT),
         account_changed,
     ));
-    let key_secrets = Cache::<Secret>::new(no_index as IndexFn<Secret>);
+    // Anyone may label a Secret so, anywhere: the cache keeps a digest of each (metadata and
+    // the key's hash), never its data.
+    let key_secrets = Cache::<Secret>::mapped(delivery::digest, no_index as IndexFn<Secret>);
     let (key_secret_changed, key_secrets_changed) = futures::channel::mpsc::unbounded();
     tokio::spawn(key_secrets.run_notifying(
         Api::all(client.clone()),

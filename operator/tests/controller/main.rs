@@ -17,6 +17,7 @@ mod memberships;
 mod organisations;
 mod outage;
 mod restart;
+mod secrets;
 
 use std::time::Duration;
 

@@ -503,7 +503,7 @@ mod tests {
         account::PendingInvitation,
         apikey::{
             ApiKey,
-            delivery::secret,
+            delivery::{digest, secret},
             renew::{NewKey, renew},
         },
         controller::{status::condition, user::status::failed_status},
@@ -657,7 +657,7 @@ mod tests {
         let mut s = secret(u, "acme", &new.key, ts(issued_at));
         s.metadata.resource_version = Some("7".into());
         let mut o = observed(account);
-        o.key_secret = Some(s.clone());
+        o.key_secret = Some(digest(s.clone()));
         (o, new.key, s)
     }
 
@@ -908,7 +908,7 @@ mod tests {
         let forged = ApiKey::generate().unwrap();
         let mut overwritten = s.clone();
         overwritten.data = secret(&u, "acme", &forged, ts(NOW)).data;
-        o.key_secret = Some(overwritten);
+        o.key_secret = Some(digest(overwritten));
         assert_eq!(
             plan(&u, &o).api_key,
             KeyPlan::Keep {
@@ -993,7 +993,7 @@ mod tests {
         });
         let (_, _, s) = with_recorded_key(&u, NOW);
         let mut o = observed(activated("alice@example.com"));
-        o.key_secret = Some(s);
+        o.key_secret = Some(digest(s));
         assert_eq!(
             plan(&legacy, &o).api_key,
             KeyPlan::Revoke {
@@ -1010,7 +1010,7 @@ mod tests {
         let u = with_key(alice(), enabled());
         let (mut o, _, mut s) = with_recorded_key(&u, NOW);
         s.metadata.owner_references = None;
-        o.key_secret = Some(s);
+        o.key_secret = Some(digest(s));
         assert_eq!(plan(&u, &o).api_key, KeyPlan::Taken);
     }
 
