@@ -73,12 +73,11 @@ pub enum Violation {
     Unreadable(String),
     /// `spec.login` is unusable or not canonical.
     Login(LoginRuleError),
-    /// A User's namespace belongs to no Organisation.
+    /// A User's namespace belongs to no Organisation. (It names no other organisation's
+    /// namespace: a tenant learns nothing of the others from a refusal.)
     NoOrganisation {
         /// The User's namespace.
         namespace: String,
-        /// The namespaces organisations hold.
-        held: Vec<String>,
     },
     /// `spec.profile` names no Profile.
     UnknownProfile {
@@ -196,19 +195,10 @@ impl std::fmt::Display for Violation {
         match self {
             Violation::Unreadable(why) => f.write_str(why),
             Violation::Login(e) => write!(f, "{e}"),
-            Violation::NoOrganisation { namespace, held } => {
-                write!(
-                    f,
-                    "namespace {namespace:?} belongs to no Organisation: create Users in an organisation's namespace"
-                )?;
-                if !held.is_empty() {
-                    write!(f, " ({})", list(held))?;
-                }
-                write!(
-                    f,
-                    ", or create an Organisation with spec.namespace: {namespace}"
-                )
-            }
+            Violation::NoOrganisation { namespace } => write!(
+                f,
+                "namespace {namespace:?} belongs to no Organisation: create Users in your organisation's namespace, or create an Organisation with spec.namespace: {namespace}"
+            ),
             Violation::UnknownProfile { profile, existing } if existing.is_empty() => write!(
                 f,
                 "spec.profile: Profile {profile:?} does not exist, and no Profile exists yet; create it first (kubectl get profiles)"
@@ -345,12 +335,6 @@ pub fn organisation_for<'a, O: Borrow<Organisation>>(
 ) -> Result<&'a O, Violation> {
     organisation_of(namespace, organisations).ok_or_else(|| Violation::NoOrganisation {
         namespace: namespace.to_owned(),
-        held: organisations
-            .iter()
-            .map(|o| o.borrow())
-            .filter(|o| o.metadata.deletion_timestamp.is_none())
-            .map(|o| o.namespace_name())
-            .collect(),
     })
 }
 
@@ -398,6 +382,7 @@ pub fn profile_exists<'a, P: Borrow<Profile> + 'a>(
 
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
 
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -513,5 +498,22 @@ mod tests {
         )];
         assert!(profile_exists("analyst", &profiles));
         assert!(!profile_exists("admin", &profiles));
+    }
+
+    #[test]
+    fn a_refusal_names_no_other_organisations_namespace() {
+        // A tenant learns nothing of other organisations from a refusal of their own User.
+        let mut globex = crate::Organisation::new(
+            "globex",
+            crate::OrganisationSpec {
+                display_name: "Globex".into(),
+                namespace: Some("globex-users".into()),
+                ..Default::default()
+            },
+        );
+        globex.metadata.creation_timestamp = None;
+        let refused = organisation_for("nowhere", &[globex]).unwrap_err().to_string();
+        assert!(refused.contains("\"nowhere\""), "{refused}");
+        assert!(!refused.contains("globex"), "{refused}");
     }
 }
