@@ -512,7 +512,9 @@ mod tests {
             },
         );
         globex.metadata.creation_timestamp = None;
-        let refused = organisation_for("nowhere", &[globex]).unwrap_err().to_string();
+        let refused = organisation_for("nowhere", &[globex])
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("\"nowhere\""), "{refused}");
         assert!(!refused.contains("globex"), "{refused}");
     }

@@ -186,6 +186,17 @@ impl Account {
         self.password_hash.is_some() && self.activated_at.is_some()
     }
 
+    /// Replaces the password hash `verified` (checked at a sign-in) with `stronger` (the same
+    /// password under today's parameters), unless the password changed meanwhile: a rehash
+    /// written late must not undo a password change or reset. True when it changed.
+    pub fn rehash(&mut self, verified: &str, stronger: &str) -> bool {
+        if self.password_hash.as_deref() != Some(verified) {
+            return false;
+        }
+        self.password_hash = Some(stronger.to_owned());
+        true
+    }
+
     /// Ends every session of the account now (to the millisecond) and forgets their records.
     pub fn end_all_sessions(&mut self, now: Timestamp) {
         self.sessions_revoked_at = Some(now);
@@ -492,6 +503,19 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_late_rehash_never_undoes_a_password_change() {
+        let mut a = Account::new("alice@example.com");
+        a.password_hash = Some("$argon2id$old-params$old".into());
+        // A password change lands between the sign-in and its rehash.
+        a.password_hash = Some("$argon2id$new-password".into());
+        assert!(!a.rehash("$argon2id$old-params$old", "$argon2id$stronger$old"));
+        assert_eq!(a.password_hash.as_deref(), Some("$argon2id$new-password"));
+        // Nothing changed meanwhile: the stronger hash replaces the verified one.
+        assert!(a.rehash("$argon2id$new-password", "$argon2id$stronger$new"));
+        assert_eq!(a.password_hash.as_deref(), Some("$argon2id$stronger$new"));
     }
 
     #[test]

@@ -294,6 +294,8 @@ async fn sign_in(
     } else {
         unicode_normalization::UnicodeNormalization::nfc(req.password.as_str()).collect()
     };
+    // The hash the verdict is about: a rehash replaces this one only.
+    let verified_hash = stored.clone();
     let verified = match st.hasher.verify(stored, password.clone()).await {
         Ok(v) => v,
         Err(_) => {
@@ -349,16 +351,13 @@ async fn sign_in(
         }
     }
     reserved.succeeded();
-    if rehash {
+    if rehash && let Some(verified_hash) = verified_hash {
         let st2 = st.clone();
         let id = account.id.clone();
         tokio::spawn(async move {
             if let Ok(hash) = st2.hasher.hash(password).await {
                 let _ = st2
-                    .update_account(&id, |a| {
-                        a.password_hash = Some(hash.clone());
-                        Ok(true)
-                    })
+                    .update_account(&id, |a| Ok(a.rehash(&verified_hash, &hash)))
                     .await;
             }
         });
