@@ -62,11 +62,17 @@ pub fn presented(
         })
 }
 
+/// Where the browser sends the device cookie: the API, so that every check of the password or
+/// a code (sign-in, re-authentication, password change, TOTP changes) knows the device. Were it
+/// sent to the sign-in alone, an attacker who locked the login would lock the person out of
+/// those too.
+const PATH: &str = "/api/v1";
+
 /// The Set-Cookie value of a device cookie.
 pub fn cookie(token: &str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/api/v1/login; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        "{COOKIE}={token}; Path={PATH}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         LIFETIME.as_secs()
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -91,6 +97,26 @@ mod tests {
             HeaderValue::from_str(&format!("usher_session=x; {COOKIE}={token}")).unwrap(),
         );
         h
+    }
+
+    #[test]
+    fn the_device_cookie_reaches_every_check_of_a_password_or_code() {
+        let c = cookie("tok", true);
+        let c = c.to_str().unwrap();
+        let path = c.split("; ").find_map(|a| a.strip_prefix("Path=")).unwrap();
+        for checked in [
+            "/api/v1/login",
+            "/api/v1/me/reauthenticate",
+            "/api/v1/me/password",
+            "/api/v1/me/mfa/totp",
+            "/api/v1/me/mfa/totp/confirm",
+        ] {
+            assert!(checked.starts_with(path), "{checked} does not get {c}");
+        }
+        assert!(
+            c.contains("SameSite=Strict") && c.contains("HttpOnly"),
+            "{c}"
+        );
     }
 
     #[test]
