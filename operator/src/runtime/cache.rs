@@ -221,9 +221,15 @@ impl<K: Watched, V: Entry> Cache<K, V> {
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner<V>> {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    /// The contents, to change. The generation moves when the change is done (the guard is
+    /// dropped), still under the lock: an answer stamped with a generation read before the data
+    /// can then never hold data older than its stamp (were it moved first, a reader could stamp
+    /// the new generation on the old data, and serve a revoked key once more).
+    fn write(&self) -> WriteGuard<'_, V> {
+        WriteGuard {
+            inner: self.inner.write().unwrap_or_else(|e| e.into_inner()),
+            generation: &self.generation,
+        }
     }
 
     /// The number of changes so far (see the field).
@@ -301,6 +307,32 @@ impl<K: Watched, V: Entry> Cache<K, V> {
     }
 }
 
+/// A write lock on a cache's contents that moves its generation on release.
+struct WriteGuard<'a, V> {
+    inner: std::sync::RwLockWriteGuard<'a, Inner<V>>,
+    generation: &'a std::sync::atomic::AtomicU64,
+}
+
+impl<V> std::ops::Deref for WriteGuard<'_, V> {
+    type Target = Inner<V>;
+    fn deref(&self) -> &Inner<V> {
+        &self.inner
+    }
+}
+
+impl<V> std::ops::DerefMut for WriteGuard<'_, V> {
+    fn deref_mut(&mut self) -> &mut Inner<V> {
+        &mut self.inner
+    }
+}
+
+impl<V> Drop for WriteGuard<'_, V> {
+    fn drop(&mut self) {
+        // Runs before the lock is released (fields drop after this).
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// Applies a watch's events to a [`Cache`] (see [`Cache::feed`]).
 pub struct Feed<K, V> {
     cache: Cache<K, V>,
@@ -370,6 +402,20 @@ mod tests {
 
     fn by_tag(c: &ConfigMap) -> Vec<String> {
         c.labels().get("tag").cloned().into_iter().collect()
+    }
+
+    #[test]
+    fn the_generation_moves_once_a_change_is_done_not_before() {
+        let cache = Cache::<ConfigMap>::new(by_tag);
+        let before = cache.generation();
+        let changing = cache.write();
+        assert_eq!(
+            cache.generation(),
+            before,
+            "a reader stamping this generation now would read the old data"
+        );
+        drop(changing);
+        assert_eq!(cache.generation(), before + 1);
     }
 
     #[test]
