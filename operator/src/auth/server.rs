@@ -2,7 +2,14 @@
 //! a connection whose request head does not arrive in time is closed (slowloris), until a
 //! shutdown signal. `/metrics` is served on a listener of its own, off the public port.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{Router, extract::ConnectInfo, http::Request, routing::get};
 use hyper::body::Incoming;
@@ -46,8 +53,13 @@ pub async fn run(
     serve(listener, router(state), header_timeout).await
 }
 
-/// Serves `app` on `listener` with HTTP/1 and HTTP/2; a connection whose request head takes
-/// longer than `header_timeout` is closed. Each request carries its peer as `ConnectInfo`.
+/// Connections served at once; the next one is accepted when one closes.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// Serves `app` on `listener` with HTTP/1 and HTTP/2; a connection whose first request has not
+/// come within `header_timeout` is closed (HTTP/1's header-read timeout covers each request
+/// head; HTTP/2 has none, so the first request's arrival is watched here), and at most
+/// [`MAX_CONNECTIONS`] are open at once. Each request carries its peer as `ConnectInfo`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -61,12 +73,22 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(100);
     let builder = Arc::new(builder);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -81,17 +103,31 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            app.clone().oneshot(req)
+        let asked = Arc::new(AtomicBool::new(false));
+        let service = hyper::service::service_fn({
+            let asked = asked.clone();
+            move |mut req: Request<Incoming>| {
+                asked.store(true, Ordering::Release);
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                app.clone().oneshot(req)
+            }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            // Closed by the header timeout or the peer: nothing to report.
-            let _ = conn.await;
+            let _permit = permit;
+            tokio::pin!(conn);
+            // Closed by the peer, by a timeout, or (no request yet when the header timeout
+            // passed) by dropping it here: nothing to report.
+            tokio::select! {
+                _ = &mut conn => return,
+                () = tokio::time::sleep(header_timeout) => {}
+            }
+            if asked.load(Ordering::Acquire) {
+                let _ = conn.await;
+            }
         });
     }
     tokio::select! {

@@ -99,3 +99,31 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn an_http2_connection_that_never_sends_a_request_is_closed() {
+    // HTTP/2 with prior knowledge has no header-read timeout of its own: the preface and an
+    // empty SETTINGS frame, then nothing, held a connection open for ever.
+    let (h, _) = ingress().await;
+    let strict = start_auth(h.env, "ingress-h2-idle", &[("USHER_HEADER_TIMEOUT", "1s")]).await;
+    let addr = strict.base.trim_start_matches("http://").to_owned();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                // The server's SETTINGS and its acknowledgement come first.
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the HTTP/2 connection without a request was still open after 10 s"
+    );
+}
