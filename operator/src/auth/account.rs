@@ -4,10 +4,10 @@
 //!
 //! [`AccountStore::modify`]: crate::account::AccountStore::modify
 
-use crate::account::guesses::Factor;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{error::ApiError, session::Claims, state::AuthState};
+use crate::account::guesses::Factor;
 use crate::account::{
     Account, StoreError,
     sessions::{self, SessionRecord},

@@ -1,7 +1,6 @@
 //! `usher account …`: the platform operator's commands on accounts (they live in the operator
 //! namespace, which only platform operators can reach).
 
-use crate::account::guesses::Factor;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
@@ -12,6 +11,7 @@ use kube::{
 };
 use usher_crds::{LABEL_ACCOUNT, User, login::canonical_login};
 
+use crate::account::guesses::Factor;
 use crate::{
     account::{Account, AccountStore, StoreError, account_id},
     keys::{Keys, has_sealed, reseal_account},

@@ -304,6 +304,17 @@ async fn reauthenticating_takes_the_password_and_not_an_api_key() {
         .await;
     assert_eq!(again.status, StatusCode::NO_CONTENT, "{}", again.body);
     let fresh = again.cookie().unwrap();
+    // A new session id: a copy of the cookie from before (fixed, stolen) ends, on every replica.
+    ended_everywhere(
+        h,
+        &cookie,
+        "the cookie from before re-authentication to end",
+    )
+    .await;
+    assert_eq!(
+        quick.get("/api/v1/me", Some(&fresh)).await.status,
+        StatusCode::OK
+    );
     let start = quick
         .post("/api/v1/me/mfa/totp", json!({}), Some(&fresh))
         .await;

@@ -2,7 +2,6 @@
 //! sign-in shares: a code is accepted once, across replicas (its step is written with the
 //! account's resourceVersion precondition).
 
-use crate::account::guesses::Factor;
 use std::net::SocketAddr;
 
 use axum::{
@@ -14,6 +13,7 @@ use axum::{
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde::Deserialize;
 
+use crate::account::guesses::Factor;
 use crate::{
     account::Account,
     auth::{

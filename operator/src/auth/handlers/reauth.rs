@@ -2,7 +2,6 @@
 //! re-authentication window (`USHER_REAUTH_WINDOW`) that viewing keys and changing TOTP need, and
 //! the same check guards a password change. Every guess counts like a sign-in failure.
 
-use crate::account::guesses::Factor;
 use std::net::SocketAddr;
 
 use axum::{
@@ -12,7 +11,11 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::login::{Reserved, invalid_credentials};
+use super::{
+    login::{Reserved, invalid_credentials},
+    password::user_agent,
+};
+use crate::account::guesses::Factor;
 use crate::auth::principal::SignedIn;
 use crate::{
     account::Account,
@@ -135,8 +138,8 @@ pub struct ReauthRequest {
     code: Option<String>,
 }
 
-/// `POST /api/v1/me/reauthenticate`: 204 and the session's cookie with a fresh authentication
-/// time.
+/// `POST /api/v1/me/reauthenticate`: 204 and a cookie of a new session id with a fresh
+/// authentication time.
 pub async fn reauthenticate(
     State(st): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -154,9 +157,20 @@ pub async fn reauthenticate(
         true,
     )
     .await?;
+    // A new session id, as at a sign-in: a copy of the cookie from before (fixed by someone
+    // else, or stolen) ends here. The lifetime still counts from the sign-in.
+    let now = st.clock.now_ms();
     let renewed = Claims {
-        auth: st.clock.now_ms(),
-        ..claims
+        auth: now,
+        ..Claims::new(&claims.acct, &claims.auid, &claims.org, claims.iat, now)
+            .map_err(|e| ApiError::internal(&e))?
     };
+    st.end_session(&claims).await?;
+    st.start_session(
+        &renewed,
+        user_agent(&headers),
+        &st.client_address(peer, &headers),
+    )
+    .await?;
     Ok((StatusCode::NO_CONTENT, st.cookies(&renewed)).into_response())
 }

@@ -1,7 +1,6 @@
 //! Carries out a User [`Plan`]: the account writes (leaving an old account, Kill Session, the
 //! invitation and its email), the key (see `key`), the status, and an Event for each.
 
-use crate::account::guesses::Factor;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -13,6 +12,7 @@ use super::{
     plan::{Failure, Observed, Plan, ResetBy, Valid},
     status,
 };
+use crate::account::guesses::Factor;
 use crate::{
     account::{Account, PasswordReset, PendingInvitation, membership_key},
     controller::{context::Context, error::Error, status::apply_status},
