@@ -43,6 +43,7 @@ const RESET_REQUESTED_AT: &str = "reset.requestedAt";
 const RESET_TOKEN_HASH: &str = "reset.tokenHash";
 const RESET_EXPIRES_AT: &str = "reset.expiresAt";
 const RESET_SENT_AT: &str = "reset.sentAt";
+const RESET_SENT_RECENT: &str = "reset.sentRecent";
 const KNOWN: &[&str] = &[
     MEMBERSHIPS,
     SESSIONS_ACTIVE,
@@ -50,6 +51,7 @@ const KNOWN: &[&str] = &[
     RESET_TOKEN_HASH,
     RESET_EXPIRES_AT,
     RESET_SENT_AT,
+    RESET_SENT_RECENT,
     TOTP_SECRET,
     TOTP_PENDING,
     TOTP_LAST_STEP,
@@ -357,6 +359,16 @@ impl Account {
                 token_hash: text(RESET_TOKEN_HASH)?.filter(|s| !s.is_empty()),
                 expires_at: time(RESET_EXPIRES_AT)?,
                 sent_at: time(RESET_SENT_AT)?,
+                sent_recent: text(RESET_SENT_RECENT)?
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        serde_json::from_str(&s).map_err(|_| DamagedAccount {
+                            name: name.clone(),
+                            field: RESET_SENT_RECENT,
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or_default(),
             },
             invitation,
             uid: secret.metadata.uid.clone(),
@@ -415,6 +427,12 @@ impl Account {
             self.reset.expires_at.map(|t| t.to_string()),
         );
         put(RESET_SENT_AT, self.reset.sent_at.map(|t| t.to_string()));
+        if !self.reset.sent_recent.is_empty() {
+            put(
+                RESET_SENT_RECENT,
+                serde_json::to_string(&self.reset.sent_recent).ok(),
+            );
+        }
         if let Some(inv) = &self.invitation {
             put(INVITATION_TOKEN_HASH, Some(inv.token_hash.clone()));
             put(INVITATION_EXPIRES_AT, Some(inv.expires_at.to_string()));
@@ -551,6 +569,7 @@ mod tests {
             token_hash: Some("cd".repeat(32)),
             expires_at: Some(ts("2026-11-27T11:01:00Z")),
             sent_at: None,
+            sent_recent: vec![ts("2026-11-27T09:01:00Z")],
         };
         a.memberships.insert(
             "acme/alice".into(),

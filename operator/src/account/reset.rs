@@ -3,7 +3,11 @@
 //! on `/reset`. Like an invitation: the token is stored only hashed, a newer link replaces the
 //! older, and a link issued but never recorded as sent is issued again.
 
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+/// Reset links emailed to one account in an hour at most, whoever asks (the person, an admin,
+/// the platform operator): a flood of mail is no weapon.
+pub const MAX_PER_HOUR: usize = 3;
 
 /// The reset of an account's password.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,6 +20,8 @@ pub struct PasswordReset {
     pub expires_at: Option<Timestamp>,
     /// When the email was accepted by the mail server.
     pub sent_at: Option<Timestamp>,
+    /// When the last links went out (at most [`MAX_PER_HOUR`], oldest first).
+    pub sent_recent: Vec<Timestamp>,
 }
 
 impl PasswordReset {
@@ -27,6 +33,33 @@ impl PasswordReset {
             (Some(_), None) => true,
             (None, _) => false,
         }
+    }
+
+    /// Another link may go out at `now`, or `Some(when)` it may: [`MAX_PER_HOUR`] went in the
+    /// hour before.
+    pub fn next_send(&self, now: Timestamp) -> Option<Timestamp> {
+        let hour = SignedDuration::from_hours(1);
+        let in_the_hour: Vec<Timestamp> = self
+            .sent_recent
+            .iter()
+            .copied()
+            .filter(|t| now.duration_since(*t) < hour)
+            .collect();
+        if in_the_hour.len() < MAX_PER_HOUR {
+            return None;
+        }
+        in_the_hour
+            .iter()
+            .min()
+            .and_then(|oldest| oldest.checked_add(hour).ok())
+    }
+
+    /// Records that a link went out at `at`.
+    pub fn record_sent(&mut self, at: Timestamp) {
+        self.sent_at = Some(at);
+        self.sent_recent.push(at);
+        let extra = self.sent_recent.len().saturating_sub(MAX_PER_HOUR);
+        self.sent_recent.drain(..extra);
     }
 
     /// The token hash of a link that still works at `now`.
@@ -45,6 +78,21 @@ mod tests {
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn at_most_three_links_an_hour_whoever_asks() {
+        let at = |m: i64| Timestamp::from_second(1_800_000_000 + m * 60).unwrap();
+        let mut r = PasswordReset::default();
+        for m in [0, 10, 20] {
+            assert_eq!(r.next_send(at(m)), None);
+            r.record_sent(at(m));
+        }
+        // The fourth in the hour waits until the first is an hour old.
+        assert_eq!(r.next_send(at(30)), Some(at(60)));
+        assert_eq!(r.next_send(at(60)), None);
+        r.record_sent(at(60));
+        assert_eq!(r.sent_recent, vec![at(10), at(20), at(60)]);
     }
 
     #[test]

@@ -225,7 +225,11 @@ pub async fn accept(
         // Single use: on a conflict the account is read again and the token checked again.
         check(a)?;
         a.password_hash = Some(hash.clone());
-        a.reset = PasswordReset::default();
+        // The link is used up; how many went out this hour still counts.
+        a.reset = PasswordReset {
+            sent_recent: std::mem::take(&mut a.reset.sent_recent),
+            ..PasswordReset::default()
+        };
         a.locked_until = None;
         // A new password ends the locks of guessing, of the password and of the code alike.
         a.guesses.clear();

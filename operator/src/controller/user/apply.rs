@@ -288,6 +288,7 @@ async fn reset(
                 token_hash: Some(hash.clone()),
                 expires_at: Some(expires_at),
                 sent_at: None,
+                sent_recent: std::mem::take(&mut a.reset.sent_recent),
             };
             Ok(true)
         })
@@ -313,7 +314,8 @@ async fn reset(
             }
             // Now to the nanosecond, not the reconcile's whole second: a request recorded
             // earlier in this second is answered by this mail, and must not look newer.
-            a.reset.sent_at = Some(Timestamp::now().max(a.reset.requested_at.unwrap_or(now)));
+            a.reset
+                .record_sent(Timestamp::now().max(a.reset.requested_at.unwrap_or(now)));
             Ok(true)
         })
         .await?;

@@ -294,6 +294,8 @@ pub struct Plan {
     pub record_emailed: Option<PendingInvitation>,
     /// Issue and email a password reset link, and who asked.
     pub reset: Option<ResetBy>,
+    /// A reset link is asked for but three went in the last hour: when the next may go.
+    pub reset_wait: Option<Timestamp>,
     /// Email the person that this organisation added their login (linked to their active
     /// account, with no invitation).
     pub notify_added: bool,
@@ -359,6 +361,20 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
         }
     };
 
+    // An invited account has its invitation; a locked membership cannot sign in (another
+    // membership of the login sends a link the person asked for).
+    let reset_by = if !account.is_activated() || user.spec.locked || user.is_service() {
+        None
+    } else if reset.is_some() {
+        Some(ResetBy::Annotation)
+    } else {
+        account.reset.wanted().then_some(ResetBy::Request)
+    };
+    // At most three links an hour to one account, whoever asks: a fourth waits (the
+    // annotation stays unanswered, the request recorded) until the hour of the first is over.
+    let reset_wait = reset_by.and_then(|_| account.reset.next_send(observed.now));
+    let reset_by = reset_by.filter(|_| reset_wait.is_none());
+
     let mut observed_if_mail_fails = before.clone();
     if let Some(v) = &kill {
         observed_if_mail_fails.kill_sessions = Some(v.clone());
@@ -370,7 +386,7 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
     if let Some(v) = &renew {
         done.renew_api_key = Some(v.clone());
     }
-    if let Some(v) = &reset {
+    if let Some(v) = reset.as_ref().filter(|_| reset_wait.is_none()) {
         done.reset_password = Some(v.clone());
     }
     Plan {
@@ -381,15 +397,8 @@ pub fn plan(user: &User, valid: &Valid, observed: &Observed) -> Plan {
             .map(|(id, shared)| (id, !shared)),
         kill_sessions: kill.is_some(),
         invite,
-        // An invited account has its invitation; a locked membership cannot sign in (another
-        // membership of the login sends a link the person asked for).
-        reset: if !account.is_activated() || user.spec.locked || user.is_service() {
-            None
-        } else if reset.is_some() {
-            Some(ResetBy::Annotation)
-        } else {
-            account.reset.wanted().then_some(ResetBy::Request)
-        },
+        reset: reset_by,
+        reset_wait,
         record_emailed: invite.and(observed.emailed_unrecorded.clone()),
         // The first provisioning of a User whose login already has an active account: the
         // person is told, so no organisation adds them unknown to them.
@@ -792,6 +801,33 @@ mod tests {
             plan(&alice(), &observed(Account::new("alice@example.com"))).invite,
             Some(Invite::First)
         );
+    }
+
+    #[test]
+    fn a_fourth_reset_link_in_an_hour_waits_whoever_asks() {
+        let mut account = activated("alice@example.com");
+        for minutes_ago in [50, 30, 10] {
+            let at = ts(NOW)
+                .checked_sub(k8s_openapi::jiff::SignedDuration::from_mins(minutes_ago))
+                .unwrap();
+            account.reset.record_sent(at);
+        }
+        // An admin's action: held, and left unanswered so it goes out later.
+        let u = annotated(alice(), ANNOTATION_RESET_PASSWORD, "r4");
+        let p = plan(&u, &observed(account.clone()));
+        assert_eq!(p.reset, None);
+        assert_eq!(
+            p.observed.reset_password, None,
+            "the action is not consumed"
+        );
+        let due = ts(NOW)
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_mins(10))
+            .unwrap();
+        assert_eq!(p.reset_wait, Some(due));
+        // The person's request: held likewise.
+        account.reset.requested_at = Some(ts(NOW));
+        let p = plan(&alice(), &observed(account));
+        assert_eq!((p.reset, p.reset_wait), (None, Some(due)));
     }
 
     #[test]

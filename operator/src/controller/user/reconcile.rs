@@ -153,9 +153,16 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     if let Some(e) = outcome.mail_error {
         return Err(Error::Mail(e));
     }
+    // Also when a held-back reset link may go.
+    let reset_due = plan.reset_wait.map(|at| {
+        std::time::Duration::from_secs(
+            u64::try_from(at.as_second() - now.as_second()).unwrap_or(0) + 1,
+        )
+    });
+    let due = [outcome.key_due, reset_due].into_iter().flatten().min();
     Ok(Action::requeue(status::requeue_after(
         &outcome.account,
-        outcome.key_due,
+        due,
         now,
     )))
 }
