@@ -12,8 +12,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Most keys remembered; beyond it, forgotten entries are swept, then the oldest go.
+use crate::crypto::sha256;
+
+/// Most keys remembered; beyond it, forgotten entries are swept, then any other idle one goes.
 const MAX_ENTRIES: usize = 100_000;
+/// The map is split so that no request waits on, or sweeps, more than a sixteenth of it.
+const SHARDS: usize = 16;
+
+/// A key as kept: 16 bytes of its SHA-256, whatever its length (keys are logins and addresses
+/// an attacker chooses: kept as given, 100,000 of them took tens of MiB per map).
+type Key = [u8; 16];
+
+fn key_of(key: &str) -> Key {
+    let digest = sha256(key.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&digest[..16]);
+    k
+}
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -43,7 +58,7 @@ pub struct Policy {
 /// Failure counts per key; cheap to clone (shared).
 #[derive(Clone)]
 pub struct Throttle {
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    shards: Arc<[Mutex<HashMap<Key, Entry>>; SHARDS]>,
     policy: Policy,
 }
 
@@ -51,7 +66,7 @@ pub struct Throttle {
 /// called, also when it is dropped unsettled (a request that gave up half-way).
 pub struct Attempt {
     throttle: Throttle,
-    key: String,
+    key: Key,
     /// When it was reserved: the time its failure counts from.
     at: Instant,
     settled: bool,
@@ -61,27 +76,27 @@ impl Attempt {
     /// The attempt succeeded: the key's failures are forgotten.
     pub fn succeeded(mut self) {
         self.settled = true;
-        self.throttle.settle(&self.key, Some(true), self.at);
+        self.throttle.settle(self.key, Some(true), self.at);
     }
 
     /// The attempt failed; returns the failures counted so far (the soft lock follows them).
     pub fn failed(mut self) -> u32 {
         self.settled = true;
-        self.throttle.settle(&self.key, Some(false), self.at)
+        self.throttle.settle(self.key, Some(false), self.at)
     }
 
     /// The attempt was not made after all (the server was busy, or it gave no verdict): it
     /// counts neither way.
     pub fn cancel(mut self) {
         self.settled = true;
-        self.throttle.settle(&self.key, None, self.at);
+        self.throttle.settle(self.key, None, self.at);
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.settled {
-            self.throttle.settle(&self.key, Some(false), self.at);
+            self.throttle.settle(self.key, Some(false), self.at);
         }
     }
 }
@@ -90,7 +105,7 @@ impl Throttle {
     /// A throttle applying `policy` to every key.
     pub fn new(policy: Policy) -> Throttle {
         Throttle {
-            entries: Arc::default(),
+            shards: Arc::new(std::array::from_fn(|_| Mutex::default())),
             policy,
         }
     }
@@ -103,28 +118,32 @@ impl Throttle {
         Duration::from_secs(1u64 << exp).min(self.policy.max_delay)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, key: &Key) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        self.shards[usize::from(key[0]) % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reserves an attempt for `key` at `now`, or `Err(retry_after)` while it must wait.
     pub fn reserve(&self, key: &str, now: Instant) -> Result<Attempt, Duration> {
-        let mut entries = self.lock();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
+        let key = key_of(key);
+        let mut entries = self.lock(&key);
+        if entries.len() >= MAX_ENTRIES / SHARDS && !entries.contains_key(&key) {
             let forget = self.policy.forget_after;
             entries
                 .retain(|_, e| e.in_flight > 0 || now.saturating_duration_since(e.last) < forget);
-            if entries.len() >= MAX_ENTRIES
-                && let Some(oldest) = entries
+            // Still full: any idle entry goes (the map's order is random), at the cost of one
+            // step, not a search of the shard.
+            if entries.len() >= MAX_ENTRIES / SHARDS
+                && let Some(idle) = entries
                     .iter()
-                    .filter(|(_, e)| e.in_flight == 0)
-                    .min_by_key(|(_, e)| e.last)
-                    .map(|(k, _)| k.clone())
+                    .find(|(_, e)| e.in_flight == 0)
+                    .map(|(k, _)| *k)
             {
-                entries.remove(&oldest);
+                entries.remove(&idle);
             }
         }
-        let e = entries.entry(key.to_owned()).or_insert(Entry {
+        let e = entries.entry(key).or_insert(Entry {
             failures: 0,
             in_flight: 0,
             last: now,
@@ -153,7 +172,7 @@ impl Throttle {
         e.last = now;
         Ok(Attempt {
             throttle: self.clone(),
-            key: key.to_owned(),
+            key,
             at: now,
             settled: false,
         })
@@ -161,15 +180,15 @@ impl Throttle {
 
     /// Settles an attempt of `key` (`Some(success)`, or `None`: not counted); returns the
     /// failures counted (0 after a success).
-    fn settle(&self, key: &str, outcome: Option<bool>, now: Instant) -> u32 {
-        let mut entries = self.lock();
-        let Some(e) = entries.get_mut(key) else {
+    fn settle(&self, key: Key, outcome: Option<bool>, now: Instant) -> u32 {
+        let mut entries = self.lock(&key);
+        let Some(e) = entries.get_mut(&key) else {
             return 0;
         };
         e.in_flight = e.in_flight.saturating_sub(1);
         match outcome {
             Some(true) => {
-                entries.remove(key);
+                entries.remove(&key);
                 return 0;
             }
             None => return e.failures,
@@ -185,15 +204,17 @@ impl Throttle {
 
     /// How long `key` stays locked, if it is.
     pub fn locked_for(&self, key: &str, now: Instant) -> Option<Duration> {
-        let until = self.lock().get(key)?.locked_until?;
+        let key = key_of(key);
+        let until = self.lock(&key).get(&key)?.locked_until?;
         (now < until).then(|| until - now)
     }
 
     /// Locks `key` for `lock_for` from `now` (a soft lock kept here, for a login without an
     /// account to keep it in).
     pub fn lock_key(&self, key: &str, now: Instant) {
-        let mut entries = self.lock();
-        let e = entries.entry(key.to_owned()).or_insert(Entry {
+        let key = key_of(key);
+        let mut entries = self.lock(&key);
+        let e = entries.entry(key).or_insert(Entry {
             failures: 0,
             in_flight: 0,
             last: now,
@@ -204,7 +225,16 @@ impl Throttle {
 
     /// Forgets `key`.
     pub fn reset(&self, key: &str) {
-        self.lock().remove(key);
+        let key = key_of(key);
+        self.lock(&key).remove(&key);
+    }
+
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 }
 
@@ -302,5 +332,23 @@ mod tests {
         assert_eq!(wait, Duration::from_secs(900));
         assert_eq!(t.locked_for("k", now), Some(Duration::from_secs(900)));
         assert!(t.reserve("k", now + Duration::from_secs(900)).is_ok());
+    }
+
+    #[test]
+    fn attacker_chosen_keys_are_bounded_and_never_evict_an_attempt_under_way() {
+        let t = Throttle::new(Policy {
+            forget_after: Duration::from_secs(3600),
+            ..policy()
+        });
+        let now = Instant::now();
+        let held = t.reserve("the-person", now).unwrap();
+        for i in 0..(MAX_ENTRIES + 5_000) {
+            // Long keys, as an attacker picks them: kept as 16 bytes each.
+            let key = format!("{i:0>300}@example.com");
+            t.reserve(&key, now).unwrap().failed();
+        }
+        assert!(t.len() <= MAX_ENTRIES, "{} keys", t.len());
+        // The attempt under way was kept: settling it still counts.
+        assert_eq!(held.failed(), 1);
     }
 }
