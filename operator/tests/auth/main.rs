@@ -9,6 +9,7 @@
 mod common;
 
 mod admin;
+mod existence;
 mod forward_auth;
 mod gitops;
 mod guessing;

@@ -141,9 +141,9 @@ impl AuthState {
         match written {
             Ok(_) => {
                 if soft_lock {
-                    // The account holds the lock from now on, where `usher account unlock`
-                    // ends it.
-                    self.by_login.reset(login_key);
+                    // The account holds the lock from now on, for every replica; this one keeps
+                    // its own too, as it does for an unknown login, so that here as well the two
+                    // are answered alike.
                     tracing::warn!(account = %account.id, until = %until, "soft lock after repeated failed logins");
                 }
                 if locked_factor {
@@ -171,7 +171,16 @@ impl AuthState {
         })
     }
 
-    /// The 429 for a soft-locked account, for a client without a device cookie for it.
+    /// True when sign-in to `account` is held for this client: its soft lock (a client with a
+    /// device cookie for the login is not held by it), or its password stopped after too many
+    /// failures in a row.
+    pub fn held(&self, reserved: &Reserved, account: &Account) -> bool {
+        let soft = !reserved.device && soft_locked(account, self.clock.now()).is_some();
+        soft || account.guesses.locked(Factor::Password)
+    }
+
+    /// The 429 for a soft-locked account, for a client without a device cookie for it (where
+    /// the caller is signed in already, so the account's existence is no secret).
     pub fn soft_lock(&self, reserved: &Reserved, account: Option<&Account>) -> Option<ApiError> {
         if reserved.device {
             return None;
@@ -262,16 +271,11 @@ async fn sign_in(
     let reserved =
         st.reserve_sign_in(&login_key, &address, device.as_deref(), st.clock.instant())?;
     let account = canonical.as_deref().and_then(|_| st.directory.account(&id));
-    if let Some(refused) = st.soft_lock(&reserved, account.as_deref()) {
-        reserved.cancel();
-        return Err(refused);
-    }
-    if let Some(a) = account.as_deref()
-        && let Err(locked) = st.factor_open(a, Factor::Password)
-    {
-        reserved.cancel();
-        return Err(locked);
-    }
+    // A held login (soft-locked in its account, or its password stopped after too many
+    // failures in a row) is answered as a wrong password is, after the same dummy hash: a 429
+    // from a replica that counted nothing would tell it from an unknown login, whose lock is
+    // only in the memory of the replica that counted.
+    let held = |a: &Account| st.held(&reserved, a);
     let active: Vec<Membership> = account
         .as_ref()
         .map(|a| {
@@ -286,7 +290,7 @@ async fn sign_in(
     // answer in about the same time as a wrong password.
     let stored = account
         .as_ref()
-        .filter(|a| a.is_activated() && !active.is_empty())
+        .filter(|a| a.is_activated() && !active.is_empty() && !held(a))
         .and_then(|a| a.password_hash.clone());
     // No password longer than the policy allows was ever stored.
     let password = if req.password.len() > 4 * password::MAX_CHARS {
@@ -307,14 +311,18 @@ async fn sign_in(
     // Waiting for a hash thread may have outlasted a soft lock written meanwhile (here or on
     // another replica): it holds this attempt too, whatever the verdict.
     let account = account.and_then(|a| st.directory.account(&a.id).or(Some(a)));
-    if let Some(refused) = st.soft_lock(&reserved, account.as_deref()) {
-        reserved.cancel();
-        return Err(refused);
-    }
+    let is_held = account.as_deref().is_some_and(held);
+    let verified = if is_held { Verified::Wrong } else { verified };
     let (Verified::Ok { rehash }, Some(mut account)) = (verified, account.clone()) else {
-        st.sign_in_failed(reserved, &login_key, account.as_deref(), Factor::Password)
+        // A held login's failure is counted as an unknown login's: here, not in the account.
+        let counted = account.as_deref().filter(|_| !is_held);
+        st.sign_in_failed(reserved, &login_key, counted, Factor::Password)
             .await;
-        st.metrics.login("invalid_credentials");
+        st.metrics.login(if is_held {
+            "locked"
+        } else {
+            "invalid_credentials"
+        });
         return Err(invalid_credentials());
     };
     let membership = match &req.organisation {
