@@ -64,6 +64,16 @@ fn user(name: &str, login: &str, profile: &str) -> User {
     u
 }
 
+/// alice of acme, an analyst, with `spec.apiKey.enabled`.
+fn alice_with_key() -> User {
+    let mut alice = user("alice", "alice@example.com", "analyst");
+    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
+        enabled: true,
+        ..Default::default()
+    });
+    alice
+}
+
 async fn in_process(users: &[User]) -> InProcess {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
@@ -181,11 +191,7 @@ impl InProcess {
 
 #[tokio::test]
 async fn verify_answers_for_a_key_the_account_records_and_for_no_other() {
-    let mut alice = user("alice", "alice@example.com", "analyst");
-    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
-        enabled: true,
-        ..Default::default()
-    });
+    let alice = alice_with_key();
     let p = in_process(std::slice::from_ref(&alice)).await;
     let key = p.give_key(&alice);
     let bearer = |k: &str| Some(("authorization", format!("Bearer {k}")));
@@ -501,11 +507,7 @@ async fn a_session_ends_when_idle_and_at_its_maximum_lifetime() {
 
 #[tokio::test]
 async fn sensitive_actions_ask_for_the_password_again_after_the_window() {
-    let mut alice = user("alice", "alice@example.com", "analyst");
-    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
-        enabled: true,
-        ..Default::default()
-    });
+    let alice = alice_with_key();
     let p = in_process(std::slice::from_ref(&alice)).await;
     p.give_key(&alice);
     let window = p.state.settings.reauth_window;
@@ -581,11 +583,7 @@ async fn the_sign_in_page_sends_nobody_to_another_site() {
 
 #[tokio::test]
 async fn forward_auth_for_one_organisation_refuses_a_key_or_session_of_another() {
-    let mut alice = user("alice", "alice@example.com", "analyst");
-    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
-        enabled: true,
-        ..Default::default()
-    });
+    let alice = alice_with_key();
     let p = in_process(std::slice::from_ref(&alice)).await;
     let key = p.give_key(&alice);
     let bearer = || Some(("authorization", format!("Bearer {}", key.expose())));
@@ -621,11 +619,7 @@ async fn forward_auth_for_one_organisation_refuses_a_key_or_session_of_another()
 
 #[tokio::test]
 async fn a_key_of_one_membership_learns_nothing_of_the_persons_other_organisations() {
-    let mut alice = user("alice", "alice@example.com", "analyst");
-    alice.spec.api_key = Some(usher_crds::ApiKeySpec {
-        enabled: true,
-        ..Default::default()
-    });
+    let alice = alice_with_key();
     let p = in_process(std::slice::from_ref(&alice)).await;
     // The same login is also a member of another organisation, which acme's admin cannot see.
     let d = &p.state.directory;
