@@ -280,6 +280,20 @@ impl Account {
                 })
                 .transpose()
         };
+        // A JSON field: absent or empty is the default.
+        fn json<T: serde::de::DeserializeOwned + Default>(
+            raw: Option<String>,
+            name: &str,
+            field: &'static str,
+        ) -> Result<T, DamagedAccount> {
+            match raw.filter(|s| !s.is_empty()) {
+                None => Ok(T::default()),
+                Some(s) => serde_json::from_str(&s).map_err(|_| DamagedAccount {
+                    name: name.to_owned(),
+                    field,
+                }),
+            }
+        }
         let login = text(LOGIN)?.ok_or(DamagedAccount {
             name: name.clone(),
             field: LOGIN,
@@ -314,61 +328,16 @@ impl Account {
                 .transpose()?,
             locked_until: time(LOCKED_UNTIL)?,
             last_organisation: text(LAST_ORGANISATION)?.filter(|s| !s.is_empty()),
-            guesses: text(GUESSES)?
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
-                        name: name.clone(),
-                        field: GUESSES,
-                    })
-                })
-                .transpose()?
-                .unwrap_or_default(),
-            sessions_ended: text(SESSIONS_ENDED)?
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
-                        name: name.clone(),
-                        field: SESSIONS_ENDED,
-                    })
-                })
-                .transpose()?
-                .unwrap_or_default(),
-            memberships: text(MEMBERSHIPS)?
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
-                        name: name.clone(),
-                        field: MEMBERSHIPS,
-                    })
-                })
-                .transpose()?
-                .unwrap_or_default(),
-            sessions: text(SESSIONS_ACTIVE)?
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    serde_json::from_str(&s).map_err(|_| DamagedAccount {
-                        name: name.clone(),
-                        field: SESSIONS_ACTIVE,
-                    })
-                })
-                .transpose()?
-                .unwrap_or_default(),
+            guesses: json(text(GUESSES)?, &name, GUESSES)?,
+            sessions_ended: json(text(SESSIONS_ENDED)?, &name, SESSIONS_ENDED)?,
+            memberships: json(text(MEMBERSHIPS)?, &name, MEMBERSHIPS)?,
+            sessions: json(text(SESSIONS_ACTIVE)?, &name, SESSIONS_ACTIVE)?,
             reset: PasswordReset {
                 requested_at: time(RESET_REQUESTED_AT)?,
                 token_hash: text(RESET_TOKEN_HASH)?.filter(|s| !s.is_empty()),
                 expires_at: time(RESET_EXPIRES_AT)?,
                 sent_at: time(RESET_SENT_AT)?,
-                sent_recent: text(RESET_SENT_RECENT)?
-                    .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        serde_json::from_str(&s).map_err(|_| DamagedAccount {
-                            name: name.clone(),
-                            field: RESET_SENT_RECENT,
-                        })
-                    })
-                    .transpose()?
-                    .unwrap_or_default(),
+                sent_recent: json(text(RESET_SENT_RECENT)?, &name, RESET_SENT_RECENT)?,
             },
             invitation,
             uid: secret.metadata.uid.clone(),
