@@ -153,16 +153,10 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     if let Some(e) = outcome.mail_error {
         return Err(Error::Mail(e));
     }
-    // Also when a held-back reset link may go.
-    let reset_due = plan.reset_wait.map(|at| {
-        std::time::Duration::from_secs(
-            u64::try_from(at.as_second() - now.as_second()).unwrap_or(0) + 1,
-        )
-    });
-    let due = [outcome.key_due, reset_due].into_iter().flatten().min();
     Ok(Action::requeue(status::requeue_after(
         &outcome.account,
-        due,
+        outcome.key_due,
+        plan.reset_wait,
         now,
     )))
 }

@@ -215,20 +215,31 @@ pub fn transition_event(
 }
 
 /// When to look at the User again: just after its invitation expires (so the condition says
-/// so), when its key's rotation is due, and at the latest after [`RESYNC`].
-pub fn requeue_after(account: &Account, key_due: Option<Duration>, now: Timestamp) -> Duration {
-    let requeue = match account
+/// so), when its key's rotation is due (`key_due`), when a held-back reset link may go
+/// (`reset_wait`), and at the latest after [`RESYNC`].
+pub fn requeue_after(
+    account: &Account,
+    key_due: Option<Duration>,
+    reset_wait: Option<Timestamp>,
+    now: Timestamp,
+) -> Duration {
+    // Just after `at`.
+    let until = |at: Timestamp| {
+        Duration::from_secs(
+            u64::try_from((at.as_second() - now.as_second()).max(1)).unwrap_or(1) + 1,
+        )
+    };
+    let expiry = account
         .invitation
         .as_ref()
         .filter(|_| !account.is_activated())
-    {
-        Some(inv) if inv.expires_at > now => {
-            let secs = (inv.expires_at.as_second() - now.as_second()).max(1) as u64;
-            Duration::from_secs(secs + 1).min(RESYNC)
-        }
-        _ => RESYNC,
-    };
-    key_due.map_or(requeue, |due| due.min(requeue))
+        .map(|inv| inv.expires_at)
+        .filter(|at| *at > now)
+        .map(until);
+    [expiry, key_due, reset_wait.map(until)]
+        .into_iter()
+        .flatten()
+        .fold(RESYNC, Duration::min)
 }
 
 #[cfg(test)]
@@ -305,11 +316,19 @@ mod tests {
         assert!(condition(&s.conditions, "Reconciling").is_none());
         // Until it expires, the User is looked at again just after the expiry.
         assert_eq!(
-            requeue_after(&account, None, now),
+            requeue_after(&account, None, None, now),
             Duration::from_secs(3600)
         );
+        // A held-back reset link that may go sooner brings it forward.
+        let in_ten_minutes = now
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_mins(10))
+            .unwrap();
         assert_eq!(
-            requeue_after(&account, None, ts("2026-11-28T11:59:00Z")),
+            requeue_after(&account, None, Some(in_ten_minutes), now),
+            Duration::from_secs(601)
+        );
+        assert_eq!(
+            requeue_after(&account, None, None, ts("2026-11-28T11:59:00Z")),
             Duration::from_secs(61)
         );
 
