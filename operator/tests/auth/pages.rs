@@ -2,7 +2,7 @@
 //! (`e2e/pages.mjs`), against a real kube-apiserver, SMTP server, controller and auth server.
 //! Screenshots of the main pages go to `test-output/pages/`.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use crate::common::{auth::*, *};
 use kube::{
@@ -24,15 +24,6 @@ async fn stack() -> (&'static Envtest, kube::Client, &'static SmtpSink) {
 async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let e2e = root.join("e2e");
-    assert!(
-        e2e.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is missing: run `npm ci --prefix e2e`"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
-        "chromium is missing: run scripts/install-deps.sh (Debian package chromium)"
-    );
 
     let (env, client, smtp) = stack().await;
     let auth = start_auth(env, "pages-auth", &[]).await;
@@ -83,7 +74,7 @@ async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
 
     let out = root.join("test-output/pages");
     let run = tokio::task::spawn_blocking({
-        let (e2e, out) = (e2e.clone(), out.clone());
+        let out = out.clone();
         let vars = [
             ("BASE", auth.base.clone()),
             ("OUT", out.display().to_string()),
@@ -98,13 +89,7 @@ async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
             ("NEW_LOGIN", new_login.clone()),
             ("PROFILE", analyst.clone()),
         ];
-        move || {
-            Command::new("node")
-                .arg(e2e.join("pages.mjs"))
-                .envs(vars)
-                .output()
-                .unwrap_or_else(|e| panic!("node is missing ({e}): install Node.js 20+"))
-        }
+        move || browser_script("pages.mjs", vars)
     })
     .await
     .unwrap();
@@ -166,14 +151,15 @@ async fn a_newcomer_and_an_org_admin_use_the_pages_in_a_browser() {
 
 /// Runs `e2e/passwords.mjs` in `phase` with `vars`; its stdout, or a panic with what failed.
 fn passwords_script(phase: &str, vars: &[(&str, String)], auth: &AuthServer) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let run = Command::new("node")
-        .arg(root.join("e2e/passwords.mjs"))
-        .env("PHASE", phase)
-        .env("OUT", root.join("test-output/pages"))
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap_or_else(|e| panic!("node is missing ({e}): install Node.js 20+"));
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-output/pages");
+    let fixed = [
+        ("PHASE", phase.to_owned()),
+        ("OUT", out.display().to_string()),
+    ];
+    let run = browser_script(
+        "passwords.mjs",
+        fixed.iter().chain(vars).map(|(k, v)| (*k, v.as_str())),
+    );
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success() && stdout.contains("OK"),

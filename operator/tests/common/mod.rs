@@ -394,3 +394,25 @@ pub async fn own_cluster() -> Envtest {
     env.install_crds(usher_crds::crds()).await.unwrap();
     env
 }
+
+/// Runs the browser script `e2e/<script>` (playwright-core driving Debian's chromium) with
+/// `vars` in its environment; fails naming the command that provisions whatever is missing.
+pub fn browser_script<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    vars: impl IntoIterator<Item = (K, V)>,
+) -> std::process::Output {
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm ci --prefix e2e`"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
+        "chromium is missing: run scripts/install-deps.sh (Debian package chromium)"
+    );
+    Command::new("node")
+        .arg(e2e.join(script))
+        .envs(vars)
+        .output()
+        .unwrap_or_else(|e| panic!("node is missing ({e}): install Node.js 20+"))
+}

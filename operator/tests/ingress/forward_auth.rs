@@ -2,22 +2,11 @@
 //! Usher's sign-in on login.usher.test (password, then TOTP), back on the app with the identity
 //! headers and without Usher's cookie; a foreign `rd` is ignored.
 
-use std::{path::Path, process::Command};
-
 use crate::{common::auth::*, *};
 
 #[tokio::test]
 async fn an_app_on_another_host_signs_people_in_through_usher() {
     let (h, client) = ingress().await;
-    let e2e = repo().join("e2e");
-    assert!(
-        e2e.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is missing: run `npm ci --prefix e2e`"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
-        "chromium is missing: run scripts/install-deps.sh (Debian package chromium)"
-    );
     let login = person(h, &client, "fwd").await;
     // TOTP enrolled with the previous step's code, so the browser's current code is new.
     let cookie = h.a.session(&login, PASSWORD).await;
@@ -52,15 +41,9 @@ async fn an_app_on_another_host_signs_people_in_through_usher() {
         ("TOTP_SECRET", secret),
         ("OUT", out.display().to_string()),
     ];
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(e2e.join("forward-auth.mjs"))
-            .envs(vars)
-            .output()
-            .unwrap_or_else(|e| panic!("node is missing ({e}): install Node.js 20+"))
-    })
-    .await
-    .unwrap();
+    let run = tokio::task::spawn_blocking(move || browser_script("forward-auth.mjs", vars))
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
