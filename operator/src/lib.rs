@@ -20,8 +20,8 @@ pub use account::{Account, AccountStore, StoreError, account_id, secret_name};
 pub use account::{KeyRecord, MembershipRecord, membership_key};
 pub use apikey::{ApiKey, delivery as apikey_delivery, renew as apikey_renew};
 pub use auth::{
-    AuthState, SessionClaims, Settings as AuthSettings, api as auth_routes, layers as auth_layers,
-    router as auth_router, seal_session,
+    AuthState, SessionActing, SessionClaims, Settings as AuthSettings, api as auth_routes,
+    layers as auth_layers, router as auth_router, seal_session,
 };
 pub use cli::{Cli, Command, run};
 pub use keys::Keys;

@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 use usher_crds::{Organisation, Profile, User, login::canonical_login, rules};
 
+use super::session::Acting;
 use crate::account::{Account, AccountIndex, secret_name};
 use crate::runtime::cache::{Cache, IndexFn};
 
@@ -103,6 +104,26 @@ impl Membership {
     /// The organisation's name.
     pub fn org_name(&self) -> String {
         self.organisation.name_any()
+    }
+
+    /// What a session acting through this membership records of it.
+    pub fn acting(&self) -> Acting<'_> {
+        Acting {
+            organisation: self
+                .organisation
+                .metadata
+                .name
+                .as_deref()
+                .unwrap_or_default(),
+            user_uid: self.user.metadata.uid.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// True when a session recorded as acting through `acting` acts through this very User:
+    /// one deleted and made again under the same name is another membership.
+    pub fn is(&self, acting: Acting<'_>) -> bool {
+        let own = self.acting();
+        own.organisation == acting.organisation && own.user_uid == acting.user_uid
     }
 
     /// False when the User is locked.

@@ -31,6 +31,6 @@ mod throttle;
 pub use client::TrustedProxies;
 pub use router::{api, layers, router};
 pub use server::run;
-pub use session::{Claims as SessionClaims, seal as seal_session};
+pub use session::{Acting as SessionActing, Claims as SessionClaims, seal as seal_session};
 pub use settings::Settings;
 pub use state::AuthState;

@@ -300,9 +300,12 @@ impl AuthState {
         if account.sessions_ended.contains_key(&claims.sid) {
             return Err(ended("the session was signed out; sign in again"));
         }
+        // The very User the session began with: Kill Session and removal stay in force for a
+        // User deleted and made again under the same name.
         let membership = self
             .directory
             .membership(&account.login, &claims.org)
+            .filter(|m| m.is(claims.acting()))
             .ok_or_else(|| {
                 ended("you are no longer a member of this organisation; sign in again")
             })?;

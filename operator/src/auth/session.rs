@@ -24,6 +24,11 @@ pub struct Claims {
     pub auid: String,
     /// The active organisation.
     pub org: String,
+    /// The UID of the User the session acts through in `org`: a User deleted and made again
+    /// under the same name has another, so Kill Session and removal stay in force for the
+    /// sessions they ended.
+    #[serde(default)]
+    pub muid: String,
     /// When the session started (Unix milliseconds); the absolute lifetime counts from here and
     /// survives organisation switches.
     pub iat: i64,
@@ -36,12 +41,12 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// A new session of `account` (whose Secret has UID `account_uid`) in `organisation`,
-    /// started at `iat` and seen at `now_ms`.
+    /// A new session of `account` (whose Secret has UID `account_uid`) acting through
+    /// `membership`, started at `iat` and seen at `now_ms`.
     pub fn new(
         account: &str,
         account_uid: &str,
-        organisation: &str,
+        membership: Acting<'_>,
         iat: i64,
         now_ms: i64,
     ) -> Result<Claims, RandomError> {
@@ -49,12 +54,37 @@ impl Claims {
             sid: URL_SAFE_NO_PAD.encode(random_bytes::<16>()?),
             acct: account.to_owned(),
             auid: account_uid.to_owned(),
-            org: organisation.to_owned(),
+            org: membership.organisation.to_owned(),
+            muid: membership.user_uid.to_owned(),
             iat,
             seen: now_ms.div_euclid(1000),
             auth: iat,
         })
     }
+
+    /// The same session under a new id (a re-authentication, a password change): same account
+    /// and membership, started at `iat`, seen at `now_ms`.
+    pub fn anew(&self, iat: i64, now_ms: i64) -> Result<Claims, RandomError> {
+        Claims::new(&self.acct, &self.auid, self.acting(), iat, now_ms)
+    }
+
+    /// The membership the session acts through.
+    pub fn acting(&self) -> Acting<'_> {
+        Acting {
+            organisation: &self.org,
+            user_uid: &self.muid,
+        }
+    }
+}
+
+/// The membership a session acts through: the organisation, and the UID of the User that
+/// makes the person a member of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Acting<'a> {
+    /// The organisation's name.
+    pub organisation: &'a str,
+    /// The User's UID.
+    pub user_uid: &'a str,
 }
 
 /// Signs `claims` into a token.
@@ -81,6 +111,11 @@ pub fn open(key: &ring::hmac::Key, token: &str) -> Option<Claims> {
 mod tests {
     use super::*;
 
+    const ACME: Acting<'static> = Acting {
+        organisation: "acme",
+        user_uid: "uid-alice",
+    };
+
     fn key(b: u8) -> ring::hmac::Key {
         ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[b; 32])
     }
@@ -88,7 +123,7 @@ mod tests {
     #[test]
     fn a_token_opens_with_its_key_only_and_any_change_breaks_it() {
         let claims =
-            Claims::new("acct", "uid", "acme", 1_764_000_000_000, 1_764_000_000_500).unwrap();
+            Claims::new("acct", "uid", ACME, 1_764_000_000_000, 1_764_000_000_500).unwrap();
         assert_eq!(claims.seen, 1_764_000_000);
         let token = seal(&key(1), &claims);
         assert!(token.len() < 400, "{}", token.len());
@@ -102,7 +137,7 @@ mod tests {
             }
         }
         // Two sessions never share an id.
-        let other = Claims::new("acct", "uid", "acme", 1, 1).unwrap();
+        let other = Claims::new("acct", "uid", ACME, 1, 1).unwrap();
         assert_ne!(other.sid, claims.sid);
     }
 

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use usher_crds::{Organisation, OrganisationSpec, Profile, ProfileSpec, User, UserSpec};
 use usher_operator::{
-    Account, ApiKey, AuthSettings, AuthState, Clock, Keys, SessionClaims, account_id,
+    Account, ApiKey, AuthSettings, AuthState, Clock, Keys, SessionActing, SessionClaims,
+    account_id,
     apikey_renew::{NewKey, renew},
     auth_router, seal_session,
 };
@@ -180,11 +181,17 @@ impl InProcess {
         self.send(req.body(Body::empty()).unwrap()).await
     }
 
-    /// A session cookie for `login` in `acme`, signed as the server signs them (signing in
-    /// would record the session in the account, a write this client cannot make).
+    /// A session cookie for `login` in `acme` (through the User named as its local part),
+    /// signed as the server signs them (signing in would record the session in the account, a
+    /// write this client cannot make).
     fn session(&self, login: &str) -> String {
         let now = self.clock.now_ms();
-        let claims = SessionClaims::new(&account_id(login), "", "acme", now, now).unwrap();
+        let uid = format!("uid-{}", login.split('@').next().unwrap());
+        let acting = SessionActing {
+            organisation: "acme",
+            user_uid: &uid,
+        };
+        let claims = SessionClaims::new(&account_id(login), "", acting, now, now).unwrap();
         seal_session(&keys().session, &claims)
     }
 }
@@ -406,7 +413,7 @@ async fn the_admin_api_refuses_a_second_user_with_a_login_of_the_organisation_be
 
 #[tokio::test]
 async fn of_two_users_sharing_a_login_in_one_organisation_only_the_older_counts() {
-    let mut old = user("first", "bob@example.com", "analyst");
+    let mut old = user("bob", "bob@example.com", "analyst");
     old.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         "2026-11-27T10:00:00Z".parse().unwrap(),
     ));

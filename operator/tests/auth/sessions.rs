@@ -386,3 +386,69 @@ async fn admins_see_and_end_the_sessions_of_their_organisation_only() {
         .unwrap();
     assert!(events.contains("SessionEnded"), "{events}");
 }
+
+/// Kill Session and removal end a membership's sessions for good: a User deleted and made again
+/// under the same name (a GitOps re-sync, an admin re-adding the person) brings none back.
+#[tokio::test]
+async fn sessions_ended_by_kill_or_removal_stay_ended_when_the_user_is_made_again() {
+    let (h, client) = harness().await;
+    let (org1, name1, login) = active_member(h, &client, &["manageCase"]).await;
+    let users1 = Api::<User>::namespaced(client.clone(), &org1.ns);
+    // A second membership keeps the account (and its sessions) alive through the deletion.
+    let org2 = organisation(&client).await;
+    let ns2 = wait_ns(&client, &org2).await;
+    let p2 = profile(&client, &["manageCase"]).await;
+    Api::<User>::namespaced(client.clone(), &ns2)
+        .create(&PostParams::default(), &user("second", &login, &p2))
+        .await
+        .unwrap();
+    wait_phase(&client, &ns2, "second", UserPhase::Active).await;
+
+    let killed = h.a.session_in(&login, PASSWORD, &org1.name).await;
+    users1
+        .patch(
+            &name1,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"usher.dev/kill-sessions": "k1"}}})),
+        )
+        .await
+        .unwrap();
+    ended_everywhere(h, &killed, "the Kill Session").await;
+    let removed = h.a.session_in(&login, PASSWORD, &org1.name).await;
+
+    // The admin removes the person; the same User is declared again.
+    let original = users1.get(&name1).await.unwrap();
+    users1
+        .delete(&name1, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the User to be gone", Duration::from_secs(20), || async {
+        users1
+            .get_opt(&name1)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    ended_everywhere(h, &removed, "the removal").await;
+    let again = user(&name1, &login, &original.spec.profile);
+    users1.create(&PostParams::default(), &again).await.unwrap();
+    wait_phase(&client, &org1.ns, &name1, UserPhase::Active).await;
+    // Once both replicas see the new User, a new sign-in there works...
+    for server in [&h.a, &h.b] {
+        server.session_in(&login, PASSWORD, &org1.name).await;
+    }
+    // ...and the sessions ended before stay ended.
+    for (cookie, what) in [(&killed, "killed"), (&removed, "removed")] {
+        for server in [&h.a, &h.b] {
+            let me = server.get("/api/v1/me", Some(cookie)).await;
+            assert_eq!(
+                (me.status, me.code()),
+                (StatusCode::UNAUTHORIZED, "session_ended"),
+                "the {what} session came back with the User: {}",
+                me.body
+            );
+        }
+    }
+}

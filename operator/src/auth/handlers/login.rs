@@ -375,7 +375,7 @@ async fn sign_in(
     let claims = Claims::new(
         &account.id,
         account.uid.as_deref().unwrap_or_default(),
-        &membership.org_name(),
+        membership.acting(),
         now,
         now,
     )

@@ -66,7 +66,7 @@ pub async fn switch_organisation(
         ..Claims::new(
             &p.account.id,
             &claims.auid,
-            &target.org_name(),
+            target.acting(),
             claims.iat,
             st.clock.now_ms(),
         )

@@ -21,7 +21,6 @@ use crate::{
         client,
         directory::Membership,
         error::{ApiError, ErrorCode, JsonBody},
-        session::Claims,
         state::AuthState,
     },
     link_token::{hash_token, token_matches},
@@ -90,8 +89,7 @@ pub async fn change(
     .await?;
     // A session begun after the revocation, to the millisecond.
     let now = st.clock.now_ms().max(revoked.as_millisecond() + 1);
-    let fresh = Claims::new(&account.id, &claims.auid, &claims.org, now, now)
-        .map_err(|e| ApiError::internal(&e))?;
+    let fresh = claims.anew(now, now).map_err(|e| ApiError::internal(&e))?;
     st.start_session(
         &fresh,
         user_agent(&headers),

@@ -162,7 +162,8 @@ pub async fn reauthenticate(
     let now = st.clock.now_ms();
     let renewed = Claims {
         auth: now,
-        ..Claims::new(&claims.acct, &claims.auid, &claims.org, claims.iat, now)
+        ..claims
+            .anew(claims.iat, now)
             .map_err(|e| ApiError::internal(&e))?
     };
     st.end_session(&claims).await?;
