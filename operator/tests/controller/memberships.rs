@@ -269,3 +269,68 @@ async fn users_swapping_logins_at_the_same_moment_both_converge() {
         }
     }
 }
+
+/// The membership a deleted User leaves is taken from the account its status recorded, not from
+/// `spec.login`, which a namespace admin may still edit while the User waits on its finalizer:
+/// pointing it at another person's login left the own account behind (with its password) and
+/// sent the cleanup to the other person's account.
+#[tokio::test]
+async fn a_login_changed_during_deletion_does_not_redirect_the_cleanup() {
+    let env = &own_cluster().await;
+    let client = setup(env).await;
+    let smtp = usher_testkit::SmtpSink::start().await.unwrap();
+    let controller = start_controller(env, &smtp.url(), "usher-controller-cleanup");
+    let p = profile(&client, &[]).await;
+    let (a, b) = (organisation(&client).await, organisation(&client).await);
+    let (alice, bob) = (login("alice"), login("bob"));
+    let users_a = Api::<User>::namespaced(client.clone(), &wait_ns(&client, &a).await);
+    let users_b = Api::<User>::namespaced(client.clone(), &wait_ns(&client, &b).await);
+    users_a
+        .create(&PostParams::default(), &user("alice", &alice, &p))
+        .await
+        .unwrap();
+    users_b
+        .create(&PostParams::default(), &user("bob", &bob, &p))
+        .await
+        .unwrap();
+    wait_phase(&client, &a.ns, "alice", UserPhase::Invited).await;
+    wait_phase(&client, &b.ns, "bob", UserPhase::Invited).await;
+    let bob_before = account_secret(&client, &bob).await.unwrap();
+
+    // With no controller to finish it, the deletion waits on the finalizer; meanwhile the login
+    // is pointed at bob.
+    drop(controller);
+    users_a
+        .delete("alice", &DeleteParams::default())
+        .await
+        .unwrap();
+    users_a
+        .patch(
+            "alice",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"login": bob}})),
+        )
+        .await
+        .unwrap();
+    let _controller = start_controller(env, &smtp.url(), "usher-controller-cleanup-2");
+    eventually("the User to be gone", Duration::from_secs(30), || async {
+        users_a
+            .get_opt("alice")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        account_secret(&client, &alice).await.is_none(),
+        "alice's account goes with her last membership"
+    );
+    let bob_after = account_secret(&client, &bob).await.unwrap();
+    assert_eq!(
+        bob_after.resource_version(),
+        bob_before.resource_version(),
+        "bob's account is not touched"
+    );
+    wait_phase(&client, &b.ns, "bob", UserPhase::Invited).await;
+}

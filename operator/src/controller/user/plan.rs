@@ -154,6 +154,20 @@ pub fn last_member(user: &User, id: &str, users: &[Arc<User>]) -> bool {
     })
 }
 
+/// The account a deleted `user`'s membership is taken out of: the one its status recorded (the
+/// controller wrote it), not the one of `spec.login`, which may still be edited while the User
+/// waits on its finalizer. Only a User that never had a status written falls back to its login.
+pub fn account_to_leave(user: &User) -> Option<String> {
+    user.status
+        .as_ref()
+        .and_then(|s| s.account_id.clone())
+        .or_else(|| {
+            canonical_login(&user.spec.login)
+                .ok()
+                .map(|l| account_id(&l))
+        })
+}
+
 /// Every account a reconcile of `user` may touch, in the one global order every reconcile takes
 /// their locks in (sorted, no repeats): the account of its login (`account`) and, when its login
 /// changed, the account it leaves. Two Users swapping logins then wait for each other's locks in
@@ -907,6 +921,25 @@ mod tests {
         let mut going = (*other).clone();
         going.metadata.deletion_timestamp = Some(Time(ts(NOW)));
         assert!(last_member(&me, &id, &[Arc::new(going)]));
+    }
+
+    #[test]
+    fn a_deleted_user_leaves_the_account_its_status_recorded_whatever_its_login_says_now() {
+        let mut me = alice();
+        assert_eq!(
+            account_to_leave(&me),
+            Some(account_id("alice@example.com")),
+            "nothing recorded yet: its login's"
+        );
+        me.status = Some(UserStatus {
+            account_id: Some(account_id("alice@example.com")),
+            ..Default::default()
+        });
+        me.spec.login = "bob@example.com".into();
+        assert_eq!(account_to_leave(&me), Some(account_id("alice@example.com")));
+        me.status = None;
+        me.spec.login = "not a login".into();
+        assert_eq!(account_to_leave(&me), None);
     }
 
     #[test]

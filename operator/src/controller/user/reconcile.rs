@@ -12,7 +12,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::controller::Action,
 };
-use usher_crds::{User, login::canonical_login};
+use usher_crds::User;
 
 use super::{apply, observe, plan, status};
 use crate::{
@@ -163,14 +163,13 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
 
 /// Removes the membership; the account goes with its last membership.
 async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<(), Error> {
-    let Ok(login) = canonical_login(&user.spec.login) else {
+    let Some(id) = plan::account_to_leave(&user) else {
         return Ok(());
     };
-    let id = account_id(&login);
     let _locks = ctx.locks.lock(std::slice::from_ref(&id)).await;
     if plan::last_member(&user, &id, &ctx.users.state()) {
         ctx.accounts.delete_id(&id).await?;
-        tracing::info!(%login, "account deleted with its last membership");
+        tracing::info!(account = %id, "account deleted with its last membership");
     } else if let Some(account) = ctx.accounts.get_id(&id).await? {
         // The account stays for its other memberships; this one's key and record go.
         ctx.accounts
