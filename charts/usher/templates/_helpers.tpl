@@ -134,3 +134,32 @@ service:
 caBundle: {{ .caBundle }}
 {{- end }}
 {{- end -}}
+
+{{/* Egress rules of a pod: the API server (networkPolicy.apiServerTo) and DNS
+     (networkPolicy.dnsTo), plus the SMTP relay (networkPolicy.smtpTo) when "smtp" is true.
+     An empty peer list leaves that port open to every address. */}}
+{{- define "usher.egress" -}}
+{{- $np := .root.Values.networkPolicy -}}
+- ports:
+    - {port: 443, protocol: TCP}
+    - {port: 6443, protocol: TCP}
+  {{- with $np.apiServerTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+  {{- with $np.dnsTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- if .smtp }}
+- ports:
+    - {port: {{ $np.smtpPort }}, protocol: TCP}
+  {{- with $np.smtpTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end -}}

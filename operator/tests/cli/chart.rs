@@ -478,7 +478,35 @@ fn assert_release(env: &Envtest, release: &str, ns: &str, full: bool) {
     assert_auth_reaches_no_secret_outside(&objects, &account(auth), ns);
     assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
     // NetworkPolicies by default: one per pod.
-    assert_eq!(of_kind(&objects, "NetworkPolicy").len(), 3);
+    let policies = of_kind(&objects, "NetworkPolicy");
+    assert_eq!(policies.len(), 3);
+    // Egress: by default DNS goes to the cluster DNS pods alone; with the full values every
+    // port goes only to the peers named (the API server, DNS, the relay), and only the
+    // controller reaches the relay.
+    for np in &policies {
+        let rules = np["spec"]["egress"].as_array().unwrap();
+        for rule in rules {
+            let dns = rule["ports"][0]["port"] == 53;
+            assert_eq!(
+                rule["to"].as_array().is_some_and(|to| !to.is_empty()),
+                full || dns,
+                "{np}"
+            );
+        }
+        let smtp = rules.iter().any(|r| {
+            let port = if full { 465 } else { 587 };
+            r["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["port"] == port)
+        });
+        let is_controller = np["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-controller");
+        assert_eq!(smtp, is_controller, "{np}");
+    }
 
     let vwc = of_kind(&objects, "ValidatingWebhookConfiguration");
     let hooks = vwc[0]["webhooks"].as_array().unwrap();
