@@ -267,6 +267,31 @@ impl Envtest {
         &self.kubeconfig
     }
 
+    /// A kubeconfig beside [`Envtest::kubeconfig`] whose requests impersonate `user` in
+    /// `groups` (kubectl's `--as`): a process run with it has exactly the rights RBAC gives
+    /// that identity, such as a ServiceAccount's under a chart's rules.
+    pub fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let text = fs::read_to_string(&self.kubeconfig)?;
+        let groups: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+        let impersonating = text.replacen(
+            "  user:\n",
+            &format!(
+                "  user:\n    as: \"{user}\"\n    as-groups: [{}]\n",
+                groups.join(", ")
+            ),
+            1,
+        );
+        let name: String = user
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = self
+            .kubeconfig
+            .with_file_name(format!("kubeconfig-as-{name}"));
+        fs::write(&path, impersonating)?;
+        Ok(path)
+    }
+
     /// The API server's URL.
     pub fn server(&self) -> &str {
         &self.server

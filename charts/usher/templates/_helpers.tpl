@@ -11,6 +11,11 @@
 {{- printf "%s-controller" (include "usher.fullname" .) -}}
 {{- end -}}
 
+{{/* The ClusterRole the controller binds to itself in each organisation namespace. */}}
+{{- define "usher.secretsRole" -}}
+{{- printf "%s-secrets" (include "usher.controllerName" .) -}}
+{{- end -}}
+
 {{- define "usher.authName" -}}
 {{- printf "%s-auth" (include "usher.fullname" .) -}}
 {{- end -}}

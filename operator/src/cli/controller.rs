@@ -47,6 +47,11 @@ pub struct ControllerArgs {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "USHER_PROBE_LISTEN", default_value = "0.0.0.0:8081")]
     pub probe_listen: SocketAddr,
+    /// The ClusterRole (Secrets: read, write, delete) the controller binds to itself in each
+    /// organisation namespace, so that it needs no cluster-wide rule on Secrets. Unset: it binds
+    /// nothing and relies on the rights it has.
+    #[arg(long, env = "USHER_SECRETS_ROLE")]
+    pub secrets_role: Option<String>,
     /// How long a leader's Lease lasts without renewal; a standby takes over after it.
     #[arg(long, env = "USHER_LEASE_DURATION", default_value = "15s")]
     pub lease_duration: usher_crds::Duration,
@@ -91,6 +96,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         mail_from: args.mail_from,
         invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),
         reset_ttl: args.reset_ttl.get().max(Duration::from_secs(60)),
+        secrets_role: args.secrets_role.filter(|r| !r.is_empty()),
     };
     let result = tokio::select! {
         r = controller::run(client, settings, mailer, metrics, ready) => r,

@@ -93,6 +93,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         mail_from: "Usher <usher@usher.invalid>".into(),
         invitation_ttl: Duration::from_secs(24 * 3600),
         reset_ttl: Duration::from_secs(3600),
+        // `usher dev` runs as the cluster's admin: nothing to bind.
+        secrets_role: None,
     };
     let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
     let controller = tokio::spawn(controller::run(

@@ -20,7 +20,9 @@ use kube::{
 };
 use usher_crds::{Organisation, Profile, User};
 
-use super::{backoff::Backoff, locks::AccountLocks, metrics::Metrics};
+use super::{
+    backoff::Backoff, grant::Grant, key_secrets::KeySecrets, locks::AccountLocks, metrics::Metrics,
+};
 use crate::{
     account::AccountStore,
     keys::Keys,
@@ -49,6 +51,10 @@ pub struct Settings {
     pub invitation_ttl: Duration,
     /// Lifetime of a password reset link.
     pub reset_ttl: Duration,
+    /// The ClusterRole the controller binds to itself in each organisation namespace it holds
+    /// (see `grant`); `None`: it binds nothing (it runs with rights of its own, as in `usher
+    /// dev`).
+    pub secrets_role: Option<String>,
 }
 
 /// The caches the reconcilers read, and the channels that ask for recounts.
@@ -68,8 +74,10 @@ pub struct Caches {
     pub recount_profiles: UnboundedSender<ObjectRef<Profile>>,
     /// The account Secrets of the operator namespace.
     pub accounts: Cache<Secret>,
-    /// The API-key Secrets this controller delivered (label `usher.dev/user`).
-    pub key_secrets: Cache<Secret>,
+    /// The API-key Secrets this controller delivered, per organisation namespace.
+    pub key_secrets: Arc<KeySecrets>,
+    /// See [`Context::grant`].
+    pub grant: Option<Grant>,
 }
 
 /// What waits for a recount: the namespaces whose Organisation counts members (resolved when
@@ -103,8 +111,10 @@ pub struct Context {
     pub organisations: Store<Organisation>,
     /// See `users`.
     pub profiles: Store<Profile>,
-    /// The delivered API-key Secrets.
-    pub key_secrets: Cache<Secret>,
+    /// The delivered API-key Secrets, per organisation namespace.
+    pub key_secrets: Arc<KeySecrets>,
+    /// What the controller binds to itself in each organisation namespace, if anything.
+    pub grant: Option<Grant>,
     account_cache: Cache<Secret>,
     recorder: Recorder,
     synced: tokio::sync::watch::Receiver<bool>,
@@ -136,6 +146,7 @@ impl Context {
                 .with_cache(caches.accounts.clone()),
             account_cache: caches.accounts,
             key_secrets: caches.key_secrets,
+            grant: caches.grant,
             recorder: Recorder::new(
                 client.clone(),
                 Reporter {
@@ -181,9 +192,10 @@ impl Context {
         };
     }
 
-    /// True once the account and key caches hold their first list.
+    /// True once the account cache holds its first list (a key Secret that its namespace's
+    /// cache does not hold yet is read from the API server).
     pub fn secrets_ready(&self) -> bool {
-        self.account_cache.is_ready() && self.key_secrets.is_ready()
+        self.account_cache.is_ready()
     }
 
     /// `user`, or the version of it this process wrote last when that is newer (the cache has

@@ -3,12 +3,16 @@
 //! - [`run`](run::run) wires the three controllers and what they watch; every reconcile goes
 //!   through its cache sync, timing and backoff.
 //! - `context`: what reconciles share; `status`: conditions and the one status write;
-//!   `locks` (per-account locks, taken in one order); `backoff`; `error`; `metrics`.
+//!   `locks` (per-account locks, taken in one order); `grant` (the RoleBinding that lets the
+//!   controller reach an organisation namespace's Secrets); `key_secrets` (the delivered keys, watched
+//!   per organisation namespace); `backoff`; `error`; `metrics`.
 //! - `organisation`, `profile`: one reconciler each; `user/`: observe → plan (pure) → apply.
 
 mod backoff;
 mod context;
 mod error;
+mod grant;
+mod key_secrets;
 mod locks;
 mod metrics;
 mod organisation;

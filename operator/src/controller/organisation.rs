@@ -13,6 +13,7 @@ use usher_crds::{LABEL_ORGANISATION, Organisation, rules};
 use super::{
     context::{Context, MANAGER},
     error::Error,
+    grant,
     status::{Progress, apply_status, set_progress},
 };
 use crate::{
@@ -110,6 +111,14 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
                     .await;
                 }
             }
+            // The controller reaches the key Secrets there (a RoleBinding of its own), and
+            // watches those it delivered.
+            if let Some(grant) = &ctx.grant
+                && grant::ensure(&ctx.client, grant, &ns_name, MANAGER).await?
+            {
+                tracing::info!(namespace = %ns_name, role = %grant.role, "bound the Secrets role");
+            }
+            ctx.key_secrets.watch(&ns_name);
             set_progress(
                 &mut status.conditions,
                 &Progress::Ready(
@@ -122,6 +131,14 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
             status.namespace = Some(ns_name.clone());
         }
     }
+    // Namespaces no Organisation holds any more are watched no longer.
+    ctx.key_secrets.keep_only(
+        &ctx.organisations
+            .state()
+            .iter()
+            .map(|o| o.namespace_name())
+            .collect(),
+    );
     if let Some(users) = ctx.counted_users() {
         let members = users
             .state_filter(|u| {

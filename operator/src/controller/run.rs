@@ -16,18 +16,19 @@ use kube::{
     },
 };
 use tracing::Instrument;
-use usher_crds::{LABEL_ACCOUNT, LABEL_USER, Organisation, Profile, User};
+use usher_crds::{LABEL_ACCOUNT, Organisation, Profile, User};
 
 use super::{
     backoff,
     context::{Caches, Context, Settings},
     error::Error,
+    grant,
+    key_secrets::KeySecrets,
     metrics::Metrics,
     organisation, profile, user,
 };
 use crate::{
     account::AccountIndex,
-    apikey::delivery,
     keys::Keys,
     mail::Mailer,
     runtime::{
@@ -102,15 +103,15 @@ pub async fn run(
         watcher::Config::default().labels(LABEL_ACCOUNT),
         account_changed,
     ));
-    // Anyone may label a Secret so, anywhere: the cache keeps a digest of each (metadata and
-    // the key's hash), never its data.
-    let key_secrets = Cache::<Secret>::mapped(delivery::digest, no_index as IndexFn<Secret>);
+    // The delivered keys, watched in the organisation namespaces only (started by each
+    // Organisation's reconcile); each cache keeps a digest of a Secret, never its data.
     let (key_secret_changed, key_secrets_changed) = futures::channel::mpsc::unbounded();
-    tokio::spawn(key_secrets.run_notifying(
-        Api::all(client.clone()),
-        watcher::Config::default().labels(LABEL_USER),
-        key_secret_changed,
-    ));
+    let key_secrets = Arc::new(KeySecrets::new(client.clone(), key_secret_changed));
+    // Who to give access to them, in each organisation namespace.
+    let grant = match &settings.secrets_role {
+        Some(role) => Some(grant::for_self(&client, role).await?),
+        None => None,
+    };
 
     let caches = Caches {
         users: user_store.clone(),
@@ -121,6 +122,7 @@ pub async fn run(
         recount_profiles,
         accounts,
         key_secrets,
+        grant,
     };
     // API keys are sealed in accounts with the key every auth replica shares.
     let keys = Keys::load_or_create(client.clone(), &namespace).await?;

@@ -16,7 +16,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn chart() -> PathBuf {
+pub(crate) fn chart() -> PathBuf {
     root().join("charts/usher")
 }
 
@@ -37,10 +37,10 @@ fn tools() -> PathBuf {
 }
 
 /// The output of a finished command: success, stdout, stderr.
-struct Run {
-    ok: bool,
-    out: String,
-    err: String,
+pub(crate) struct Run {
+    pub ok: bool,
+    pub out: String,
+    pub err: String,
 }
 
 fn run(cmd: &mut Command) -> Run {
@@ -53,7 +53,7 @@ fn run(cmd: &mut Command) -> Run {
 }
 
 /// `helm` with `args`, against `kubeconfig` when given (its caches in a temporary home).
-fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Run {
+pub(crate) fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Run {
     let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
     let mut cmd = Command::new(tools().join("helm"));
     cmd.args(args)
@@ -66,7 +66,7 @@ fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Run {
     run(&mut cmd)
 }
 
-fn kubectl(env: &Envtest, args: &[&str]) -> Run {
+pub(crate) fn kubectl(env: &Envtest, args: &[&str]) -> Run {
     run(Command::new(tools().join("kubectl"))
         .arg("--kubeconfig")
         .arg(env.kubeconfig())
@@ -84,7 +84,7 @@ fn ci_values() -> Vec<PathBuf> {
     files
 }
 
-fn values_file(yaml: &str) -> tempfile::NamedTempFile {
+pub(crate) fn values_file(yaml: &str) -> tempfile::NamedTempFile {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), yaml).unwrap();
     f
@@ -113,7 +113,7 @@ fn template(values: &str) -> Run {
     template_with(f.path())
 }
 
-const MINIMAL: &str = "publicUrl: https://usher.example.com\nsmtp:\n  url: smtp://relay.example.com:587?tls=required\n";
+pub(crate) const MINIMAL: &str = "publicUrl: https://usher.example.com\nsmtp:\n  url: smtp://relay.example.com:587?tls=required\n";
 
 #[test]
 fn helm_lint_strict_passes_for_each_ci_values_file() {

@@ -15,3 +15,4 @@ mod crds;
 mod dev;
 mod image;
 mod plugin;
+mod rbac;

@@ -1,0 +1,108 @@
+//! The API-key Secrets the controller delivered, watched per organisation namespace: one watch
+//! of Secrets labelled `usher.dev/user` in each namespace an Organisation holds, started when
+//! the Organisation's reconcile has made the RoleBinding that lets the controller read there,
+//! and stopped when no Organisation holds the namespace any more. A Secret labelled so anywhere
+//! else is never seen (and the controller may not read it: it has no cluster-wide rule on
+//! Secrets). Each cache keeps a digest of a Secret (`delivery::digest`), never its data.
+//!
+//! A Secret the caches do not hold is read from the API server, so a reconcile that runs before
+//! its namespace's watch has listed is correct, only slower.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt, runtime::watcher};
+use usher_crds::LABEL_USER;
+
+use crate::{
+    apikey::delivery,
+    runtime::cache::{Cache, IndexFn},
+};
+
+/// The caches read Secrets by name: no index.
+fn no_index(_: &Secret) -> Vec<String> {
+    Vec::new()
+}
+
+struct Watch {
+    cache: Cache<Secret>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The watches, by namespace; cheap to share behind an `Arc`.
+pub struct KeySecrets {
+    client: Client,
+    /// Where each watch sends the Secrets that changed (they wake the User that owns them).
+    changed: UnboundedSender<Arc<Secret>>,
+    watches: Mutex<HashMap<String, Watch>>,
+}
+
+impl KeySecrets {
+    /// No watch yet; changes go to `changed`.
+    pub fn new(client: Client, changed: UnboundedSender<Arc<Secret>>) -> KeySecrets {
+        KeySecrets {
+            client,
+            changed,
+            watches: Mutex::default(),
+        }
+    }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watch>> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Watches namespace `ns`, unless it is watched already. Call it once the controller may
+    /// read there: until then the watch retries with backoff.
+    pub fn watch(&self, ns: &str) {
+        let mut watches = self.watches();
+        if watches.contains_key(ns) {
+            return;
+        }
+        let cache = Cache::<Secret>::mapped(delivery::digest, no_index as IndexFn<Secret>);
+        let task = tokio::spawn(cache.run_notifying(
+            Api::namespaced(self.client.clone(), ns),
+            watcher::Config::default().labels(LABEL_USER),
+            self.changed.clone(),
+        ));
+        tracing::debug!(namespace = ns, "watching API-key Secrets");
+        watches.insert(ns.to_owned(), Watch { cache, task });
+    }
+
+    /// Stops the watches of namespaces not in `held` (no Organisation holds them any more).
+    pub fn keep_only(&self, held: &HashSet<String>) {
+        self.watches().retain(|ns, _| held.contains(ns));
+    }
+
+    fn cache(&self, ns: &str) -> Option<Cache<Secret>> {
+        self.watches().get(ns).map(|w| w.cache.clone())
+    }
+
+    /// The digest of Secret `name` in `ns`, when its namespace's watch holds it.
+    pub fn get(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+        self.cache(ns)?.get(ns, name)
+    }
+
+    /// Forgets Secret `name` in `ns`, which this process just deleted.
+    pub fn forget(&self, ns: &str, name: &str) {
+        if let Some(c) = self.cache(ns) {
+            c.forget(ns, name);
+        }
+    }
+
+    /// Applies a Secret this process just wrote to its namespace's cache.
+    pub fn apply_own_write(&self, secret: Secret) {
+        if let Some(c) = self.cache(&secret.namespace().unwrap_or_default()) {
+            c.apply_own_write(secret);
+        }
+    }
+}
