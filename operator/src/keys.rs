@@ -85,6 +85,31 @@ impl Keys {
                 }
             }
         };
+        Keys::from_secret(secret)
+    }
+
+    /// Reads the keys from `namespace`, waiting for the controller to create them (the auth
+    /// server never makes its own: keys made while the controller moves the accounts from an
+    /// earlier layout would not open what the old keys sealed).
+    pub async fn wait_for(client: kube::Client, namespace: &str) -> Result<Keys, KeysError> {
+        let api: Api<Secret> = Api::namespaced(client, namespace);
+        let mut told = false;
+        loop {
+            if let Some(secret) = api.get_opt(SECRET_NAME).await? {
+                return Keys::from_secret(secret);
+            }
+            if !told {
+                tracing::info!(
+                    namespace,
+                    "waiting for the controller to create {SECRET_NAME}"
+                );
+                told = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    fn from_secret(secret: Secret) -> Result<Keys, KeysError> {
         let data = secret.data.unwrap_or_default();
         let key = |name: &'static str| -> Result<[u8; 32], KeysError> {
             data.get(name)

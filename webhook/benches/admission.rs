@@ -112,6 +112,7 @@ fn main() {
             source: Source::Fixed(Arc::new(cluster())),
             config: Config {
                 operator_namespace: "usher-system".into(),
+                accounts_namespace: None,
             },
             metrics: Metrics::default(),
         });

@@ -25,6 +25,9 @@ struct Args {
     /// The operator's namespace, which no organisation may hold.
     #[arg(long, env = "USHER_NAMESPACE", default_value = "usher-system")]
     namespace: String,
+    /// The accounts namespace, which no organisation may hold either.
+    #[arg(long, env = "USHER_ACCOUNTS_NAMESPACE")]
+    accounts_namespace: Option<String>,
 }
 
 #[tokio::main]
@@ -44,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         source: Source::Cluster(Caches::start(client)),
         config: Config {
             operator_namespace: args.namespace,
+            accounts_namespace: args.accounts_namespace.filter(|n| !n.is_empty()),
         },
         metrics: Metrics::default(),
     });

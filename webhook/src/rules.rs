@@ -69,8 +69,11 @@ fn live_in(user: &User, namespace: &str) -> bool {
 /// Settings the rules depend on.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The operator's namespace (account Secrets); never an organisation's.
+    /// The operator's namespace; never an organisation's.
     pub operator_namespace: String,
+    /// The namespace of the account Secrets, when it is not the operator's; never an
+    /// organisation's either (the controller would deliver keys there and bind itself in it).
+    pub accounts_namespace: Option<String>,
 }
 
 /// The webhook's answer.
@@ -256,6 +259,7 @@ fn organisation(
     if SYSTEM_NAMESPACES.contains(&ns.as_str())
         || ns.starts_with("kube-")
         || ns == config.operator_namespace
+        || config.accounts_namespace.as_deref() == Some(ns.as_str())
     {
         return Err(Violation::SystemNamespace {
             defaulted,
@@ -368,6 +372,7 @@ mod tests {
     fn config() -> Config {
         Config {
             operator_namespace: "usher-system".into(),
+            accounts_namespace: Some("usher-system-accounts".into()),
         }
     }
 
@@ -605,6 +610,8 @@ mod tests {
             "{m}"
         );
         let m = denied(create_org("gamma", Some("usher-system")));
+        assert!(m.contains("system namespace"), "{m}");
+        let m = denied(create_org("gamma", Some("usher-system-accounts")));
         assert!(m.contains("system namespace"), "{m}");
         let m = denied(create_org("gamma", Some("kube-flannel")));
         assert!(m.contains("system namespace"), "{m}");

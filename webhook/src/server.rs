@@ -238,6 +238,7 @@ mod tests {
             })),
             config: Config {
                 operator_namespace: "usher-system".into(),
+                accounts_namespace: None,
             },
             metrics: Metrics::default(),
         }))

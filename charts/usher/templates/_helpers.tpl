@@ -11,6 +11,12 @@
 {{- printf "%s-controller" (include "usher.fullname" .) -}}
 {{- end -}}
 
+{{/* Where the accounts and usher-keys live, and nothing else: accounts.namespace, by default
+     <release namespace>-accounts. */}}
+{{- define "usher.accountsNamespace" -}}
+{{- .Values.accounts.namespace | default (printf "%s-accounts" .Release.Namespace) -}}
+{{- end -}}
+
 {{/* The ClusterRole the controller binds to itself in each organisation namespace. */}}
 {{- define "usher.secretsRole" -}}
 {{- printf "%s-secrets" (include "usher.controllerName" .) -}}

@@ -34,7 +34,7 @@ pub async fn run(
     listener: TcpListener,
     metrics: Option<TcpListener>,
 ) -> anyhow::Result<()> {
-    let keys = Keys::load_or_create(client.clone(), &settings.namespace).await?;
+    let keys = Keys::wait_for(client.clone(), &settings.namespace).await?;
     let header_timeout = settings.header_timeout;
     let state = AuthState::new(client, settings, keys, Clock::system())?;
     state.start_caches();

@@ -28,6 +28,10 @@ pub struct AccountArgs {
         global = true
     )]
     pub namespace: String,
+    /// The namespace of the account Secrets (the chart's `<release namespace>-accounts`).
+    /// Default: `--namespace`.
+    #[arg(long, env = "USHER_ACCOUNTS_NAMESPACE", global = true)]
+    pub accounts_namespace: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: AccountCommand,
@@ -75,9 +79,14 @@ pub enum AccountCommand {
 
 /// Runs an `usher account` command, writing its report to `out`.
 pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let store = AccountStore::new(client.clone(), &args.namespace);
+    let namespace = args
+        .accounts_namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| args.namespace.clone());
+    let store = AccountStore::new(client.clone(), &namespace);
     match args.command {
-        AccountCommand::List => list(&client, &args.namespace, out).await,
+        AccountCommand::List => list(&client, &namespace, out).await,
         AccountCommand::ResetMfa { login } => {
             let login = canonical(&login)?;
             let account = existing(&store, &login).await?;
@@ -167,7 +176,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             let new_id = account_id(&new);
             // TOTP secrets and API keys are sealed to their account id: seal them again.
             let keys = if has_sealed(&account) {
-                Some(Keys::load_or_create(client.clone(), &args.namespace).await?)
+                Some(Keys::load_or_create(client.clone(), &namespace).await?)
             } else {
                 None
             };

@@ -90,8 +90,11 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         acquired = elector.acquire() => acquired?,
         () = shutdown_signal() => return Ok(()),
     }
+    let accounts_namespace = args.common.accounts_namespace();
     let settings = controller::Settings {
-        namespace: args.common.namespace,
+        moved_from: (accounts_namespace != args.common.namespace)
+            .then(|| args.common.namespace.clone()),
+        namespace: accounts_namespace,
         public_url: args.common.public_url,
         mail_from: args.mail_from,
         invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),

@@ -95,6 +95,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         reset_ttl: Duration::from_secs(3600),
         // `usher dev` runs as the cluster's admin: nothing to bind.
         secrets_role: None,
+        moved_from: None,
     };
     let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
     let controller = tokio::spawn(controller::run(

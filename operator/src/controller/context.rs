@@ -41,8 +41,11 @@ pub const MANAGER: &str = "usher-controller";
 /// Settings of `usher controller`.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The operator namespace (account Secrets).
+    /// The accounts namespace (account Secrets and `usher-keys`).
     pub namespace: String,
+    /// The namespace to move accounts from at start (where earlier versions kept them), when
+    /// it is not `namespace`.
+    pub moved_from: Option<String>,
     /// Base URL of the auth server, for invitation links.
     pub public_url: String,
     /// Sender of invitation emails.

@@ -6,6 +6,7 @@
 //!   `locks` (per-account locks, taken in one order); `grant` (the RoleBinding that lets the
 //!   controller reach an organisation namespace's Secrets); `key_secrets` (the delivered keys, watched
 //!   per organisation namespace); `backoff`; `error`; `metrics`.
+//! - `relocate`: moves accounts of an earlier layout into the accounts namespace at start.
 //! - `organisation`, `profile`: one reconciler each; `user/`: observe → plan (pure) → apply.
 
 mod backoff;
@@ -17,6 +18,7 @@ mod locks;
 mod metrics;
 mod organisation;
 mod profile;
+mod relocate;
 mod run;
 mod status;
 mod user;

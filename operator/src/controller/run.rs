@@ -25,7 +25,7 @@ use super::{
     grant,
     key_secrets::KeySecrets,
     metrics::Metrics,
-    organisation, profile, user,
+    organisation, profile, relocate, user,
 };
 use crate::{
     account::AccountIndex,
@@ -96,6 +96,10 @@ pub async fn run(
     // API server (a restart lists them once instead of reading one per User).
     // Their changes wake the Users they concern once the cache holds them, so the reconcile
     // reads what woke it (a second watch would race with the cache).
+    // Accounts of an earlier layout move first, before anything reads them (the keys too).
+    if let Some(from) = &settings.moved_from {
+        relocate::accounts(&client, from, &namespace).await?;
+    }
     let accounts = Cache::<Secret>::new(no_index as IndexFn<Secret>);
     let (account_changed, accounts_changed) = futures::channel::mpsc::unbounded();
     tokio::spawn(accounts.run_notifying(

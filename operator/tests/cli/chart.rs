@@ -347,8 +347,9 @@ fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
-/// The auth server's ServiceAccount `sa` is bound to no cluster-wide rule on Secrets; its
-/// Secrets rule is a Role in the release namespace `ns` (accounts and usher-keys).
+/// The auth server's ServiceAccount `sa` is bound to no cluster-wide rule on Secrets, and to
+/// none in the release namespace `ns` (Helm's release records, the webhook's TLS key); its
+/// Secrets rule is a Role in the accounts namespace `<ns>-accounts` (accounts and usher-keys).
 fn assert_auth_reaches_no_secret_outside(objects: &[Value], sa: &str, ns: &str) {
     let bound = |binding_kind: &str| -> Vec<String> {
         of_kind(objects, binding_kind)
@@ -388,12 +389,31 @@ fn assert_auth_reaches_no_secret_outside(objects: &[Value], sa: &str, ns: &str) 
         );
     }
     let roles = bound("RoleBinding");
-    let in_release = of_kind(objects, "Role").into_iter().any(|r| {
-        roles.iter().any(|n| r["metadata"]["name"] == n.as_str())
-            && r["metadata"]["namespace"] == ns
-            && secrets_rule(r)
-    });
-    assert!(in_release, "the auth server needs its accounts in {ns}");
+    let secrets_in = |namespace: &str| {
+        of_kind(objects, "Role").into_iter().any(|r| {
+            roles.iter().any(|n| r["metadata"]["name"] == n.as_str())
+                && r["metadata"]["namespace"] == namespace
+                && secrets_rule(r)
+        })
+    };
+    let accounts = format!("{ns}-accounts");
+    assert!(
+        secrets_in(&accounts),
+        "the auth server needs its accounts in {accounts}"
+    );
+    assert!(
+        !secrets_in(ns),
+        "the auth server reaches the Secrets of the release namespace {ns}"
+    );
+    // The accounts namespace is the chart's, kept on uninstall.
+    let namespace = of_kind(objects, "Namespace")
+        .into_iter()
+        .find(|n| n["metadata"]["name"] == accounts.as_str())
+        .expect("the accounts namespace");
+    assert_eq!(
+        namespace["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
 }
 
 /// What a user checks of an installed release `release` in `ns`.
@@ -476,6 +496,26 @@ fn assert_release(env: &Envtest, release: &str, ns: &str, full: bool) {
         assert!(image.ends_with(":0.1.0"), "{image}");
     }
     assert_auth_reaches_no_secret_outside(&objects, &account(auth), ns);
+    // Every process is told where the accounts are, and the webhook keeps Organisations out of
+    // both namespaces (before, it was told neither and guarded `usher-system` whatever the
+    // release's namespace).
+    let accounts = format!("{ns}-accounts");
+    let webhook = deployments
+        .iter()
+        .find(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-webhook")
+        })
+        .unwrap();
+    for d in [controller, auth, webhook] {
+        assert_eq!(
+            env_of(d, "USHER_ACCOUNTS_NAMESPACE").as_deref(),
+            Some(accounts.as_str())
+        );
+        assert_eq!(env_of(d, "USHER_NAMESPACE").as_deref(), Some(ns));
+    }
     assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
     // NetworkPolicies by default: one per pod.
     let policies = of_kind(&objects, "NetworkPolicy");
@@ -712,8 +752,37 @@ async fn install_upgrade_and_uninstall_on_a_real_api_server_leave_nothing_behind
         assert!(r.ok, "helm uninstall {release}: {}{}", r.out, r.err);
         let left = leftovers(&env, release);
         assert!(left.trim().is_empty(), "{release} left behind:\n{left}");
+        // The accounts namespace stays, as the accounts in it do.
+        let kept = kubectl(&env, &["get", "namespace", &format!("{ns}-accounts")]);
+        assert!(kept.ok, "{}", kept.err);
     }
-    // As Helm does, the CRDs stay (deleting them would delete every User); nothing else does.
+    // Installing again adopts the accounts namespace kept.
+    let again = helm(
+        &[
+            "install",
+            "usher",
+            chart_path,
+            "--namespace",
+            "usher-system",
+            "-f",
+            minimal.to_str().unwrap(),
+        ],
+        kubeconfig,
+    );
+    assert!(again.ok, "helm install again: {}{}", again.out, again.err);
+    let r = helm(
+        &[
+            "uninstall",
+            "usher",
+            "--namespace",
+            "usher-system",
+            "--wait",
+        ],
+        kubeconfig,
+    );
+    assert!(r.ok, "{}", r.err);
+    // As Helm does, the CRDs stay (deleting them would delete every User); nothing else does but
+    // the accounts namespaces.
     let crds = kubectl(&env, &["get", "crd", "users.usher.dev", "-o", "name"]);
     assert!(crds.ok, "{}", crds.err);
     let profiles = kubectl(&env, &["get", "profiles", "-o", "name"]);
