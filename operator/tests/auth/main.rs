@@ -94,6 +94,20 @@ pub async fn active_member(
     (org, name, login)
 }
 
+/// Kill Session on User `name` in `ns`, as a platform team runs it: the annotation with `value`.
+pub async fn kill_sessions(client: &Client, ns: &str, name: &str, value: &str) {
+    Api::<User>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!(
+                {"metadata": {"annotations": {"usher.dev/kill-sessions": value}}}
+            )),
+        )
+        .await
+        .unwrap();
+}
+
 /// Waits until `cookie` is refused as ended (`session_ended`) on both replicas.
 pub async fn ended_everywhere(h: &Harness, cookie: &str, what: &str) {
     for server in [&h.a, &h.b] {

@@ -103,14 +103,7 @@ async fn kill_session_logout_and_switching_take_effect_on_every_replica() {
 
     // Kill Session (the annotation) ends the sessions acting in its organisation at the next
     // request.
-    Api::<User>::namespaced(client.clone(), &org1.ns)
-        .patch(
-            &name1,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"usher.dev/kill-sessions": "k1"}}})),
-        )
-        .await
-        .unwrap();
+    kill_sessions(&client, &org1.ns, &name1, "k1").await;
     eventually(
         "the kill to be recorded",
         Duration::from_secs(20),
@@ -405,14 +398,7 @@ async fn sessions_ended_by_kill_or_removal_stay_ended_when_the_user_is_made_agai
     wait_phase(&client, &ns2, "second", UserPhase::Active).await;
 
     let killed = h.a.session_in(&login, PASSWORD, &org1.name).await;
-    users1
-        .patch(
-            &name1,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"usher.dev/kill-sessions": "k1"}}})),
-        )
-        .await
-        .unwrap();
+    kill_sessions(&client, &org1.ns, &name1, "k1").await;
     ended_everywhere(h, &killed, "the Kill Session").await;
     let removed = h.a.session_in(&login, PASSWORD, &org1.name).await;
 

@@ -446,14 +446,7 @@ async fn kill_session_in_one_organisation_leaves_the_person_signed_in_elsewhere(
     let in_y = h.b.session_in(&login, PASSWORD, &y.name).await;
 
     // An admin of X kills the person's sessions there.
-    Api::<User>::namespaced(client.clone(), &x.ns)
-        .patch(
-            "both",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"usher.dev/kill-sessions": "x1"}}})),
-        )
-        .await
-        .unwrap();
+    kill_sessions(&client, &x.ns, "both", "x1").await;
     ended_everywhere(h, &in_x, "the session in X to end").await;
     // The session in Y goes on, on both replicas, and cannot switch back into X.
     for server in [&h.a, &h.b] {
