@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         acct: "a".into(),
         auid: "u".into(),
         org: token.to_owned(),
+        muid: "m".into(),
         iat: 1,
         seen: 1,
         auth: 1,
