@@ -7,11 +7,12 @@
 use std::{process::Command, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::{
     Api,
-    api::{DeleteParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use usher_crds::{User, UserPhase};
+use usher_crds::{Organisation, User, UserPhase};
 use usher_testkit::{Envtest, Process, SmtpSink};
 
 use super::chart::{MINIMAL, chart, helm, kubectl, values_file};
@@ -222,6 +223,33 @@ async fn under_the_charts_rbac_the_controller_and_the_auth_server_do_their_job_a
     // The organisation's namespace through the controller's own RoleBinding, no further.
     assert!(can(env, CONTROLLER, "list", "secrets", &ns));
     assert!(!can(env, CONTROLLER, "list", "secrets", "kube-system"));
+    // The Organisation reconciled again (a new spec) rewrites no RoleBinding.
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns);
+    let role = chart_env("templates/controller.yaml", "USHER_SECRETS_ROLE");
+    let before = bindings.get(&role).await.unwrap().metadata.resource_version;
+    let orgs = Api::<Organisation>::all(client.clone());
+    let edited = orgs
+        .patch(
+            &org.name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"displayName": "Renamed"}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the Organisation reconciled again",
+        Duration::from_secs(20),
+        || async {
+            let o = orgs.get(&org.name).await.unwrap();
+            (o.status?.observed_generation == edited.metadata.generation).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        bindings.get(&role).await.unwrap().metadata.resource_version,
+        before
+    );
+
     // It watches what it delivered there: a deleted key Secret comes back.
     secrets
         .delete("second-api-key", &DeleteParams::default())
