@@ -14,7 +14,11 @@
 {{/* Where the accounts and usher-keys live, and nothing else: accounts.namespace, by default
      <release namespace>-accounts. */}}
 {{- define "usher.accountsNamespace" -}}
-{{- .Values.accounts.namespace | default (printf "%s-accounts" .Release.Namespace) -}}
+{{- $ns := .Values.accounts.namespace | default (printf "%s-accounts" .Release.Namespace) -}}
+{{- if eq $ns .Release.Namespace -}}
+{{- fail "accounts.namespace must not be the release namespace: the auth server's Role there would reach Helm's release records and the webhook's TLS key; leave it empty for <release namespace>-accounts" -}}
+{{- end -}}
+{{- $ns -}}
 {{- end -}}
 
 {{/* The ClusterRole the controller binds to itself in each organisation namespace. */}}

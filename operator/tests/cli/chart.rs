@@ -153,6 +153,16 @@ fn the_defaults_alone_name_each_required_value_and_nothing_else() {
 }
 
 #[test]
+fn the_accounts_namespace_is_never_the_release_namespace() {
+    let same = template(&format!("{MINIMAL}accounts:\n  namespace: usher-system\n"));
+    assert!(!same.ok, "accounts in the release namespace");
+    assert!(same.err.contains("accounts.namespace"), "{}", same.err);
+    let other = template(&format!("{MINIMAL}accounts:\n  namespace: people\n"));
+    assert!(other.ok, "{}", other.err);
+    assert!(other.out.contains("name: people\n"), "the namespace is made");
+}
+
+#[test]
 fn trusted_proxies_need_the_network_policy_to_name_who_may_reach_the_auth_server() {
     // With trusted proxies, any pod reaching port 8080 from a trusted address picks its own
     // X-Forwarded-For: the chart refuses to open the port to every pod then.
