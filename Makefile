@@ -53,6 +53,9 @@ lint:
 	cargo clippy --workspace --all-targets --locked --features usher-operator/dev -- -D warnings
 	@command -v cargo-deny >/dev/null || { echo "cargo-deny is missing: run scripts/install-deny.sh"; exit 1; }
 	cargo deny --locked check licenses bans sources
+	# The fuzz targets are a workspace of their own: compiled here too, not only by `make fuzz`.
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
+	cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 
 fmt:
 	cargo fmt --all

@@ -159,7 +159,10 @@ fn the_accounts_namespace_is_never_the_release_namespace() {
     assert!(same.err.contains("accounts.namespace"), "{}", same.err);
     let other = template(&format!("{MINIMAL}accounts:\n  namespace: people\n"));
     assert!(other.ok, "{}", other.err);
-    assert!(other.out.contains("name: people\n"), "the namespace is made");
+    assert!(
+        other.out.contains("name: people\n"),
+        "the namespace is made"
+    );
 }
 
 #[test]
