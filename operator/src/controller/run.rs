@@ -92,14 +92,14 @@ pub async fn run(
     let (recount_orgs, orgs_to_recount) = futures::channel::mpsc::unbounded();
     let (recount_profiles, profiles_to_recount) = futures::channel::mpsc::unbounded();
     let namespace = settings.namespace.clone();
-    // Accounts and delivered keys come from watch caches: a reconcile reads no Secret from the
-    // API server (a restart lists them once instead of reading one per User).
-    // Their changes wake the Users they concern once the cache holds them, so the reconcile
-    // reads what woke it (a second watch would race with the cache).
     // Accounts of an earlier layout move first, before anything reads them (the keys too).
     if let Some(from) = &settings.moved_from {
         relocate::accounts(&client, from, &namespace).await?;
     }
+    // Accounts and delivered keys come from watch caches: a reconcile reads no account from the
+    // API server (a restart lists them once instead of reading one per User).
+    // Their changes wake the Users they concern once the cache holds them, so the reconcile
+    // reads what woke it (a second watch would race with the cache).
     let accounts = Cache::<Secret>::new(no_index as IndexFn<Secret>);
     let (account_changed, accounts_changed) = futures::channel::mpsc::unbounded();
     tokio::spawn(accounts.run_notifying(
