@@ -54,6 +54,14 @@ impl PasswordReset {
             .and_then(|oldest| oldest.checked_add(hour).ok())
     }
 
+    /// Records that the link issued at `issued_at`, answering the request of `answered` (the
+    /// one it was issued for, as recorded then), went out. It counts as sent then, or at that
+    /// request if its clock ran ahead: a request recorded since (while the mail was on its way)
+    /// stays wanted and gets a link of its own.
+    pub fn record_answered(&mut self, issued_at: Timestamp, answered: Option<Timestamp>) {
+        self.record_sent(answered.map_or(issued_at, |a| a.max(issued_at)));
+    }
+
     /// Records that a link went out at `at`.
     pub fn record_sent(&mut self, at: Timestamp) {
         self.sent_at = Some(at);
@@ -114,5 +122,28 @@ mod tests {
         assert_eq!(r.valid_hash(at("2026-11-27T13:00:00Z")), None, "expired");
         r.requested_at = Some(at("2026-11-27T12:10:00Z"));
         assert!(r.wanted());
+    }
+
+    #[test]
+    fn a_request_made_while_the_mail_was_on_its_way_still_gets_a_link() {
+        let mut r = PasswordReset {
+            requested_at: Some(at("2026-11-27T12:00:00.100Z")),
+            ..Default::default()
+        };
+        // The controller issues the link for that request at .200 and mails it; the person
+        // asks again at .300, before the controller records the mail as sent.
+        let (issued_at, answered) = (at("2026-11-27T12:00:00.200Z"), r.requested_at);
+        r.requested_at = Some(at("2026-11-27T12:00:00.300Z"));
+        r.record_answered(issued_at, answered);
+        assert!(r.wanted(), "the second request was swallowed");
+        // A request whose pod's clock ran ahead of the controller's is answered, not asked
+        // again and again.
+        let mut ahead = PasswordReset {
+            requested_at: Some(at("2026-11-27T12:00:05Z")),
+            ..Default::default()
+        };
+        let answered = ahead.requested_at;
+        ahead.record_answered(at("2026-11-27T12:00:00Z"), answered);
+        assert!(!ahead.wanted());
     }
 }

@@ -277,6 +277,9 @@ async fn reset(
         .unwrap_or(k8s_openapi::jiff::SignedDuration::from_hours(1));
     let expires_at = now.checked_add(ttl).unwrap_or(now);
     let hash = token.hash();
+    // The link answers the requests recorded until now; one recorded after this is answered by
+    // a link of its own.
+    let issued_at = Timestamp::now();
     let account = ctx
         .accounts
         .modify(account, |a| {
@@ -296,6 +299,7 @@ async fn reset(
     if account.reset.token_hash.as_deref() != Some(hash.as_str()) {
         return Ok(account);
     }
+    let answered = account.reset.requested_at;
     let message = reset_email(
         &ctx.settings.mail_from,
         &PasswordResetMail {
@@ -312,10 +316,10 @@ async fn reset(
             if a.reset.token_hash.as_deref() != Some(hash.as_str()) {
                 return Ok::<_, Error>(false);
             }
-            // Now to the nanosecond, not the reconcile's whole second: a request recorded
-            // earlier in this second is answered by this mail, and must not look newer.
-            a.reset
-                .record_sent(Timestamp::now().max(a.reset.requested_at.unwrap_or(now)));
+            // Sent as of its issue (to the nanosecond, not the reconcile's whole second), or of
+            // the request it answers: not of the request recorded last, which may have come
+            // while the mail was on its way (it was swallowed so, and no second link went).
+            a.reset.record_answered(issued_at, answered);
             Ok(true)
         })
         .await?;
