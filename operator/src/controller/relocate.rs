@@ -3,8 +3,10 @@
 //! controller starts, before it reads any account. The keys go first (they sealed the TOTP
 //! secrets and API keys of the accounts; the auth server waits for them rather than making new
 //! ones). Each Secret is copied, then the original deleted only if it is still the version
-//! copied: one an auth server of the old version changed meanwhile is copied again. A crash
-//! anywhere leaves every Secret in one namespace or both, and the next start finishes the move.
+//! copied: one an auth server of the old version changed meanwhile is copied again, unless the
+//! copy was written too (by an auth server of this version, which reads only the copy): then the
+//! copy wins. A crash anywhere leaves every Secret in one namespace or both, and the next start
+//! finishes the move, keeping a copy it finds (new servers may have written it).
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,37 @@ fn copy_of(original: &Secret, ns: &str) -> Secret {
     }
 }
 
+/// What to do with the copy of a Secret being moved (pure).
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// No copy yet: make one.
+    Create,
+    /// The copy this move made, behind the original (an auth server of the old version wrote
+    /// it since): bring it up to the original.
+    Update,
+    /// The copy this move made, as the original: delete the original if still unchanged.
+    InSync,
+    /// A copy this move did not make (a move that stopped half-way, then an auth server of
+    /// this version wrote it) or changed since: it wins, the original goes.
+    KeepCopy,
+}
+
+/// Decides the step for `original`, its `copy` in the accounts namespace, and the
+/// resourceVersion of the copy this move wrote last (`ours`).
+fn step(original: &Secret, copy: Option<&Secret>, ours: Option<&str>) -> Step {
+    match copy {
+        None => Step::Create,
+        Some(c) if ours.is_some() && c.metadata.resource_version.as_deref() == ours => {
+            if c.data == original.data {
+                Step::InSync
+            } else {
+                Step::Update
+            }
+        }
+        Some(_) => Step::KeepCopy,
+    }
+}
+
 /// Moves one Secret `name` from `from` to `to`. True when there was one to move.
 async fn move_one(
     from: &Api<Secret>,
@@ -48,30 +81,50 @@ async fn move_one(
     name: &str,
     ns: &str,
 ) -> anyhow::Result<bool> {
+    let mut ours: Option<String> = None;
     for _ in 0..ATTEMPTS {
         let Some(original) = from.get_opt(name).await? else {
             return Ok(false);
         };
+        let existing = to.get_opt(name).await?;
         let mut copy = copy_of(&original, ns);
-        match to.get_opt(name).await? {
-            None => {
-                to.create(&PostParams::default(), &copy).await?;
+        let precondition = match step(&original, existing.as_ref(), ours.as_deref()) {
+            Step::Create => {
+                ours = to
+                    .create(&PostParams::default(), &copy)
+                    .await?
+                    .resource_version();
+                true
             }
-            // A copy of an earlier, interrupted move: bring it up to the original.
-            Some(existing) if existing.data != original.data => {
-                copy.metadata.resource_version = existing.resource_version();
-                to.replace(name, &PostParams::default(), &copy).await?;
+            Step::Update => {
+                copy.metadata.resource_version = ours.clone();
+                match to.replace(name, &PostParams::default(), &copy).await {
+                    Ok(written) => {
+                        ours = written.resource_version();
+                        true
+                    }
+                    // Written meanwhile by an auth server of this version: it wins.
+                    Err(kube::Error::Api(e)) if e.code == 409 => false,
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Some(_) => {}
+            Step::InSync => true,
+            Step::KeepCopy => false,
+        };
+        if !precondition {
+            tracing::warn!(
+                secret = name,
+                "both copies of a Secret being moved were written; the one in the accounts namespace is kept"
+            );
         }
-        let unchanged = DeleteParams {
-            preconditions: Some(Preconditions {
+        let delete = DeleteParams {
+            preconditions: precondition.then(|| Preconditions {
                 resource_version: original.resource_version(),
                 uid: original.metadata.uid.clone(),
             }),
             ..Default::default()
         };
-        match from.delete(name, &unchanged).await {
+        match from.delete(name, &delete).await {
             Ok(_) => return Ok(true),
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(true),
             // Changed since it was copied: copy it again.
@@ -113,6 +166,35 @@ pub async fn accounts(client: &Client, from: &str, to: &str) -> anyhow::Result<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(version: &str, login: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "login".into(),
+                k8s_openapi::ByteString(login.as_bytes().to_vec()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_copy_follows_the_original_until_someone_else_writes_it() {
+        let original = at("10", "alice@example.com");
+        assert_eq!(step(&original, None, None), Step::Create);
+        let ours = at("20", "alice@example.com");
+        assert_eq!(step(&original, Some(&ours), Some("20")), Step::InSync);
+        let changed = at("11", "alice@new.example.com");
+        assert_eq!(step(&changed, Some(&ours), Some("20")), Step::Update);
+        // Written by an auth server of this version since this move wrote it, or found from a
+        // move that stopped half-way: it wins.
+        let theirs = at("21", "alice@example.com");
+        assert_eq!(step(&original, Some(&theirs), Some("20")), Step::KeepCopy);
+        assert_eq!(step(&original, Some(&ours), None), Step::KeepCopy);
+    }
 
     #[test]
     fn a_copy_keeps_what_the_account_is_and_nothing_the_server_assigned() {
