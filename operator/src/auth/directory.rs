@@ -14,7 +14,7 @@ use usher_crds::{Organisation, Profile, User, login::canonical_login, rules};
 
 use super::session::Acting;
 use crate::account::{Account, AccountIndex, secret_name};
-use crate::runtime::cache::{Cache, IndexFn};
+use crate::runtime::cache::{Cache, IndexFn, no_index};
 
 /// An account parsed at a resourceVersion.
 type Parsed = (Option<String>, Arc<Account>);
@@ -52,10 +52,6 @@ fn canonical_user(mut u: User) -> User {
 
 fn org_namespaces(o: &Organisation) -> Vec<String> {
     vec![o.namespace_name()]
-}
-
-fn no_index<K>(_: &K) -> Vec<String> {
-    Vec::new()
 }
 
 /// The index key of an invitation token hash.

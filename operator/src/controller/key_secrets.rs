@@ -20,13 +20,8 @@ use usher_crds::LABEL_USER;
 
 use crate::{
     apikey::delivery,
-    runtime::cache::{Cache, IndexFn},
+    runtime::cache::{Cache, IndexFn, no_index},
 };
-
-/// The caches read Secrets by name: no index.
-fn no_index(_: &Secret) -> Vec<String> {
-    Vec::new()
-}
 
 struct Watch {
     cache: Cache<Secret>,
@@ -68,7 +63,8 @@ impl KeySecrets {
         if watches.contains_key(ns) {
             return;
         }
-        let cache = Cache::<Secret>::mapped(delivery::digest, no_index as IndexFn<Secret>);
+        let cache =
+            Cache::<Secret>::mapped(delivery::digest, no_index::<Secret> as IndexFn<Secret>);
         let task = tokio::spawn(cache.run_notifying(
             Api::namespaced(self.client.clone(), ns),
             watcher::Config::default().labels(LABEL_USER),

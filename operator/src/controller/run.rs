@@ -32,18 +32,13 @@ use crate::{
     keys::Keys,
     mail::Mailer,
     runtime::{
-        cache::{Cache, IndexFn, key_of},
+        cache::{Cache, IndexFn, key_of, no_index},
         watch::{Watched, trimmed_events},
     },
 };
 
 /// User reconciles in flight at once.
 const CONCURRENCY: u16 = 64;
-
-/// The Secret caches need no index: they are read by name.
-fn no_index(_: &Secret) -> Vec<String> {
-    Vec::new()
-}
 
 /// Runs the three controllers until a shutdown signal.
 pub async fn run(
@@ -100,7 +95,7 @@ pub async fn run(
     // API server (a restart lists them once instead of reading one per User).
     // Their changes wake the Users they concern once the cache holds them, so the reconcile
     // reads what woke it (a second watch would race with the cache).
-    let accounts = Cache::<Secret>::new(no_index as IndexFn<Secret>);
+    let accounts = Cache::<Secret>::new(no_index::<Secret> as IndexFn<Secret>);
     let (account_changed, accounts_changed) = futures::channel::mpsc::unbounded();
     tokio::spawn(accounts.run_notifying(
         Api::namespaced(client.clone(), &namespace),

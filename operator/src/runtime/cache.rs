@@ -21,6 +21,11 @@ use kube::{
 /// Computes the index keys of a stored entry.
 pub type IndexFn<V> = fn(&V) -> Vec<String>;
 
+/// The index of a cache read by name alone: no keys.
+pub fn no_index<V>(_: &V) -> Vec<String> {
+    Vec::new()
+}
+
 /// What a cache stores of each object: the object itself (trimmed, perhaps), or a compact entry
 /// made from it holding only what requests read.
 pub trait Entry: Send + Sync + 'static {
