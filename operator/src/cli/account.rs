@@ -79,11 +79,8 @@ pub enum AccountCommand {
 
 /// Runs an `usher account` command, writing its report to `out`.
 pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let namespace = args
-        .accounts_namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| args.namespace.clone());
+    let namespace =
+        super::common::accounts_namespace(&args.namespace, args.accounts_namespace.as_deref());
     let store = AccountStore::new(client.clone(), &namespace);
     match args.command {
         AccountCommand::List => list(&client, &namespace, out).await,

@@ -27,11 +27,17 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Where the accounts live.
     pub fn accounts_namespace(&self) -> String {
-        self.accounts_namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| self.namespace.clone())
+        accounts_namespace(&self.namespace, self.accounts_namespace.as_deref())
     }
+}
+
+/// Where the accounts live: `accounts` when given and not empty, else the operator namespace
+/// `namespace` (the layout before the accounts namespace).
+pub fn accounts_namespace(namespace: &str, accounts: Option<&str>) -> String {
+    accounts
+        .filter(|n| !n.is_empty())
+        .unwrap_or(namespace)
+        .to_owned()
 }
 
 /// Installs rustls's ring provider (the one crypto backend the binary ships).
