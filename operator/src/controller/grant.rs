@@ -131,18 +131,10 @@ pub async fn ensure(
         }
         BindingPlan::Apply => {}
     }
-    let mut binding = desired(grant, ns);
-    binding.metadata.namespace = None;
     api.patch(
         &grant.role,
         &PatchParams::apply(manager).force(),
-        &Patch::Apply(&serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": binding.metadata,
-            "roleRef": binding.role_ref,
-            "subjects": binding.subjects,
-        })),
+        &Patch::Apply(&desired(grant, ns)),
     )
     .await?;
     Ok(true)
