@@ -4,7 +4,7 @@
 //! They must do their whole job (moving the accounts of an earlier layout, accounts, the
 //! namespace, the key Secret, its repair, answering a key) and reach no other Secret.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -13,7 +13,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use usher_crds::{Organisation, User, UserPhase};
-use usher_testkit::{Envtest, Process, SmtpSink};
+use usher_testkit::{Envtest, SmtpSink};
 
 use super::chart::{MINIMAL, chart, helm, kubectl, values_file};
 use crate::common::{auth::start_auth, *};
@@ -166,28 +166,18 @@ async fn under_the_charts_rbac_the_controller_and_the_auth_server_do_their_job_a
             ],
         )
         .unwrap();
-    let _controller = Process::spawn(
-        Command::new(env!("CARGO_BIN_EXE_usher"))
-            .arg("controller")
-            .env("KUBECONFIG", &as_controller)
-            .env("USHER_SMTP_URL", smtp.url())
-            .env("USHER_PUBLIC_URL", PUBLIC_URL)
-            .env("USHER_NAMESPACE", OPERATOR_NS)
-            .env("USHER_ACCOUNTS_NAMESPACE", &accounts_ns)
-            .env(
-                "USHER_SECRETS_ROLE",
-                chart_env("templates/controller.yaml", "USHER_SECRETS_ROLE"),
-            )
-            .env("USHER_LEASE_DURATION", "3s")
-            .env(
-                "USHER_PROBE_LISTEN",
-                format!("127.0.0.1:{}", usher_testkit::free_port().unwrap()),
-            )
-            .env("RUST_LOG", "info,kube=warn"),
-        &log_path("usher-controller-rbac"),
-        None,
-    )
-    .unwrap();
+    let secrets_role = chart_env("templates/controller.yaml", "USHER_SECRETS_ROLE");
+    let _controller = start_controller_with(
+        env,
+        &smtp.url(),
+        "usher-controller-rbac",
+        usher_testkit::free_port().unwrap(),
+        &[
+            ("KUBECONFIG", as_controller.to_str().unwrap()),
+            ("USHER_ACCOUNTS_NAMESPACE", &accounts_ns),
+            ("USHER_SECRETS_ROLE", &secrets_role),
+        ],
+    );
     eventually(
         "the account moved into the accounts namespace",
         Duration::from_secs(30),
@@ -225,8 +215,12 @@ async fn under_the_charts_rbac_the_controller_and_the_auth_server_do_their_job_a
     assert!(!can(env, CONTROLLER, "list", "secrets", "kube-system"));
     // The Organisation reconciled again (a new spec) rewrites no RoleBinding.
     let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns);
-    let role = chart_env("templates/controller.yaml", "USHER_SECRETS_ROLE");
-    let before = bindings.get(&role).await.unwrap().metadata.resource_version;
+    let before = bindings
+        .get(&secrets_role)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     let orgs = Api::<Organisation>::all(client.clone());
     let edited = orgs
         .patch(
@@ -246,7 +240,12 @@ async fn under_the_charts_rbac_the_controller_and_the_auth_server_do_their_job_a
     )
     .await;
     assert_eq!(
-        bindings.get(&role).await.unwrap().metadata.resource_version,
+        bindings
+            .get(&secrets_role)
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
         before
     );
 

@@ -31,21 +31,31 @@ pub fn start_controller(env: &Envtest, smtp_url: &str, log: &str) -> Process {
 
 /// As [`start_controller`], serving /metrics and probes on 127.0.0.1:`probe_port`.
 pub fn start_controller_on(env: &Envtest, smtp_url: &str, log: &str, probe_port: u16) -> Process {
-    Process::spawn(
-        Command::new(env!("CARGO_BIN_EXE_usher"))
-            .arg("controller")
-            .env("KUBECONFIG", env.kubeconfig())
-            .env("USHER_SMTP_URL", smtp_url)
-            .env("USHER_PUBLIC_URL", PUBLIC_URL)
-            .env("USHER_NAMESPACE", OPERATOR_NS)
-            .env("USHER_PROBE_LISTEN", format!("127.0.0.1:{probe_port}"))
-            // A killed leader's Lease must expire before a restarted one leads.
-            .env("USHER_LEASE_DURATION", "3s")
-            .env("RUST_LOG", "info,kube=warn"),
-        &log_path(log),
-        None,
-    )
-    .unwrap()
+    start_controller_with(env, smtp_url, log, probe_port, &[])
+}
+
+/// As [`start_controller_on`], with `extra` environment (another `KUBECONFIG`, say).
+pub fn start_controller_with(
+    env: &Envtest,
+    smtp_url: &str,
+    log: &str,
+    probe_port: u16,
+    extra: &[(&str, &str)],
+) -> Process {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
+    cmd.arg("controller")
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("USHER_SMTP_URL", smtp_url)
+        .env("USHER_PUBLIC_URL", PUBLIC_URL)
+        .env("USHER_NAMESPACE", OPERATOR_NS)
+        .env("USHER_PROBE_LISTEN", format!("127.0.0.1:{probe_port}"))
+        // A killed leader's Lease must expire before a restarted one leads.
+        .env("USHER_LEASE_DURATION", "3s")
+        .env("RUST_LOG", "info,kube=warn");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    Process::spawn(&mut cmd, &log_path(log), None).unwrap()
 }
 
 pub async fn setup(env: &Envtest) -> Client {
