@@ -408,15 +408,7 @@ async fn sessions_ended_by_kill_or_removal_stay_ended_when_the_user_is_made_agai
         .delete(&name1, &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the User to be gone", Duration::from_secs(20), || async {
-        users1
-            .get_opt(&name1)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_user_gone(&client, &org1.ns, &name1, Duration::from_secs(20)).await;
     ended_everywhere(h, &removed, "the removal").await;
     let again = user(&name1, &login, &original.spec.profile);
     users1.create(&PostParams::default(), &again).await.unwrap();

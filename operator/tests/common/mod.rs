@@ -138,6 +138,15 @@ pub fn login(prefix: &str) -> String {
     format!("{}@example.com", unique_name(prefix))
 }
 
+/// Waits until User `name` in `ns` is gone (its finalizer done), for at most `timeout`.
+pub async fn wait_user_gone(client: &Client, ns: &str, name: &str, timeout: Duration) {
+    let users = Api::<User>::namespaced(client.clone(), ns);
+    eventually(&format!("User {ns}/{name} to be gone"), timeout, || async {
+        users.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
 pub async fn wait_phase(client: &Client, ns: &str, name: &str, phase: UserPhase) -> User {
     wait_phase_within(client, ns, name, phase, Duration::from_secs(30)).await
 }

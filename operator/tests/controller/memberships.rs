@@ -117,15 +117,7 @@ async fn deleting_memberships_removes_the_account_with_the_last_one() {
         .delete("erin", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("membership a gone", Duration::from_secs(20), || async {
-        Api::<User>::namespaced(client.clone(), &a.ns)
-            .get_opt("erin")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_user_gone(&client, &a.ns, "erin", Duration::from_secs(20)).await;
     assert!(
         account_secret(&client, &login).await.is_some(),
         "b still uses the account"
@@ -313,15 +305,7 @@ async fn a_login_changed_during_deletion_does_not_redirect_the_cleanup() {
         .await
         .unwrap();
     let _controller = start_controller(env, &smtp.url(), "usher-controller-cleanup-2");
-    eventually("the User to be gone", Duration::from_secs(30), || async {
-        users_a
-            .get_opt("alice")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_user_gone(&client, &a.ns, "alice", Duration::from_secs(30)).await;
     assert!(
         account_secret(&client, &alice).await.is_none(),
         "alice's account goes with her last membership"
