@@ -1,7 +1,8 @@
 //! Usher's API types (group `usher.dev`, version `v1alpha1`) and the validation shared by the
 //! webhook, the controller and the auth server, so the three never disagree.
 //!
-//! - [`Organisation`], [`Profile`] (cluster-scoped) and [`User`] (namespaced): one file each.
+//! - [`Organisation`], [`Profile`] (cluster-scoped), [`User`] and [`OIDCClient`] (namespaced):
+//!   one file each.
 //! - [`login::canonical_login`]: the one login canonicalisation function.
 //! - [`rules`]: the User, Organisation and Profile rules (canonical login, duplicate logins,
 //!   live memberships, the organisation of a namespace) that all three apply.
@@ -12,6 +13,7 @@
 pub mod cel;
 pub mod duration;
 pub mod login;
+pub mod oidc_client;
 pub mod organisation;
 pub mod permission;
 pub mod profile;
@@ -19,6 +21,7 @@ pub mod rules;
 pub mod user;
 
 pub use duration::Duration;
+pub use oidc_client::{OIDCClient, OIDCClientSpec, OIDCClientStatus, SigningAlg};
 pub use organisation::{
     MfaPolicy, Organisation, OrganisationSpec, OrganisationStatus, UserManagement,
 };
@@ -42,6 +45,12 @@ pub const LABEL_ORGANISATION: &str = "usher.dev/organisation";
 pub const LABEL_USER: &str = "usher.dev/user";
 /// Label on a platform account Secret in the operator namespace.
 pub const LABEL_ACCOUNT: &str = "usher.dev/account";
+/// Label on an OIDCClient's Secrets: its record in the operator namespace (the value: a digest
+/// of the client id) and the Secret that delivers its credentials (the value: its name).
+pub const LABEL_OIDC_CLIENT: &str = "usher.dev/oidc-client";
+
+/// One-shot annotation on an OIDCClient: a new value renews the client secret.
+pub const ANNOTATION_RENEW_CLIENT_SECRET: &str = "usher.dev/renew-client-secret";
 
 /// Set by the admin API on a User it creates: the login of the admin who added it (the notice
 /// email to a login linked without an invitation names them).
@@ -58,7 +67,12 @@ pub const ANNOTATION_RESET_PASSWORD: &str = "usher.dev/reset-password";
 
 /// The CustomResourceDefinitions of every Usher kind, in install order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Profile::crd(), Organisation::crd(), User::crd()]
+    vec![
+        Profile::crd(),
+        Organisation::crd(),
+        User::crd(),
+        OIDCClient::crd(),
+    ]
 }
 
 /// File name (under `crds/` and `charts/usher/crds/`) of each CRD, paired with its YAML.

@@ -56,6 +56,7 @@ async fn crds_install_with_the_right_scopes_names_and_status_subresources() {
         ("profiles.usher.dev", "Cluster", "prof"),
         ("organisations.usher.dev", "Cluster", "org"),
         ("users.usher.dev", "Namespaced", "usr"),
+        ("oidcclients.usher.dev", "Namespaced", "oidc"),
     ] {
         let crd = api.get(name).await.unwrap();
         assert_eq!(crd.spec.scope, scope, "{name}");
@@ -513,4 +514,113 @@ async fn the_api_server_itself_bounds_key_rotation_and_grace_periods() {
             .await
             .unwrap_or_else(|e| panic!("{key} refused: {e}"));
     }
+}
+
+#[tokio::test]
+async fn the_api_server_itself_refuses_malformed_oidc_clients_naming_the_fix() {
+    let (_, client) = env().await;
+    let ns = namespace(&client).await;
+    let api = dynamic::<usher_crds::OIDCClient>(&client, Some(&ns));
+    let with_spec = |name: &str, spec: serde_json::Value| {
+        object(serde_json::json!({
+            "apiVersion": "usher.dev/v1alpha1", "kind": "OIDCClient",
+            "metadata": {"name": name}, "spec": spec
+        }))
+    };
+    for (spec, field, says) in [
+        (
+            serde_json::json!({"redirectURIs": ["http://app.example.com/cb"]}),
+            "spec.redirectURIs",
+            "https:// URL",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["http://127.0.0.1:8080/cb"]}),
+            "spec.redirectURIs",
+            "only for a public client",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://app.example.com/cb#frag"]}),
+            "spec.redirectURIs",
+            "without a fragment",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://app.example.com/cb"], "public": true,
+                               "postLogoutRedirectURIs": ["http://evil.test/"]}),
+            "spec.postLogoutRedirectURIs",
+            "https:// URL",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://a.example.com/"], "public": true, "requirePKCE": false}),
+            "spec.requirePKCE",
+            "always uses PKCE",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://a.example.com/"], "accessTokenLifetime": "2h"}),
+            "spec.accessTokenLifetime",
+            "from 1m to 1h",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://a.example.com/"], "accessTokenLifetime": "59s"}),
+            "spec.accessTokenLifetime",
+            "from 1m to 1h",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://a.example.com/"], "organisations": ["*", "acme"]}),
+            "spec.organisations",
+            "[\"*\"]",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://a.example.com/"], "backchannelLogoutURI": "http://app.example.com/bc"}),
+            "spec.backchannelLogoutURI",
+            "https:// URL",
+        ),
+        (
+            serde_json::json!({"redirectURIs": ["https://a.example.com/"], "idTokenSigningAlg": "HS256"}),
+            "spec.idTokenSigningAlg",
+            "Unsupported value",
+        ),
+    ] {
+        let name = unique_name("c");
+        let (code, message) = refusal(
+            api.create(&PostParams::default(), &with_spec(&name, spec.clone()))
+                .await,
+        );
+        assert_eq!(code, 422, "{spec}: {message}");
+        assert!(
+            message.contains(field) && message.contains(says),
+            "{spec}: {message}"
+        );
+    }
+    for spec in [
+        serde_json::json!({"redirectURIs": ["https://app.example.com/oauth2/callback?x=1"]}),
+        serde_json::json!({"redirectURIs": ["http://localhost:31337/cb", "http://[::1]/cb", "http://127.0.0.1/"], "public": true}),
+        serde_json::json!({"redirectURIs": ["https://a.example.com/"], "accessTokenLifetime": "1h", "idTokenSigningAlg": "ES256",
+                           "backchannelLogoutURI": "http://127.0.0.1:9000/bc", "organisations": ["*"]}),
+    ] {
+        let name = unique_name("c");
+        api.create(&PostParams::default(), &with_spec(&name, spec.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{spec} refused: {e}"));
+    }
+    // A confidential client stays one.
+    let name = unique_name("c");
+    api.create(
+        &PostParams::default(),
+        &with_spec(
+            &name,
+            serde_json::json!({"redirectURIs": ["https://a.example.com/"]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let (code, message) = refusal(
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"public": true, "redirectURIs": ["https://a.example.com/"]}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 422, "{message}");
+    assert!(message.contains("spec.public cannot change"), "{message}");
 }
