@@ -205,6 +205,16 @@ impl Sealer {
         )
     }
 
+    /// An OIDC client secret sealed for the client `client_id`.
+    pub fn seal_client_secret(&self, client_id: &str, secret: &str) -> Result<String, RandomError> {
+        self.seal_bytes(&format!("oidc-client:{client_id}"), secret.as_bytes())
+    }
+
+    /// The client secret sealed by [`Sealer::seal_client_secret`] for `client_id`, or `None`.
+    pub fn open_client_secret(&self, client_id: &str, sealed: &str) -> Option<String> {
+        String::from_utf8(self.open_bytes(&format!("oidc-client:{client_id}"), sealed)?).ok()
+    }
+
     /// The API key sealed by [`Sealer::seal_api_key`], or `None` when it does not open (or is
     /// not a well-formed key).
     pub fn open_api_key(&self, account_id: &str, membership: &str, sealed: &str) -> Option<ApiKey> {

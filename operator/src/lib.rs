@@ -11,6 +11,7 @@ mod crypto;
 mod keys;
 mod link_token;
 mod mail;
+mod oidc;
 mod password;
 mod reason;
 mod runtime;

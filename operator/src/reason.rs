@@ -113,6 +113,20 @@ names! {
         ApiKeyRequested,
         /// One of a member's sessions was ended.
         SessionEnded,
+        // OIDC clients.
+        /// The client got its id (and secret) (Event).
+        ClientRegistered,
+        /// Its secret was renewed (Event).
+        ClientSecretRenewed,
+        /// Its Secret was deleted or edited and was put right (Event).
+        ClientSecretRepaired,
+        /// Its Secret name is taken by a Secret Usher did not make (Warning, `Stalled`).
+        ClientSecretTaken,
+        /// It is in a namespace it cannot serve from, or lists what it must not (Warning,
+        /// `Stalled`).
+        ClientMisplaced,
+        /// It can sign people in (`Ready`).
+        ClientReady,
     }
 }
 

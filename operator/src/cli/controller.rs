@@ -52,6 +52,10 @@ pub struct ControllerArgs {
     /// nothing and relies on the rights it has.
     #[arg(long, env = "USHER_SECRETS_ROLE")]
     pub secrets_role: Option<String>,
+    /// How often the OpenID Connect signing keys are replaced, such as 30d (at least 10s); the
+    /// previous key stays published until the tokens it signed have expired.
+    #[arg(long, env = "USHER_OIDC_KEY_ROTATION", default_value = "30d")]
+    pub oidc_key_rotation: usher_crds::Duration,
     /// How long a leader's Lease lasts without renewal; a standby takes over after it.
     #[arg(long, env = "USHER_LEASE_DURATION", default_value = "15s")]
     pub lease_duration: usher_crds::Duration,
@@ -100,6 +104,8 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         invitation_ttl: args.invitation_ttl.get().max(Duration::from_secs(60)),
         reset_ttl: args.reset_ttl.get().max(Duration::from_secs(60)),
         secrets_role: args.secrets_role.filter(|r| !r.is_empty()),
+        operator_namespace: args.common.namespace.clone(),
+        oidc_key_rotation: args.oidc_key_rotation.get().max(Duration::from_secs(10)),
     };
     let result = tokio::select! {
         r = controller::run(client, settings, mailer, metrics, ready) => r,

@@ -96,6 +96,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         // `usher dev` runs as the cluster's admin: nothing to bind.
         secrets_role: None,
         moved_from: None,
+        operator_namespace: "usher-system".into(),
+        oidc_key_rotation: Duration::from_secs(30 * 86_400),
     };
     let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
     let controller = tokio::spawn(controller::run(

@@ -58,6 +58,10 @@ pub struct Settings {
     /// (see `grant`); `None`: it binds nothing (it runs with rights of its own, as in `usher
     /// dev`).
     pub secrets_role: Option<String>,
+    /// The operator namespace: OIDCClients there serve the organisations they list.
+    pub operator_namespace: String,
+    /// How often the OpenID Connect signing keys are replaced.
+    pub oidc_key_rotation: Duration,
 }
 
 /// The caches the reconcilers read, and the channels that ask for recounts.
@@ -81,6 +85,8 @@ pub struct Caches {
     pub key_secrets: Arc<KeySecrets>,
     /// See [`Context::grant`].
     pub grant: Option<Grant>,
+    /// The delivered OIDC client Secrets, per organisation namespace and the operator's.
+    pub client_secrets: Arc<KeySecrets>,
 }
 
 /// What waits for a recount: the namespaces whose Organisation counts members (resolved when
@@ -118,6 +124,8 @@ pub struct Context {
     pub key_secrets: Arc<KeySecrets>,
     /// What the controller binds to itself in each organisation namespace, if anything.
     pub grant: Option<Grant>,
+    /// The delivered OIDC client Secrets, per organisation namespace and the operator's.
+    pub client_secrets: Arc<KeySecrets>,
     account_cache: Cache<Secret>,
     recorder: Recorder,
     synced: tokio::sync::watch::Receiver<bool>,
@@ -150,6 +158,7 @@ impl Context {
             account_cache: caches.accounts,
             key_secrets: caches.key_secrets,
             grant: caches.grant,
+            client_secrets: caches.client_secrets,
             recorder: Recorder::new(
                 client.clone(),
                 Reporter {

@@ -21,6 +21,9 @@ pub enum Error {
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Something Usher stored does not read back (a sealed secret that does not open).
+    #[error("{0}")]
+    Damaged(String),
 }
 
 impl From<kube::Error> for Error {
@@ -38,6 +41,7 @@ impl Error {
             Error::Mail(e) => e.metric_label(),
             Error::Random(_) => "random",
             Error::Finalizer(_) => "finalizer",
+            Error::Damaged(_) => "damaged",
         }
     }
 
@@ -46,7 +50,7 @@ impl Error {
         match self {
             Error::Mail(_) => Reason::MailUnavailable,
             Error::Kube(_) | Error::Account(_) => Reason::ApiUnavailable,
-            Error::Random(_) | Error::Finalizer(_) => Reason::ReconcileFailed,
+            Error::Random(_) | Error::Finalizer(_) | Error::Damaged(_) => Reason::ReconcileFailed,
         }
     }
 }

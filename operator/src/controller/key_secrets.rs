@@ -1,5 +1,6 @@
-//! The API-key Secrets the controller delivered, watched per organisation namespace: one watch
-//! of Secrets labelled `usher.dev/user` in each namespace an Organisation holds, started when
+//! The Secrets the controller delivered (API keys, labelled `usher.dev/user`; OIDC client
+//! credentials, labelled `usher.dev/oidc-client`: one [`KeySecrets`] per label), watched per
+//! organisation namespace: one watch of Secrets with the label in each namespace an Organisation holds, started when
 //! the Organisation's reconcile has made the RoleBinding that lets the controller read there,
 //! and stopped when no Organisation holds the namespace any more. A Secret labelled so anywhere
 //! else is never seen (and the controller may not read it: it has no cluster-wide rule on
@@ -37,16 +38,33 @@ impl Drop for Watch {
 /// The watches, by namespace; cheap to share behind an `Arc`.
 pub struct KeySecrets {
     client: Client,
+    /// The label the watched Secrets carry.
+    label: &'static str,
+    /// What a cache keeps of a Secret (never its data).
+    digest: fn(Secret) -> Secret,
     /// Where each watch sends the Secrets that changed (they wake the User that owns them).
     changed: UnboundedSender<Arc<Secret>>,
     watches: Mutex<HashMap<String, Watch>>,
 }
 
 impl KeySecrets {
-    /// No watch yet; changes go to `changed`.
+    /// The API-key Secrets: no watch yet; changes go to `changed`.
     pub fn new(client: Client, changed: UnboundedSender<Arc<Secret>>) -> KeySecrets {
+        KeySecrets::labelled(client, LABEL_USER, delivery::digest, changed)
+    }
+
+    /// Secrets labelled `label`, kept as `digest` makes them: no watch yet; changes go to
+    /// `changed`.
+    pub fn labelled(
+        client: Client,
+        label: &'static str,
+        digest: fn(Secret) -> Secret,
+        changed: UnboundedSender<Arc<Secret>>,
+    ) -> KeySecrets {
         KeySecrets {
             client,
+            label,
+            digest,
             changed,
             watches: Mutex::default(),
         }
@@ -63,14 +81,17 @@ impl KeySecrets {
         if watches.contains_key(ns) {
             return;
         }
-        let cache =
-            Cache::<Secret>::mapped(delivery::digest, no_index::<Secret> as IndexFn<Secret>);
+        let cache = Cache::<Secret>::mapped(self.digest, no_index::<Secret> as IndexFn<Secret>);
         let task = tokio::spawn(cache.run_notifying(
             Api::namespaced(self.client.clone(), ns),
-            watcher::Config::default().labels(LABEL_USER),
+            watcher::Config::default().labels(self.label),
             self.changed.clone(),
         ));
-        tracing::debug!(namespace = ns, "watching API-key Secrets");
+        tracing::debug!(
+            namespace = ns,
+            label = self.label,
+            "watching delivered Secrets"
+        );
         watches.insert(ns.to_owned(), Watch { cache, task });
     }
 

@@ -7,7 +7,8 @@
 //!   controller reach an organisation namespace's Secrets); `key_secrets` (the delivered keys, watched
 //!   per organisation namespace); `backoff`; `error`; `metrics`.
 //! - `relocate`: moves accounts of an earlier layout into the accounts namespace at start.
-//! - `organisation`, `profile`: one reconciler each; `user/`: observe → plan (pure) → apply.
+//! - `organisation`, `profile`, `oidc_client`: one reconciler each; `user/`: observe → plan
+//!   (pure) → apply. `signing_keys`: makes and rotates the OpenID Connect signing keys.
 
 mod backoff;
 mod context;
@@ -16,10 +17,12 @@ mod grant;
 mod key_secrets;
 mod locks;
 mod metrics;
+mod oidc_client;
 mod organisation;
 mod profile;
 mod relocate;
 mod run;
+mod signing_keys;
 mod status;
 mod user;
 

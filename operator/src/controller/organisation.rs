@@ -119,6 +119,7 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
                 tracing::info!(namespace = %ns_name, role = %grant.role, "bound the Secrets role");
             }
             ctx.key_secrets.watch(&ns_name);
+            ctx.client_secrets.watch(&ns_name);
             set_progress(
                 &mut status.conditions,
                 &Progress::Ready(
@@ -131,14 +132,17 @@ async fn apply(org: &Organisation, ctx: &Context) -> Result<Action, Error> {
             status.namespace = Some(ns_name.clone());
         }
     }
-    // Namespaces no Organisation holds any more are watched no longer.
-    ctx.key_secrets.keep_only(
-        &ctx.organisations
-            .state()
-            .iter()
-            .map(|o| o.namespace_name())
-            .collect(),
-    );
+    // Namespaces no Organisation holds any more are watched no longer (the operator namespace
+    // is, for its clients).
+    let mut held: std::collections::HashSet<String> = ctx
+        .organisations
+        .state()
+        .iter()
+        .map(|o| o.namespace_name())
+        .collect();
+    ctx.key_secrets.keep_only(&held);
+    held.insert(ctx.settings.operator_namespace.clone());
+    ctx.client_secrets.keep_only(&held);
     if let Some(users) = ctx.counted_users() {
         let members = users
             .state_filter(|u| {

@@ -16,7 +16,7 @@ use kube::{
     },
 };
 use tracing::Instrument;
-use usher_crds::{LABEL_ACCOUNT, Organisation, Profile, User};
+use usher_crds::{LABEL_ACCOUNT, LABEL_OIDC_CLIENT, OIDCClient, Organisation, Profile, User};
 
 use super::{
     backoff,
@@ -25,12 +25,13 @@ use super::{
     grant,
     key_secrets::KeySecrets,
     metrics::Metrics,
-    organisation, profile, relocate, user,
+    oidc_client, organisation, profile, relocate, signing_keys, user,
 };
 use crate::{
     account::AccountIndex,
     keys::Keys,
     mail::Mailer,
+    oidc::delivery as client_delivery,
     runtime::{
         cache::{Cache, IndexFn, key_of, no_index},
         watch::{Watched, trimmed_events},
@@ -106,6 +107,15 @@ pub async fn run(
     // Organisation's reconcile); each cache keeps a digest of a Secret, never its data.
     let (key_secret_changed, key_secrets_changed) = futures::channel::mpsc::unbounded();
     let key_secrets = Arc::new(KeySecrets::new(client.clone(), key_secret_changed));
+    // The delivered OIDC client credentials likewise, and in the operator namespace.
+    let (client_secret_changed, client_secrets_changed) = futures::channel::mpsc::unbounded();
+    let client_secrets = Arc::new(KeySecrets::labelled(
+        client.clone(),
+        LABEL_OIDC_CLIENT,
+        client_delivery::digest,
+        client_secret_changed,
+    ));
+    client_secrets.watch(&settings.operator_namespace);
     // Who to give access to them, in each organisation namespace.
     let grant = match &settings.secrets_role {
         Some(role) => Some(grant::for_self(&client, role).await?),
@@ -122,6 +132,7 @@ pub async fn run(
         accounts,
         key_secrets,
         grant,
+        client_secrets,
     };
     // API keys are sealed in accounts with the key every auth replica shares.
     let keys = Keys::load_or_create(client.clone(), &namespace).await?;
@@ -209,8 +220,29 @@ pub async fn run(
         )
         .for_each(|r| async move { log_result("Profile", r) });
 
+    // OIDC clients: their own watch; the Secrets delivering their credentials wake them.
+    let clients = Controller::new(
+        Api::<OIDCClient>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns_stream(client_secrets_changed.map(|s: Arc<Secret>| Ok(Secret::clone(&s))))
+    .shutdown_on_signal()
+    .run(
+        |c, ctx| instrumented(c, ctx, oidc_client::reconcile),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|r| async move { log_result("OIDCClient", r) });
+    // The signing keys: made now if missing, rotated on schedule.
+    let keys_task = tokio::spawn(signing_keys::keep(
+        client.clone(),
+        namespace.clone(),
+        ctx.settings.oidc_key_rotation,
+    ));
+
     tracing::info!(namespace = %namespace, "usher controller running");
-    futures::join!(users, orgs, profiles);
+    futures::join!(users, orgs, profiles, clients);
+    keys_task.abort();
     tracing::info!("usher controller stopped");
     Ok(())
 }
