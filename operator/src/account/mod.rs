@@ -4,6 +4,7 @@
 //! auth server and the CLI all use).
 
 mod error;
+pub mod grants;
 pub mod guesses;
 mod membership;
 mod record;

@@ -14,6 +14,7 @@ use usher_crds::LABEL_ACCOUNT;
 use usher_crds::User;
 
 use super::{
+    grants::Grant,
     guesses::Guesses,
     membership::{KeyRecord, MembershipRecord, membership_key},
     reset::PasswordReset,
@@ -39,12 +40,14 @@ const GUESSES: &str = "guesses";
 const SESSIONS_ENDED: &str = "sessions.ended";
 const MEMBERSHIPS: &str = "memberships";
 const SESSIONS_ACTIVE: &str = "sessions.active";
+const OIDC_GRANTS: &str = "oidc.grants";
 const RESET_REQUESTED_AT: &str = "reset.requestedAt";
 const RESET_TOKEN_HASH: &str = "reset.tokenHash";
 const RESET_EXPIRES_AT: &str = "reset.expiresAt";
 const RESET_SENT_AT: &str = "reset.sentAt";
 const RESET_SENT_RECENT: &str = "reset.sentRecent";
 const KNOWN: &[&str] = &[
+    OIDC_GRANTS,
     MEMBERSHIPS,
     SESSIONS_ACTIVE,
     RESET_REQUESTED_AT,
@@ -143,6 +146,8 @@ pub struct Account {
     pub memberships: BTreeMap<String, MembershipRecord>,
     /// The sessions people and admins can see (at most `sessions::MAX_SESSIONS`).
     pub sessions: Vec<SessionRecord>,
+    /// What the sessions gave OpenID Connect apps (at most `grants::MAX_GRANTS`).
+    pub grants: Vec<Grant>,
     /// A password reset in progress.
     pub reset: PasswordReset,
     /// Fields of other writers, kept untouched.
@@ -332,6 +337,7 @@ impl Account {
             sessions_ended: json(text(SESSIONS_ENDED)?, &name, SESSIONS_ENDED)?,
             memberships: json(text(MEMBERSHIPS)?, &name, MEMBERSHIPS)?,
             sessions: json(text(SESSIONS_ACTIVE)?, &name, SESSIONS_ACTIVE)?,
+            grants: json(text(OIDC_GRANTS)?, &name, OIDC_GRANTS)?,
             reset: PasswordReset {
                 requested_at: time(RESET_REQUESTED_AT)?,
                 token_hash: text(RESET_TOKEN_HASH)?.filter(|s| !s.is_empty()),
@@ -385,6 +391,9 @@ impl Account {
         }
         if !self.sessions.is_empty() {
             put(SESSIONS_ACTIVE, serde_json::to_string(&self.sessions).ok());
+        }
+        if !self.grants.is_empty() {
+            put(OIDC_GRANTS, serde_json::to_string(&self.grants).ok());
         }
         put(
             RESET_REQUESTED_AT,

@@ -19,6 +19,7 @@ mod error;
 mod handlers;
 mod metrics;
 mod middleware;
+mod oidc;
 mod pages;
 mod principal;
 mod router;

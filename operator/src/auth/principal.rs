@@ -14,10 +14,14 @@ use super::{
     cookie::{Kind, Scope, SetCookies},
     directory::{Membership, Sees},
     error::{ApiError, ErrorCode},
-    session::{self, Claims},
+    oidc::core::AccessClaims,
+    session::{self, Acting, Claims},
     state::AuthState,
 };
-use crate::{account::Account, apikey::ApiKey};
+use crate::{
+    account::{Account, grants::Grant},
+    apikey::ApiKey,
+};
 
 /// The `WWW-Authenticate` challenge, with RFC 6750's `error=` when a token was sent.
 pub fn www_authenticate(error: Option<&str>) -> HeaderValue {
@@ -70,6 +74,14 @@ pub enum Via {
     },
     /// An API key (no MFA, no idle timeout, its own organisation only).
     Bearer,
+    /// An OpenID Connect access token: its own organisation only, ending with the session and
+    /// grant it came from.
+    Token {
+        /// The client it was issued to.
+        client_id: String,
+        /// Its scopes.
+        scope: String,
+    },
 }
 
 /// Who is asking, and in which organisation.
@@ -90,7 +102,7 @@ impl Principal {
     pub fn sees(&self) -> Sees {
         match self.via {
             Via::Session { .. } => Sees::EveryMembership,
-            Via::Bearer => Sees::OneMembership,
+            Via::Bearer | Via::Token { .. } => Sees::OneMembership,
         }
     }
 
@@ -111,7 +123,7 @@ impl Principal {
     pub fn session(&self) -> Result<&Claims, ApiError> {
         match &self.via {
             Via::Session { claims, .. } => Ok(claims),
-            Via::Bearer => Err(session_required()),
+            Via::Bearer | Via::Token { .. } => Err(session_required()),
         }
     }
 
@@ -205,6 +217,9 @@ impl AuthState {
         let invalid = |message: &str| {
             unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
         };
+        if !token.starts_with("usk_") && token.matches('.').count() == 2 {
+            return self.authenticate_access_token(token);
+        }
         let key = ApiKey::parse(token).map_err(|e| invalid(&e.to_string()))?;
         let (account, m) = self
             .directory
@@ -221,6 +236,79 @@ impl AuthState {
             via: Via::Bearer,
             enrolment_required: false,
         })
+    }
+
+    /// Authenticates an OpenID Connect access token: signed by a current or retired key, not
+    /// expired, and its session, grant and membership still live.
+    fn authenticate_access_token(&self, token: &str) -> Result<Principal, ApiError> {
+        let invalid = |message: &str| {
+            unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
+        };
+        let claims: AccessClaims = self
+            .oidc
+            .signer()
+            .verify(token, "at+jwt", &self.origin)
+            .ok_or_else(|| invalid("the access token is not valid"))?;
+        if claims.exp <= self.clock.now_ms().div_euclid(1000) {
+            return Err(invalid("the access token expired"));
+        }
+        let account = self
+            .directory
+            .account(&claims.sub)
+            .ok_or_else(|| invalid("the account no longer exists"))?;
+        let grant = account
+            .grants
+            .iter()
+            .find(|g| g.id == claims.gid && g.client_id == claims.client_id)
+            .ok_or_else(|| invalid("the access token was revoked"))?;
+        if account.uid.as_deref().unwrap_or_default() != claims.auid
+            || grant.session != claims.sid
+            || self.oidc.client(&claims.client_id).is_none()
+        {
+            return Err(invalid("the access token was revoked"));
+        }
+        let membership = self
+            .grant_alive(&account, grant)
+            .map_err(|_| invalid("the session the access token came from has ended, or the membership is locked or gone"))?;
+        Ok(Principal {
+            account,
+            membership,
+            via: Via::Token {
+                client_id: claims.client_id,
+                scope: claims.scope,
+            },
+            enrolment_required: false,
+        })
+    }
+
+    /// The membership of `grant` when its session is live (not past its lifetime, not ended or
+    /// revoked) and the membership it acts through still is (the same User, not locked, not a
+    /// service user, no Kill Session since the session began).
+    pub fn grant_alive(&self, account: &Account, grant: &Grant) -> Result<Membership, ApiError> {
+        let ended = |m: &str| unauthenticated(ErrorCode::SessionEnded, m, None);
+        let now = self.clock.now_ms();
+        let max_ms = i64::try_from(self.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX);
+        if now.saturating_sub(grant.session_iat) >= max_ms
+            || account.revoked_since(grant.session_iat)
+            || account.sessions_ended.contains_key(&grant.session)
+        {
+            return Err(ended("the session ended"));
+        }
+        let acting = Acting {
+            organisation: &grant.organisation,
+            user_uid: &grant.user_uid,
+        };
+        let m = self
+            .directory
+            .membership(&account.login, &grant.organisation)
+            .filter(|m| m.is(acting) && m.can_sign_in())
+            .ok_or_else(|| ended("the membership is locked or gone"))?;
+        if killed_since(account, &m, grant.session_iat) {
+            return Err(ended(
+                "an administrator ended the sessions in this organisation",
+            ));
+        }
+        Ok(m)
     }
 
     /// Authenticates a request by its session cookie (host-only): the API and the pages.

@@ -14,6 +14,7 @@ use super::{
         admin, api_key, invitation, login, me, mfa, password, probes, reauth, sessions, verify,
     },
     middleware::guard,
+    oidc::handlers as oidc,
     pages,
     state::AuthState,
 };
@@ -61,6 +62,11 @@ pub fn api() -> Router<AuthState> {
             "/api/v1/sessions/{id}",
             delete(sessions::end_in_organisation),
         )
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/oauth2/jwks", get(oidc::jwks))
+        .route("/oauth2/authorize", get(oidc::authorize))
+        .route("/oauth2/token", post(oidc::token))
+        .route("/oauth2/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .route("/api/v1/me/api-key", get(api_key::view))
         .route("/api/v1/me/api-key/renew", post(api_key::renew_own))
         .merge(admin::routes())

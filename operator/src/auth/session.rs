@@ -38,6 +38,9 @@ pub struct Claims {
     /// re-authentication. Viewing keys and changing TOTP need it recent.
     #[serde(default)]
     pub auth: i64,
+    /// True when that proof included a second factor (a TOTP code): the `amr` apps see.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa: bool,
 }
 
 impl Claims {
@@ -59,13 +62,16 @@ impl Claims {
             iat,
             seen: now_ms.div_euclid(1000),
             auth: iat,
+            mfa: false,
         })
     }
 
     /// The same session under a new id (a re-authentication, a password change): same account
     /// and membership, started at `iat`, seen at `now_ms`.
     pub fn anew(&self, iat: i64, now_ms: i64) -> Result<Claims, RandomError> {
-        Claims::new(&self.acct, &self.auid, self.acting(), iat, now_ms)
+        let mut c = Claims::new(&self.acct, &self.auid, self.acting(), iat, now_ms)?;
+        c.mfa = self.mfa;
+        Ok(c)
     }
 
     /// The membership the session acts through.

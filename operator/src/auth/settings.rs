@@ -12,6 +12,8 @@ const HASH_MEMORY: u64 = 20 << 20;
 pub struct Settings {
     /// The operator namespace (account Secrets, the keys Secret).
     pub namespace: String,
+    /// Where OIDCClients serve the organisations they list (the release namespace).
+    pub operator_namespace: String,
     /// Base URL people reach the server at; https makes cookies `__Host-` and Secure.
     pub public_url: String,
     /// False hides TOTP enrolment and never asks for a code.
@@ -50,6 +52,7 @@ impl Settings {
     pub fn new(namespace: &str, public_url: &str) -> Settings {
         Settings {
             namespace: namespace.into(),
+            operator_namespace: namespace.into(),
             public_url: public_url.trim_end_matches('/').into(),
             mfa_enabled: true,
             mfa_issuer: crate::totp::DEFAULT_ISSUER.into(),

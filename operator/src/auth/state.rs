@@ -12,6 +12,7 @@ use usher_crds::{LABEL_ACCOUNT, Organisation, Profile, User};
 use super::{
     directory::Directory,
     metrics::AuthMetrics,
+    oidc::provider::Provider,
     settings::Settings,
     throttle::{Policy, Throttle},
 };
@@ -60,6 +61,8 @@ pub struct Inner {
     pub key_answers: crate::auth::answers::KeyAnswers,
     /// Where every handler reads the time (a test moves a manual one across timeouts).
     pub clock: Clock,
+    /// The OpenID Connect clients and signing keys.
+    pub oidc: Arc<Provider>,
 }
 
 impl AuthState {
@@ -115,6 +118,10 @@ impl AuthState {
             }),
             metrics: AuthMetrics::default(),
             key_answers: Default::default(),
+            oidc: Arc::new(Provider::new(
+                &settings.namespace,
+                &settings.operator_namespace,
+            )),
             clock,
             settings,
         })))
@@ -140,5 +147,6 @@ impl AuthState {
             Api::<Secret>::namespaced(c.clone(), &self.settings.namespace),
             watcher::Config::default().labels(LABEL_ACCOUNT),
         ));
+        self.oidc.start(c);
     }
 }

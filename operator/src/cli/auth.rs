@@ -69,6 +69,7 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let mut settings =
         auth::Settings::new(&args.common.accounts_namespace(), &args.common.public_url);
+    settings.operator_namespace = args.common.namespace.clone();
     settings.mfa_enabled = args.mfa_enabled;
     settings.mfa_issuer = args.mfa_issuer;
     settings.idle_timeout = args.session_idle_timeout.get();

@@ -372,7 +372,7 @@ async fn sign_in(
     }
     st.metrics.login("ok");
     let now = st.clock.now_ms();
-    let claims = Claims::new(
+    let mut claims = Claims::new(
         &account.id,
         account.uid.as_deref().unwrap_or_default(),
         membership.acting(),
@@ -380,6 +380,7 @@ async fn sign_in(
         now,
     )
     .map_err(|e| ApiError::internal(&e))?;
+    claims.mfa = st.settings.mfa_enabled && account.totp_secret.is_some();
     st.start_session(&claims, user_agent(&headers), &address)
         .await?;
     let restricted = st.enrolment_required(&account, &membership);

@@ -144,7 +144,7 @@ pub fn in_organisation(st: &AuthState, namespace: &str, org: &str) -> Vec<Member
 pub async fn organisation(State(st): State<AuthState>, admin: Admin) -> Result<Response, ApiError> {
     let current = match &admin.principal.via {
         crate::auth::principal::Via::Session { claims, .. } => Some(claims.sid.clone()),
-        crate::auth::principal::Via::Bearer => None,
+        crate::auth::principal::Via::Bearer | crate::auth::principal::Via::Token { .. } => None,
     };
     let org = admin.principal.membership.org_name();
     let list: Vec<SessionView> = in_organisation(&st, &admin.namespace, &org)

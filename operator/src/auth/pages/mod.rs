@@ -4,7 +4,7 @@
 //! cannot use the pages.
 
 mod account;
-mod layout;
+pub mod layout;
 mod routes;
 mod sessions;
 mod sign_in;

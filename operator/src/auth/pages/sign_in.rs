@@ -47,6 +47,11 @@ pub fn return_to(settings: &Settings, rd: &str) -> Option<String> {
 pub struct LoginQuery {
     /// Where to send the browser after sign-in (an app behind forward-auth).
     rd: Option<String>,
+    /// Ask even when signed in (an app asked for a fresh sign-in: `prompt=login`, `max_age`).
+    #[serde(default)]
+    fresh: Option<String>,
+    /// The login to fill in (an app's `login_hint`).
+    login: Option<String>,
 }
 
 /// `/login`, and `/login?rd=<url>`: after sign-in (and the TOTP step) the browser goes back to
@@ -60,7 +65,7 @@ pub async fn login(
         q.rd.as_deref()
             .and_then(|rd| return_to(&st.settings, rd))
             .unwrap_or_else(|| "/account".to_owned());
-    if signed_in(&st, &headers).is_ok() {
+    if q.fresh.is_none() && signed_in(&st, &headers).is_ok() {
         return Redirect::to(&then).into_response();
     }
     page(
@@ -73,7 +78,7 @@ pub async fn login(
                     h1 { "Sign in" }
                     form data-api="/api/v1/login" data-then=(then) {
                         label for="login" { "Login (email address)" }
-                        input #login name="login" type="email" autocomplete="username" required autofocus;
+                        input #login name="login" type="email" autocomplete="username" required autofocus value=[q.login.as_deref()];
                         label for="password" { "Password" }
                         input #password name="password" type="password" autocomplete="current-password" required;
                         div data-mfa hidden {
