@@ -25,7 +25,7 @@ deps:
 	scripts/install-fuzz.sh
 	scripts/install-deny.sh
 	scripts/install-tools.sh
-	[ -d e2e/node_modules/playwright-core ] || npm ci --prefix e2e --no-audit --no-fund
+	[ -d e2e/node_modules/playwright-core ] && [ -d e2e/node_modules/openid-client ] || npm ci --prefix e2e --no-audit --no-fund
 
 ## Run every test (unit and end to end against a real kube-apiserver), then the fuzz targets.
 test: deps

@@ -17,6 +17,7 @@ mod hostile;
 mod invitation;
 mod keys;
 mod login;
+mod oidc;
 mod pages;
 mod passwords;
 mod router;

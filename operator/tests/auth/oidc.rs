@@ -1,0 +1,563 @@
+//! The OpenID Connect provider over real sockets: an OIDCClient declared with the API, its
+//! credentials delivered by the controller, the code flow with PKCE from a session, tokens
+//! checked as an app would, and the attacks of issue 25 (each must fail).
+
+use std::time::Duration;
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use usher_crds::{OIDCClient, User};
+
+use crate::{
+    common::{auth::*, *},
+    *,
+};
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const REDIRECT: &str = "https://app.example.test/cb";
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Declares a confidential client in `ns` and waits for its delivered credentials.
+pub async fn declare_client(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: Value,
+) -> (String, String) {
+    let api: Api<OIDCClient> = Api::namespaced(client.clone(), ns);
+    let obj: OIDCClient = serde_json::from_value(json!({
+        "apiVersion": "usher.dev/v1alpha1", "kind": "OIDCClient",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    eventually("the client's credentials", Duration::from_secs(30), || {
+        let secrets = secrets.clone();
+        let name = format!("{name}-oidc");
+        async move {
+            let s = secrets.get_opt(&name).await.ok()??;
+            Some((
+                secret_text(&s, "client-id")?,
+                secret_text(&s, "client-secret").unwrap_or_default(),
+            ))
+        }
+    })
+    .await
+}
+
+/// `GET /oauth2/authorize?…` with the session cookie: the Location it answers with.
+async fn authorize(
+    base: &str,
+    cookie: Option<&str>,
+    query: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let mut url = url::Url::parse(&format!("{base}/oauth2/authorize")).unwrap();
+    url.query_pairs_mut().extend_pairs(query);
+    let mut req = no_redirects().get(url);
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("usher_session={c}"));
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location)
+}
+
+fn param(location: &str, name: &str) -> Option<String> {
+    url::Url::parse(location)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn code_query<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", "st-1"),
+        ("nonce", "n-1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let res = no_redirects()
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap_or(Value::Null))
+}
+
+fn claims(jwt: &str) -> Value {
+    let body = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap()
+}
+
+async fn bearer(base: &str, path: &str, token: &str) -> StatusCode {
+    no_redirects()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack() {
+    let (h, client) = harness().await;
+    let (org, user, login) = active_member(h, &client, &["grafana:view"]).await;
+    let (id, secret) = declare_client(
+        &client,
+        &org.ns,
+        "grafana",
+        json!({"redirectURIs": [REDIRECT], "requiredPermissions": ["grafana:view"]}),
+    )
+    .await;
+    assert_eq!(id, format!("{}.grafana", org.ns));
+    assert!(secret.len() >= 43, "at least 256 bits of secret");
+    let oidc: Api<OIDCClient> = Api::namespaced(client.clone(), &org.ns);
+    let declared = oidc.get("grafana").await.unwrap();
+    assert_eq!(
+        declared.status.unwrap().client_id.as_deref(),
+        Some(id.as_str())
+    );
+
+    // Discovery and JWKS, as an app reads them.
+    let discovery: Value = reqwest::get(format!("{}/.well-known/openid-configuration", h.a.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], h.a.base);
+    assert_eq!(
+        discovery["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    let jwks: Value = eventually("the signing keys", Duration::from_secs(20), || async {
+        let j: Value = reqwest::get(format!("{}/oauth2/jwks", h.b.base))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (j["keys"].as_array()?.len() >= 2).then_some(j)
+    })
+    .await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+
+    // Without a session: to the sign-in page, which comes back here.
+    let scope = "openid email profile organisation groups";
+    let (status, location) = authorize(&h.a.base, None, &code_query(&id, scope)).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert!(
+        location.starts_with("/login?rd=%2Foauth2%2Fauthorize"),
+        "{location}"
+    );
+
+    // With one: back to the app with a code and the state.
+    let session = h.a.session(&login, PASSWORD).await;
+    let (status, location) = authorize(&h.a.base, Some(&session), &code_query(&id, scope)).await;
+    assert_eq!(status, StatusCode::FOUND, "{location}");
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(param(&location, "state").as_deref(), Some("st-1"));
+    assert_eq!(param(&location, "iss").as_deref(), Some(h.a.base.as_str()));
+    let code = param(&location, "code").unwrap();
+
+    // Attack: the wrong PKCE verifier (on the other replica), then the right one.
+    let wrong = VERIFIER.replace('d', "e");
+    let (status, body) = token(
+        &h.b.base,
+        &id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &wrong),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    // Attack: the wrong client secret.
+    let (status, body) = token(
+        &h.b.base,
+        &id,
+        "not-the-secret",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, tokens) = eventually("the code on replica b", Duration::from_secs(5), || async {
+        let t = token(&h.b.base, &id, &secret, &redeem).await;
+        (t.0 == StatusCode::OK).then_some(t)
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let id_token = claims(tokens["id_token"].as_str().unwrap());
+    let account = usher_operator::account_id(&login);
+    assert_eq!(id_token["sub"], account.as_str());
+    assert_eq!(id_token["aud"], id.as_str());
+    // (Each test replica has a public URL of its own: the issuer is the one that answered.)
+    assert_eq!(id_token["iss"], h.b.base.as_str());
+    assert_eq!(id_token["nonce"], "n-1");
+    assert_eq!(id_token["email"], login.as_str());
+    assert_eq!(id_token["email_verified"], true);
+    assert_eq!(id_token["org"], org.name.as_str());
+    assert_eq!(id_token["permissions"], json!(["grafana:view"]));
+    assert_eq!(id_token["amr"], json!(["pwd"]));
+    assert!(
+        id_token["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(org.name))
+    );
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(
+                tokens["id_token"]
+                    .as_str()
+                    .unwrap()
+                    .split('.')
+                    .next()
+                    .unwrap(),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "RS256");
+    assert!(kids.contains(&header["kid"].as_str().unwrap()));
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let at = claims(&access);
+    assert_eq!(
+        (at["aud"].as_str(), at["client_id"].as_str()),
+        (Some(id.as_str()), Some(id.as_str()))
+    );
+
+    // The access token opens userinfo, /me and forward-auth.
+    let info: Value = no_redirects()
+        .get(format!("{}/oauth2/userinfo", h.b.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (info["sub"].as_str(), info["email"].as_str()),
+        (Some(account.as_str()), Some(login.as_str()))
+    );
+    assert_eq!(
+        bearer(&h.b.base, "/api/v1/me", &access).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        bearer(&h.b.base, "/api/v1/verify", &access).await,
+        StatusCode::OK
+    );
+    // Another issuer's token is refused (replica a is another issuer here).
+    assert_eq!(
+        bearer(&h.a.base, "/api/v1/me", &access).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Refresh rotates; the old refresh token used again revokes the grant and its tokens.
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (status, refreshed) = token(
+        &h.a.base,
+        &id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert_ne!(refreshed["refresh_token"], first.as_str());
+    let (status, body) = token(
+        &h.a.base,
+        &id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let second = refreshed["refresh_token"].as_str().unwrap();
+    let (status, _) = token(
+        &h.a.base,
+        &id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", second)],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the whole grant is revoked"
+    );
+    eventually(
+        "the access token refused",
+        Duration::from_secs(5),
+        || async {
+            (bearer(&h.b.base, "/oauth2/userinfo", &access).await == StatusCode::UNAUTHORIZED)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Attack: the code replayed.
+    let (status, body) = token(&h.a.base, &id, &secret, &redeem).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+
+    // A replayed code revokes what it issued: a fresh code, redeemed, then replayed.
+    let (_, location) = authorize(&h.a.base, Some(&session), &code_query(&id, "openid")).await;
+    let code2 = param(&location, "code").unwrap();
+    let again = [
+        ("grant_type", "authorization_code"),
+        ("code", code2.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, t2) = token(&h.a.base, &id, &secret, &again).await;
+    assert_eq!(status, StatusCode::OK, "{t2}");
+    let access2 = t2["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        bearer(&h.a.base, "/oauth2/userinfo", &access2).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        token(&h.a.base, &id, &secret, &again).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        bearer(&h.a.base, "/oauth2/userinfo", &access2).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Attack: an unregistered redirect URI gets a page, never a redirect.
+    let mut evil = code_query(&id, "openid");
+    evil[2] = ("redirect_uri", "https://evil.test/cb");
+    let (status, location) = authorize(&h.a.base, Some(&session), &evil).await;
+    assert_eq!((status, location.as_str()), (StatusCode::BAD_REQUEST, ""));
+    let mut unknown = code_query("nobody.nothing", "openid");
+    unknown[2] = ("redirect_uri", "https://evil.test/cb");
+    assert_eq!(
+        authorize(&h.a.base, Some(&session), &unknown).await,
+        (StatusCode::BAD_REQUEST, String::new())
+    );
+    // Attack: PKCE `plain` goes back as an error.
+    let mut plain = code_query(&id, "openid");
+    plain[6] = ("code_challenge", VERIFIER);
+    plain[7] = ("code_challenge_method", "plain");
+    let (_, location) = authorize(&h.a.base, Some(&session), &plain).await;
+    assert_eq!(
+        param(&location, "error").as_deref(),
+        Some("invalid_request"),
+        "{location}"
+    );
+    assert!(param(&location, "code").is_none());
+
+    // Attack: `alg: none` and HS256 (keyed with the public modulus) as Bearer.
+    let body_part = access.split('.').nth(1).unwrap();
+    let kid = header["kid"].as_str().unwrap();
+    let none = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#));
+    assert_eq!(
+        bearer(&h.b.base, "/api/v1/me", &format!("{none}.{body_part}.")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let hs_header =
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#));
+    let n = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap()["n"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, n.as_bytes());
+    let signing_input = format!("{hs_header}.{body_part}");
+    let sig = URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, signing_input.as_bytes()).as_ref());
+    assert_eq!(
+        bearer(&h.b.base, "/api/v1/me", &format!("{signing_input}.{sig}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Attack: a secret forged into the delivered Secret authenticates nothing, and is put right.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &org.ns);
+    let forged = "forged-secret-forged-secret-forged-secret-0";
+    secrets
+        .patch(
+            "grafana-oidc",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"data": {"client-secret": ByteString(forged.as_bytes().to_vec())}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let (_, location) = authorize(&h.a.base, Some(&session), &code_query(&id, "openid")).await;
+    let code3 = param(&location, "code").unwrap();
+    let (status, _) = token(
+        &h.a.base,
+        &id,
+        forged,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code3),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    eventually(
+        "the delivered secret repaired",
+        Duration::from_secs(20),
+        || async {
+            let s = secrets.get("grafana-oidc").await.ok()?;
+            (secret_text(&s, "client-secret")? == secret).then_some(())
+        },
+    )
+    .await;
+
+    // A locked member's refresh is refused (and the access token with it).
+    let (_, location) = authorize(&h.a.base, Some(&session), &code_query(&id, "openid")).await;
+    let code4 = param(&location, "code").unwrap();
+    let (_, t4) = token(
+        &h.a.base,
+        &id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code4),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let access4 = t4["access_token"].as_str().unwrap().to_owned();
+    Api::<User>::namespaced(client.clone(), &org.ns)
+        .patch(
+            &user,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"locked": true}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the locked member's access token refused",
+        Duration::from_secs(10),
+        || async {
+            (bearer(&h.a.base, "/oauth2/userinfo", &access4).await == StatusCode::UNAUTHORIZED)
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, body) = token(
+        &h.a.base,
+        &id,
+        &secret,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t4["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn a_client_of_one_organisation_never_signs_in_a_member_of_another() {
+    let (h, client) = harness().await;
+    let (_, _, login) = active_member(h, &client, &[]).await;
+    let (other, _, _) = member(&client, &[]).await;
+    let (id, _) = declare_client(
+        &client,
+        &other.ns,
+        "wiki",
+        json!({"redirectURIs": [REDIRECT]}),
+    )
+    .await;
+    let session = h.a.session(&login, PASSWORD).await;
+    let (status, location) = authorize(&h.a.base, Some(&session), &code_query(&id, "openid")).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(
+        param(&location, "error").as_deref(),
+        Some("access_denied"),
+        "{location}"
+    );
+    assert!(param(&location, "code").is_none());
+    // Nor through scope organisation:<name> of an organisation it does not serve.
+    let mut named = code_query(&id, "openid");
+    let scope = format!("openid organisation:{}", other.name);
+    named[3] = ("scope", &scope);
+    let (_, location) = authorize(&h.a.base, Some(&session), &named).await;
+    assert_eq!(
+        param(&location, "error").as_deref(),
+        Some("access_denied"),
+        "{location}"
+    );
+}
