@@ -18,6 +18,7 @@ mod invitation;
 mod keys;
 mod login;
 mod oidc;
+mod oidc_clients;
 mod pages;
 mod passwords;
 mod router;
