@@ -196,7 +196,7 @@ pub fn refresh(
         }
         return Err(Refused::Invalid);
     }
-    let old = std::mem::replace(&mut g.refresh_hash, Some(next_hash));
+    let old = g.refresh_hash.replace(next_hash);
     g.spent.extend(old);
     let over = g.spent.len().saturating_sub(MAX_SPENT);
     g.spent.drain(..over);

@@ -375,13 +375,13 @@ fn authenticate_client(
     st: &AuthState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<Registered, Response> {
+) -> Result<Registered, Box<Response>> {
     let invalid = || {
-        token_error(
+        Box::new(token_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "client authentication failed",
-        )
+        ))
     };
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -399,15 +399,15 @@ fn authenticate_client(
                     .decode_utf8_lossy()
                     .into_owned()
             };
-            Ok::<_, Response>((decode(id), Some(decode(secret))))
+            Ok::<_, Box<Response>>((decode(id), Some(decode(secret))))
         })
         .transpose()?;
     if basic.is_some() && form.contains_key("client_secret") {
-        return Err(token_error(
+        return Err(Box::new(token_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "use one client authentication method",
-        ));
+        )));
     }
     let (id, secret) = match basic {
         Some(b) => b,
@@ -448,7 +448,7 @@ pub async fn token(
 ) -> Response {
     let registered = match authenticate_client(&st, &headers, &form) {
         Ok(r) => r,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let client_id = oidc_id(&registered);
     let invalid_grant = |d: &str| token_error(StatusCode::BAD_REQUEST, "invalid_grant", d);
