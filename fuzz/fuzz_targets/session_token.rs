@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         iat: 1,
         seen: 1,
         auth: 1,
+        mfa: false,
     };
     let sealed = seal(&key, &claims);
     if sealed.len() <= usher_fuzz::session::MAX_TOKEN_LEN {
