@@ -21,10 +21,15 @@ fn usher_crds_prints_the_committed_yaml() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8(out.stdout).unwrap();
-    let committed: String = ["profiles.yaml", "organisations.yaml", "users.yaml"]
-        .iter()
-        .map(|f| std::fs::read_to_string(repo().join("crds").join(f)).unwrap())
-        .collect();
+    let committed: String = [
+        "profiles.yaml",
+        "organisations.yaml",
+        "users.yaml",
+        "oidcclients.yaml",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(repo().join("crds").join(f)).unwrap())
+    .collect();
     assert_eq!(
         printed, committed,
         "run `make crds` to regenerate crds/*.yaml"
