@@ -13,6 +13,7 @@ packages=(
   chromium                       # the real browser of the page tests (driven by playwright-core)
   python3-venv                   # checkov's virtualenv (scripts/install-tools.sh)
   lua5.4                         # runs the Argo CD health checks of docs/gitops.md
+  apache2-bin libapache2-mod-auth-openidc  # Apache with mod_auth_openidc (a certified OIDC relying party), run as a plain process, no service
 )
 missing=()
 for p in "${packages[@]}"; do

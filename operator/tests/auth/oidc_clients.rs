@@ -1,7 +1,11 @@
-//! The provider against relying parties others wrote: openid-client (npm, OpenID-certified)
-//! through the real sign-in page in Chromium.
+//! The provider against relying parties others wrote, each through the real sign-in page in
+//! Chromium: openid-client (npm, OpenID-certified), Apache's mod_auth_openidc (certified) in front
+//! of a page, oauth2-proxy behind nginx `auth_request`.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use usher_testkit::Process;
 
 use crate::{
     common::{auth::*, *},
@@ -56,4 +60,145 @@ async fn openid_client_signs_in_with_password_and_totp_reads_userinfo_and_refres
     assert_eq!(learnt["info"]["permissions"], json!(["wiki:edit"]));
     assert_eq!(learnt["again"]["email"], login.as_str());
     assert_eq!(learnt["reused"], "invalid_grant");
+}
+
+/// Runs `e2e/relying-party.mjs` against `page_url`; the page's text.
+async fn through_relying_party(
+    h: &Harness,
+    page_url: &str,
+    login: &str,
+    expect: &str,
+    rp: &Process,
+) -> String {
+    let vars = [
+        ("PAGE_URL", page_url.to_owned()),
+        ("ISSUER", h.a.base.clone()),
+        ("LOGIN", login.to_owned()),
+        ("PASSWORD", PASSWORD.to_owned()),
+        ("EXPECT_TEXT", expect.to_owned()),
+    ];
+    let run = tokio::task::spawn_blocking(move || browser_script("relying-party.mjs", vars))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success() && stdout.contains("RP_OK"),
+        "the relying party failed:\n{stdout}\n{}\nits log:\n{}\nauth server log:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        rp.log_tail(40),
+        h.a.process.log_tail(30)
+    );
+    stdout
+}
+
+/// A directory servers that drop privileges (as root) can still read.
+fn readable_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn write_readable(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+fn wait_listening(port: u16, what: &Process) {
+    let up = usher_testkit::poll_blocking(Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(
+        up.is_some(),
+        "not listening on {port}:\n{}",
+        what.log_tail(30)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mod_auth_openidc_in_apache_protects_a_page_and_passes_the_claims_on() {
+    let (h, client) = harness().await;
+    let (org, _, login) = active_member(h, &client, &["wiki:edit"]).await;
+    let port = usher_testkit::free_port().unwrap();
+    let origin = format!("https://localhost:{port}");
+    let (client_id, secret) = declare_client(
+        &client,
+        &org.ns,
+        "apache",
+        json!({"redirectURIs": [format!("{origin}/protected/redirect_uri")]}),
+    )
+    .await;
+    let modules = "/usr/lib/apache2/modules";
+    assert!(
+        std::path::Path::new(&format!("{modules}/mod_auth_openidc.so")).exists(),
+        "mod_auth_openidc is missing: run scripts/install-deps.sh (Debian packages apache2-bin libapache2-mod-auth-openidc)"
+    );
+    let dir = readable_dir();
+    let d = dir.path().display();
+    let ca = usher_testkit::TestCa::new().unwrap();
+    let cert = ca.issue(1).unwrap();
+    write_readable(&dir.path().join("cert.pem"), &cert.cert_pem);
+    write_readable(&dir.path().join("key.pem"), &cert.key_pem);
+    std::fs::create_dir_all(dir.path().join("htdocs/protected")).unwrap();
+    write_readable(
+        &dir.path().join("htdocs/protected/claims.shtml"),
+        "<html><body><p>user=<!--#echo var=\"REMOTE_USER\" --></p>\
+         <p>org=<!--#echo var=\"OIDC_CLAIM_org\" --></p>\
+         <p>permissions=<!--#echo var=\"OIDC_CLAIM_permissions\" --></p>\
+         <p>sub=<!--#echo var=\"OIDC_CLAIM_sub\" --></p></body></html>\n",
+    );
+    let user = if running_as_root() {
+        "User nobody\nGroup nogroup\n"
+    } else {
+        ""
+    };
+    let conf = format!(
+        "ServerRoot {d}\nDefaultRuntimeDir {d}\nPidFile {d}/httpd.pid\nListen 127.0.0.1:{port}\n\
+         ServerName localhost\nErrorLog {d}/error.log\nLogLevel warn auth_openidc:info\n{user}\
+         LoadModule mpm_event_module {modules}/mod_mpm_event.so\n\
+         LoadModule authn_core_module {modules}/mod_authn_core.so\n\
+         LoadModule authz_core_module {modules}/mod_authz_core.so\n\
+         LoadModule authz_user_module {modules}/mod_authz_user.so\n\
+         LoadModule ssl_module {modules}/mod_ssl.so\n\
+         LoadModule include_module {modules}/mod_include.so\n\
+         LoadModule auth_openidc_module {modules}/mod_auth_openidc.so\n\
+         DocumentRoot {d}/htdocs\nSSLEngine on\nSSLCertificateFile {d}/cert.pem\nSSLCertificateKeyFile {d}/key.pem\n\
+         OIDCProviderMetadataURL {issuer}/.well-known/openid-configuration\n\
+         OIDCClientID {client_id}\nOIDCClientSecret {secret}\n\
+         OIDCRedirectURI {origin}/protected/redirect_uri\nOIDCCryptoPassphrase {pass}\n\
+         OIDCScope \"openid email profile organisation\"\nOIDCPKCEMethod S256\n\
+         OIDCProviderTokenEndpointAuth client_secret_basic\nOIDCRemoteUserClaim email\n\
+         <Directory {d}/htdocs>\n  Options +Includes\n  Require all granted\n</Directory>\n\
+         <Location /protected>\n  AuthType openid-connect\n  Require valid-user\n  \
+         SetOutputFilter INCLUDES\n  ForceType text/html\n</Location>\n",
+        issuer = h.a.base,
+        pass = usher_testkit::unique_name("pass"),
+    );
+    let path = dir.path().join("httpd.conf");
+    write_readable(&path, &conf);
+    let apache = Process::spawn(
+        std::process::Command::new("/usr/sbin/apache2")
+            .arg("-X")
+            .arg("-f")
+            .arg(&path),
+        &log_path("oidc-apache"),
+        None,
+    )
+    .unwrap();
+    wait_listening(port, &apache);
+    let shown = through_relying_party(
+        h,
+        &format!("{origin}/protected/claims.shtml"),
+        &login,
+        &format!("user={login}"),
+        &apache,
+    )
+    .await;
+    assert!(shown.contains(&format!("org={}", org.name)), "{shown}");
+    assert!(shown.contains("permissions=wiki:edit"), "{shown}");
+    assert!(
+        shown.contains(&format!("sub={}", usher_operator::account_id(&login))),
+        "{shown}"
+    );
 }

@@ -435,3 +435,13 @@ pub fn browser_script<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
         .output()
         .unwrap_or_else(|e| panic!("node is missing ({e}): install Node.js 20+"))
 }
+
+/// True when the tests run as root (CI does): servers that drop privileges need a user then.
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
