@@ -18,7 +18,11 @@ await run(browser, "RP_OK", async (at) => {
   const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
   at("the protected page sends the browser to Usher's sign-in");
   await page.goto(PAGE);
-  await page.waitForURL((u) => u.href.startsWith(`${ISSUER}/login?rd=`));
+  await page
+    .waitForURL((u) => u.href.startsWith(`${ISSUER}/login?rd=`), { timeout: 15000 })
+    .catch(async (e) => {
+      throw new Error(`${e.message}\nthe browser is at ${page.url()}:\n${(await page.content()).slice(0, 2000)}`);
+    });
   at("sign in and land back on the page");
   await fillSignIn(page, LOGIN, PASSWORD);
   await page.getByText(EXPECT).first().waitFor();

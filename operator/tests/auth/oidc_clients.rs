@@ -202,3 +202,112 @@ async fn mod_auth_openidc_in_apache_protects_a_page_and_passes_the_claims_on() {
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_proxy_behind_nginx_auth_request_signs_in_through_usher() {
+    let (h, client) = harness().await;
+    let (org, _, login) = active_member(h, &client, &["wiki:edit"]).await;
+    let (port, proxy_port) = (
+        usher_testkit::free_port().unwrap(),
+        usher_testkit::free_port().unwrap(),
+    );
+    let origin = format!("https://localhost:{port}");
+    let (client_id, secret) = declare_client(
+        &client,
+        &org.ns,
+        "proxy",
+        json!({"redirectURIs": [format!("{origin}/oauth2/callback")]}),
+    )
+    .await;
+    let proxy = Process::spawn(
+        std::process::Command::new(tool("oauth2-proxy"))
+            .arg("--provider=oidc")
+            .arg(format!("--oidc-issuer-url={}", h.a.base))
+            .arg(format!("--client-id={client_id}"))
+            .arg(format!("--client-secret={secret}"))
+            .arg(format!("--redirect-url={origin}/oauth2/callback"))
+            .arg(format!(
+                "--cookie-secret={}",
+                &usher_testkit::unique_name("cookie-secret-0123456789abcdef")[..32]
+            ))
+            .args([
+                "--cookie-secure=true",
+                "--email-domain=*",
+                "--upstream=static://202",
+            ])
+            .arg(format!("--http-address=127.0.0.1:{proxy_port}"))
+            .args([
+                "--reverse-proxy=true",
+                "--set-xauthrequest=true",
+                "--code-challenge-method=S256",
+            ])
+            .args([
+                "--skip-provider-button=true",
+                "--scope=openid email profile groups",
+            ])
+            .arg(format!("--whitelist-domain=localhost:{port}")),
+        &log_path("oidc-oauth2-proxy"),
+        None,
+    )
+    .unwrap();
+    wait_listening(proxy_port, &proxy);
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("nginx is missing: run scripts/install-deps.sh (Debian package nginx-light)");
+    let dir = readable_dir();
+    let d = dir.path().display();
+    let ca = usher_testkit::TestCa::new().unwrap();
+    let cert = ca.issue(1).unwrap();
+    write_readable(&dir.path().join("cert.pem"), &cert.cert_pem);
+    write_readable(&dir.path().join("key.pem"), &cert.key_pem);
+    let user = if running_as_root() { "user root;" } else { "" };
+    let conf = format!(
+        "{user}\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+         scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name localhost;\n    \
+         ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    \
+         location /oauth2/ {{\n      proxy_pass http://127.0.0.1:{proxy_port};\n      \
+         proxy_set_header Host $host:$server_port;\n      proxy_set_header X-Forwarded-Proto https;\n    }}\n    \
+         location = /oauth2/auth {{\n      proxy_pass http://127.0.0.1:{proxy_port};\n      \
+         proxy_set_header Host $host:$server_port;\n      proxy_set_header X-Forwarded-Proto https;\n      \
+         proxy_set_header Content-Length \"\";\n      proxy_pass_request_body off;\n    }}\n    \
+         location / {{\n      auth_request /oauth2/auth;\n      \
+         error_page 401 =302 /oauth2/start?rd=$scheme://$host:$server_port$request_uri;\n      \
+         auth_request_set $email $upstream_http_x_auth_request_email;\n      \
+         auth_request_set $groups $upstream_http_x_auth_request_groups;\n      \
+         default_type text/html;\n      ssi on;\n      root {d};\n      try_files /page.html =404;\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.path().join("nginx.conf");
+    write_readable(&path, &conf);
+    // The page, after the auth_request: what oauth2-proxy passed on (a `return` would answer
+    // before the access phase).
+    write_readable(
+        &dir.path().join("page.html"),
+        "<html><body><p>email=<!--# echo var=\"email\" --></p>\
+         <p>groups=<!--# echo var=\"groups\" --></p></body></html>\n",
+    );
+    let nginx = Process::spawn(
+        std::process::Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"]),
+        &log_path("oidc-nginx"),
+        None,
+    )
+    .unwrap();
+    wait_listening(port, &nginx);
+    let shown = through_relying_party(
+        h,
+        &format!("{origin}/wiki"),
+        &login,
+        &format!("email={login}"),
+        &proxy,
+    )
+    .await;
+    assert!(shown.contains(&format!("groups={}", org.name)), "{shown}");
+}
