@@ -561,3 +561,107 @@ async fn a_client_of_one_organisation_never_signs_in_a_member_of_another() {
         "{location}"
     );
 }
+
+#[tokio::test]
+async fn an_id_token_hint_names_a_person_and_never_signs_anyone_in() {
+    let (h, client) = harness().await;
+    let (org, alice_user, alice) = active_member(h, &client, &[]).await;
+    let users = Api::<User>::namespaced(client.clone(), &org.ns);
+    let profile = users.get(&alice_user).await.unwrap().spec.profile;
+    let bob = login("bob");
+    users
+        .create(
+            &PostParams::default(),
+            &user(&unique_user_name(), &bob, &profile),
+        )
+        .await
+        .unwrap();
+    onboard(&h.a, &h.smtp, &bob).await;
+    let (id, secret) = declare_client(
+        &client,
+        &org.ns,
+        "hinted",
+        json!({"redirectURIs": [REDIRECT]}),
+    )
+    .await;
+    // Bob's ID token, from replica a.
+    let bob_session = h.a.session(&bob, PASSWORD).await;
+    let (_, location) = authorize(&h.a.base, Some(&bob_session), &code_query(&id, "openid")).await;
+    let code = param(&location, "code").unwrap();
+    let (_, t) = token(
+        &h.a.base,
+        &id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let bob_id_token = t["id_token"].as_str().unwrap().to_owned();
+    let with_hint = |hint: &str| {
+        let mut q: Vec<(String, String)> = code_query(&id, "openid")
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        q.push(("prompt".into(), "none".into()));
+        q.push(("id_token_hint".into(), hint.to_owned()));
+        q
+    };
+    let ask = |session: Option<String>, q: Vec<(String, String)>| async move {
+        let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        authorize(&h.a.base, session.as_deref(), &q).await
+    };
+    // Without a session, the hint signs nobody in.
+    let (_, location) = ask(None, with_hint(&bob_id_token)).await;
+    assert_eq!(
+        param(&location, "error").as_deref(),
+        Some("login_required"),
+        "{location}"
+    );
+    // Alice signed in, the hint naming Bob: not Alice's code.
+    let alice_session = h.a.session(&alice, PASSWORD).await;
+    let (_, location) = ask(Some(alice_session.clone()), with_hint(&bob_id_token)).await;
+    assert_eq!(
+        param(&location, "error").as_deref(),
+        Some("login_required"),
+        "{location}"
+    );
+    assert!(param(&location, "code").is_none());
+    // A token of another issuer (replica b is one here), or not a token at all.
+    let foreign = {
+        let (_, location) =
+            authorize(&h.b.base, Some(&bob_session), &code_query(&id, "openid")).await;
+        let code = param(&location, "code").unwrap();
+        let (_, t) = eventually("the code on b", Duration::from_secs(5), || async {
+            let t = token(
+                &h.b.base,
+                &id,
+                &secret,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                ],
+            )
+            .await;
+            (t.0 == StatusCode::OK).then_some(t)
+        })
+        .await;
+        t["id_token"].as_str().unwrap().to_owned()
+    };
+    for hint in [foreign.as_str(), "eyJhbGciOiJub25lIn0.e30.", "garbage"] {
+        let (_, location) = ask(Some(bob_session.clone()), with_hint(hint)).await;
+        assert_eq!(
+            param(&location, "error").as_deref(),
+            Some("invalid_request"),
+            "{hint}: {location}"
+        );
+    }
+    // Bob's own hint with Bob's session: a code.
+    let (_, location) = ask(Some(bob_session), with_hint(&bob_id_token)).await;
+    assert!(param(&location, "code").is_some(), "{location}");
+}

@@ -32,6 +32,9 @@ pub struct AuthorizeParams {
     pub max_age: Option<String>,
     pub login_hint: Option<String>,
     pub response_mode: Option<String>,
+    /// An ID token this provider issued, naming who the app expects: a hint, never a proof
+    /// (expired ones are accepted as hints, as OIDC Core allows).
+    pub id_token_hint: Option<String>,
     /// The organisation the chooser picked.
     pub organisation: Option<String>,
     /// Set by Usher when it sent the browser to sign in for `prompt=login` or `max_age`: the

@@ -151,7 +151,33 @@ pub async fn authorize(
         );
     };
     let back = |e: &str, d: &str| refuse(&st, &valid.redirect_uri, e, d, valid.state.as_deref());
+    // The person the app expects, from an ID token of ours (it authenticates nobody).
+    let hinted = match params.id_token_hint.as_deref() {
+        None => None,
+        Some(hint) => match st
+            .oidc
+            .signer()
+            .verify::<serde_json::Value>(hint, "JWT", &st.origin)
+        {
+            Some(claims) => claims["sub"].as_str().map(str::to_owned),
+            None => {
+                return back(
+                    "invalid_request",
+                    "id_token_hint is not an ID token this provider issued",
+                );
+            }
+        },
+    };
     let principal = st.authenticate_session(&headers).ok();
+    // Someone else is signed in here: they sign in as the person the app expects, or nobody.
+    if let (Some(sub), Some(p)) = (&hinted, &principal)
+        && *sub != p.account.id
+    {
+        if valid.prompt_none {
+            return back("login_required", "another person is signed in to Usher");
+        }
+        return to_sign_in(&original, &params, true, now_ms);
+    }
     let session = principal.as_ref().and_then(|p| match &p.via {
         Via::Session { claims, .. } => Some(claims.clone()),
         _ => None,
