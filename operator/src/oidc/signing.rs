@@ -352,6 +352,30 @@ mod tests {
     }
 
     #[test]
+    fn a_token_signed_before_a_rotation_verifies_after_it_and_new_ones_use_the_new_key() {
+        let day = std::time::Duration::from_secs(86_400);
+        let first = rotate(&KeySet::default(), at(0), day, |a| generate(a, at(0)))
+            .unwrap()
+            .unwrap();
+        let before = Signer::new(&first).unwrap();
+        let claims = serde_json::json!({"iss": "https://id.example.com"});
+        let old = before.sign(SigningAlg::ES256, "JWT", &claims).unwrap();
+        let second = rotate(&first, at(86_400), day, |a| generate(a, at(86_400)))
+            .unwrap()
+            .unwrap();
+        let after = Signer::new(&second).unwrap();
+        assert!(
+            after
+                .verify::<serde_json::Value>(&old, "JWT", "https://id.example.com")
+                .is_some()
+        );
+        let new = after.sign(SigningAlg::ES256, "JWT", &claims).unwrap();
+        let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+        assert_ne!(kid(&old), kid(&new));
+        assert_eq!(kid(&new), second.current(SigningAlg::ES256).unwrap().kid);
+    }
+
+    #[test]
     fn tokens_verify_with_their_own_key_and_algorithm_only() {
         let set = KeySet {
             keys: vec![

@@ -18,6 +18,7 @@ mod organisations;
 mod outage;
 mod restart;
 mod secrets;
+mod signing_keys;
 
 use std::time::Duration;
 
