@@ -134,6 +134,18 @@ pub enum Violation {
         /// `namespace/name` of the Users with it.
         users: Vec<String>,
     },
+    /// An OIDCClient in an organisation's namespace lists organisations: it serves its own.
+    ClientListsOrganisations {
+        /// The organisation whose namespace it is in.
+        organisation: String,
+    },
+    /// An OIDCClient in the operator namespace lists no organisation to serve.
+    ClientServesNobody,
+    /// An OIDCClient in a namespace that is neither an organisation's nor the operator's.
+    ClientNamespace {
+        /// Its namespace.
+        namespace: String,
+    },
     /// An Organisation to delete still has Users.
     OrganisationHasUsers {
         /// The Organisation.
@@ -160,6 +172,9 @@ impl Violation {
             Violation::InvalidPermission { .. } => "InvalidPermission",
             Violation::ProfileInUse { .. } => "ProfileInUse",
             Violation::OrganisationHasUsers { .. } => "OrganisationHasUsers",
+            Violation::ClientListsOrganisations { .. } => "ClientListsOrganisations",
+            Violation::ClientServesNobody => "ClientServesNobody",
+            Violation::ClientNamespace { .. } => "ClientNamespace",
         }
     }
 
@@ -170,7 +185,12 @@ impl Violation {
             | Violation::ProfileInUse { .. }
             | Violation::OrganisationHasUsers { .. } => None,
             Violation::Login(_) | Violation::LoginTaken { .. } => Some("spec.login".into()),
-            Violation::NoOrganisation { .. } => Some("metadata.namespace".into()),
+            Violation::NoOrganisation { .. } | Violation::ClientNamespace { .. } => {
+                Some("metadata.namespace".into())
+            }
+            Violation::ClientListsOrganisations { .. } | Violation::ClientServesNobody => {
+                Some("spec.organisations".into())
+            }
             Violation::UnknownProfile { .. } => Some("spec.profile".into()),
             Violation::SystemNamespace { .. }
             | Violation::NamespaceTaken { .. }
@@ -242,6 +262,17 @@ impl std::fmt::Display for Violation {
                 "Profile {profile:?} is still used by {} User(s): {}; give them another profile (spec.profile) first",
                 users.len(),
                 list(users)
+            ),
+            Violation::ClientListsOrganisations { organisation } => write!(
+                f,
+                "spec.organisations is only for clients in Usher's operator namespace: this client serves organisation {organisation:?}, whose namespace it is in; remove spec.organisations"
+            ),
+            Violation::ClientServesNobody => f.write_str(
+                "a client in Usher's operator namespace serves the organisations listed in spec.organisations: list them by name, or [\"*\"] for every organisation",
+            ),
+            Violation::ClientNamespace { namespace } => write!(
+                f,
+                "namespace {namespace:?} belongs to no Organisation: create the OIDCClient in an organisation's namespace (it serves that organisation), or in Usher's operator namespace with spec.organisations"
             ),
             Violation::OrganisationHasUsers {
                 organisation,
@@ -336,6 +367,30 @@ pub fn organisation_for<'a, O: Borrow<Organisation>>(
     organisation_of(namespace, organisations).ok_or_else(|| Violation::NoOrganisation {
         namespace: namespace.to_owned(),
     })
+}
+
+/// Ok when an OIDCClient in `namespace` listing `listed` is where it can serve: in an
+/// organisation's namespace (`organisation`, which holds it) listing nothing, or in the operator
+/// namespace listing what it serves.
+pub fn client_placement(
+    namespace: &str,
+    operator_namespace: &str,
+    organisation: Option<&str>,
+    listed: &[String],
+) -> Result<(), Violation> {
+    match organisation {
+        Some(org) if !listed.is_empty() => Err(Violation::ClientListsOrganisations {
+            organisation: org.to_owned(),
+        }),
+        Some(_) => Ok(()),
+        None if namespace == operator_namespace && listed.is_empty() => {
+            Err(Violation::ClientServesNobody)
+        }
+        None if namespace == operator_namespace => Ok(()),
+        None => Err(Violation::ClientNamespace {
+            namespace: namespace.to_owned(),
+        }),
+    }
 }
 
 /// Ok when Profile `name` exists, or the violation naming the Profiles that do.

@@ -23,6 +23,7 @@ pub async fn register_webhook(client: &Client, url: &str, ca_pem: &str) -> Resul
             "organisations".into(),
             "profiles".into(),
             "users".into(),
+            "oidcclients".into(),
         ]),
         scope: Some("*".into()),
     };

@@ -8,7 +8,7 @@ use kube::core::{
     admission::{AdmissionRequest, Operation},
 };
 use usher_crds::{
-    Organisation, Profile, User,
+    OIDCClient, Organisation, Profile, User,
     permission::validate_permission,
     rules::{self, Violation},
 };
@@ -94,6 +94,8 @@ pub enum Kind {
     Profile,
     /// `usher.dev/v1alpha1` User.
     User,
+    /// `usher.dev/v1alpha1` OIDCClient.
+    OIDCClient,
 }
 
 impl Kind {
@@ -106,6 +108,7 @@ impl Kind {
             "Organisation" => Some(Kind::Organisation),
             "Profile" => Some(Kind::Profile),
             "User" => Some(Kind::User),
+            "OIDCClient" => Some(Kind::OIDCClient),
             _ => None,
         }
     }
@@ -116,6 +119,7 @@ impl Kind {
             Kind::Organisation => "Organisation",
             Kind::Profile => "Profile",
             Kind::User => "User",
+            Kind::OIDCClient => "OIDCClient",
         }
     }
 }
@@ -156,7 +160,21 @@ pub fn review(
             let org = parse_opt::<Organisation>(req.old_object.as_ref());
             organisation_delete(&req.name, org.as_ref(), cluster)
         }
-        (Kind::User, Operation::Delete) | (_, Operation::Connect) => Ok(()),
+        (Kind::OIDCClient, Operation::Create | Operation::Update) => {
+            parse::<OIDCClient>(req.object.as_ref(), "OIDCClient").and_then(|c| {
+                let namespace = req.namespace.as_deref().unwrap_or("");
+                let orgs = cluster.organisations();
+                let org = rules::organisation_of(namespace, orgs.iter().map(|o| o.as_ref()))
+                    .and_then(|o| o.metadata.name.clone());
+                rules::client_placement(
+                    namespace,
+                    &config.operator_namespace,
+                    org.as_deref(),
+                    &c.spec.organisations,
+                )
+            })
+        }
+        (Kind::User | Kind::OIDCClient, Operation::Delete) | (_, Operation::Connect) => Ok(()),
     };
     match result {
         Ok(()) => Decision::Allow,
@@ -801,5 +819,40 @@ mod tests {
             None,
         )));
         assert!(m.contains("carries no User"), "{m}");
+    }
+
+    #[test]
+    fn an_oidc_client_serves_its_organisation_or_the_ones_the_operator_namespace_lists() {
+        let client = |ns: &str, orgs: Value| {
+            let obj = json!({"apiVersion": "usher.dev/v1alpha1", "kind": "OIDCClient",
+                "metadata": {"name": "app", "namespace": ns},
+                "spec": {"redirectURIs": ["https://a.example.com/cb"], "organisations": orgs}});
+            decide(review_json(
+                "CREATE",
+                "OIDCClient",
+                Some(ns),
+                "app",
+                Some(obj),
+                None,
+            ))
+        };
+        assert_eq!(client("acme", json!([])), Decision::Allow);
+        assert_eq!(client("usher-system", json!(["*"])), Decision::Allow);
+        let reason = |d: Decision| match d {
+            Decision::Deny(v) => v.reason(),
+            Decision::Allow => "allowed",
+        };
+        assert_eq!(
+            reason(client("acme", json!(["beta"]))),
+            "ClientListsOrganisations"
+        );
+        assert_eq!(
+            reason(client("usher-system", json!([]))),
+            "ClientServesNobody"
+        );
+        assert_eq!(
+            reason(client("default", json!(["acme"]))),
+            "ClientNamespace"
+        );
     }
 }

@@ -686,3 +686,65 @@ async fn a_flood_of_refused_reviews_does_not_become_a_flood_of_lists() {
         "{n} refused reviews cost the API server {lists} Lists of Organisations"
     );
 }
+
+#[tokio::test]
+async fn a_misplaced_oidc_client_is_refused_naming_the_fix() {
+    let w = world().await;
+    let pp = PostParams::default();
+    let client_in = |ns: &str, spec: serde_json::Value| -> usher_crds::OIDCClient {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "usher.dev/v1alpha1", "kind": "OIDCClient",
+            "metadata": {"name": unique_name("app"), "namespace": ns}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    let here: Api<usher_crds::OIDCClient> = Api::namespaced(w.client.clone(), &w.ns);
+    let s = refusal(
+        here.create(
+            &pp,
+            &client_in(&w.ns, serde_json::json!({"redirectURIs": ["https://a.example.com/cb"], "organisations": ["*"]})),
+        )
+        .await,
+    );
+    assert!(
+        s.message
+            .contains(&format!("serves organisation \"{}\"", w.org))
+            && s.message.contains("remove spec.organisations"),
+        "{s:?}"
+    );
+    let cause = &s.details.as_ref().unwrap().causes[0];
+    assert_eq!(
+        (cause.reason.as_str(), cause.field.as_str()),
+        ("ClientListsOrganisations", "spec.organisations")
+    );
+
+    let stray = unique_name("stray");
+    create_namespace(&w.client, &stray).await.unwrap();
+    let there: Api<usher_crds::OIDCClient> = Api::namespaced(w.client.clone(), &stray);
+    let m = refused(
+        there
+            .create(
+                &pp,
+                &client_in(
+                    &stray,
+                    serde_json::json!({"redirectURIs": ["https://a.example.com/cb"]}),
+                ),
+            )
+            .await,
+    );
+    assert!(
+        m.contains("belongs to no Organisation")
+            && m.contains("create the OIDCClient in an organisation's namespace"),
+        "{m}"
+    );
+
+    here.create(
+        &pp,
+        &client_in(
+            &w.ns,
+            serde_json::json!({"redirectURIs": ["https://a.example.com/cb"]}),
+        ),
+    )
+    .await
+    .unwrap();
+}

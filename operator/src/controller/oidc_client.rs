@@ -11,7 +11,9 @@ use kube::{
     api::PostParams,
     runtime::{controller::Action, finalizer},
 };
-use usher_crds::{ANNOTATION_RENEW_CLIENT_SECRET, OIDCClient, OIDCClientStatus, oidc_client};
+use usher_crds::{
+    ANNOTATION_RENEW_CLIENT_SECRET, OIDCClient, OIDCClientStatus, oidc_client, rules,
+};
 
 use super::{
     context::Context,
@@ -30,26 +32,20 @@ use crate::{
 /// The finalizer that removes the client's record.
 pub const FINALIZER: &str = "usher.dev/oidc-client";
 
-/// Which organisations a client in `namespace` serves, or what to fix (pure).
+/// Where a client can serve from, or what to fix (pure): THE rule the webhook applies too.
 pub fn placement(
     namespace: &str,
     operator_namespace: &str,
     organisation_of_namespace: Option<&str>,
     listed: &[String],
 ) -> Result<(), String> {
-    match organisation_of_namespace {
-        Some(org) if !listed.is_empty() => Err(format!(
-            "spec.organisations is only for clients in the operator namespace {operator_namespace}: this client serves organisation {org}, whose namespace it is in; remove spec.organisations"
-        )),
-        Some(_) => Ok(()),
-        None if namespace == operator_namespace && listed.is_empty() => Err(
-            "a client in the operator namespace serves the organisations listed in spec.organisations: list them, or [\"*\"] for all".to_owned(),
-        ),
-        None if namespace == operator_namespace => Ok(()),
-        None => Err(format!(
-            "namespace {namespace} belongs to no Organisation: create the OIDCClient in an organisation's namespace, or in the operator namespace {operator_namespace} with spec.organisations"
-        )),
-    }
+    rules::client_placement(
+        namespace,
+        operator_namespace,
+        organisation_of_namespace,
+        listed,
+    )
+    .map_err(|v| v.to_string())
 }
 
 /// What to do with a client's record (pure): keep it, or make a new one (a first secret, a
@@ -96,12 +92,8 @@ async fn apply(client: &OIDCClient, ctx: &Context) -> Result<Action, Error> {
     let mut status = client.status.clone().unwrap_or_default();
     status.client_id = Some(id.clone());
     status.observed_generation = generation;
-    let org = ctx
-        .organisations
-        .state()
-        .iter()
-        .find(|o| o.namespace_name() == ns)
-        .map(|o| o.name_any());
+    let orgs = ctx.organisations.state();
+    let org = rules::organisation_of(&ns, orgs.iter().map(|o| o.as_ref())).map(|o| o.name_any());
     let progress = match placement(
         &ns,
         &ctx.settings.operator_namespace,
@@ -276,7 +268,7 @@ mod tests {
         let e = placement("acme", "usher-system", Some("acme"), &acme).unwrap_err();
         assert!(e.contains("remove spec.organisations"), "{e}");
         let e = placement("usher-system", "usher-system", None, &none).unwrap_err();
-        assert!(e.contains("list them"), "{e}");
+        assert!(e.contains("list them by name"), "{e}");
         let e = placement("default", "usher-system", None, &acme).unwrap_err();
         assert!(e.contains("belongs to no Organisation"), "{e}");
     }
