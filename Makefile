@@ -66,6 +66,7 @@ bench:
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench onboarding
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench auth
 	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench scale
+	KUBEBUILDER_ASSETS="$(ASSETS)" cargo bench -p usher-operator --bench oidc
 
 ## Regenerate crds/*.yaml and charts/usher/crds/*.yaml from the Rust types.
 crds:

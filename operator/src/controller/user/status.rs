@@ -159,20 +159,24 @@ pub fn desired_status(
         invitation: invitation
             .filter(|i| i.sent_at.is_some())
             .map(|i| InvitationStatus {
-                sent_at: i.sent_at.map(Time),
-                expires_at: Some(Time(i.expires_at)),
+                sent_at: i.sent_at.map(whole),
+                expires_at: Some(whole(i.expires_at)),
             }),
-        activated_at: account.activated_at.map(Time),
+        activated_at: account.activated_at.map(whole),
         mfa_enrolled: Some(account.mfa_enrolled_at.is_some()),
         api_key,
         // Whole seconds, as the API server keeps a Time (the account keeps milliseconds).
-        sessions_revoked_at: account
-            .sessions_revoked_for(user)
-            .map(|t| Time(Timestamp::from_second(t.as_second()).unwrap_or(t))),
+        sessions_revoked_at: account.sessions_revoked_for(user).map(whole),
         observed_actions: (observed != &ObservedActions::default()).then(|| observed.clone()),
         observed_generation: generation,
         conditions: conds,
     }
+}
+
+/// `t` in whole seconds, as the API server keeps a `Time`: a status built from an account that
+/// keeps finer times equals the one read back, so an unchanged User is not written again.
+fn whole(t: Timestamp) -> Time {
+    Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
 }
 
 /// The status of a User that cannot be provisioned.
@@ -429,5 +433,24 @@ mod tests {
             again, first,
             "no write when nothing changed, even an hour later"
         );
+    }
+
+    #[test]
+    fn a_status_read_back_in_whole_seconds_is_not_written_again() {
+        // An account keeping sub-second times (a writer that did not round them): the status
+        // the API server keeps (whole seconds) must equal the one computed again.
+        let now = ts(NOW);
+        let mut u = alice();
+        let mut account = activated("alice@example.com");
+        account.activated_at = Some(now + k8s_openapi::jiff::SignedDuration::from_millis(437));
+        let first = desired_status(&u, &account, &ObservedActions::default(), None, None, now);
+        let mut stored: UserStatus =
+            serde_json::from_value(serde_json::to_value(&first).unwrap()).unwrap();
+        if let Some(t) = stored.activated_at.as_mut() {
+            t.0 = Timestamp::from_second(t.0.as_second()).unwrap();
+        }
+        u.status = Some(stored.clone());
+        let again = desired_status(&u, &account, &ObservedActions::default(), None, None, now);
+        assert_eq!(again, stored);
     }
 }
