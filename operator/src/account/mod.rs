@@ -14,6 +14,8 @@ mod store;
 
 pub use error::StoreError;
 pub use membership::{KeyRecord, MembershipRecord, membership_key};
-pub use record::{Account, AccountIndex, PendingInvitation, account_id, secret_name};
+pub use record::{
+    Account, AccountIndex, PendingInvitation, account_id, digest_for_users, secret_name,
+};
 pub use reset::PasswordReset;
 pub use store::AccountStore;

@@ -78,6 +78,38 @@ pub fn account_id(login: &str) -> String {
     hex(&sha256(login.as_bytes()))[..20].to_owned()
 }
 
+/// A digest of what an account Secret says but its OpenID Connect grants (and its metadata but
+/// name, labels and UID): two versions with the same digest differ only in what no User's
+/// reconcile reads.
+pub fn digest_for_users(secret: &Secret) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let m = &secret.metadata;
+    for part in [m.name.as_deref(), m.uid.as_deref()] {
+        ctx.update(part.unwrap_or_default().as_bytes());
+        ctx.update(&[0]);
+    }
+    for (k, v) in m.labels.iter().flatten() {
+        ctx.update(k.as_bytes());
+        ctx.update(&[1]);
+        ctx.update(v.as_bytes());
+        ctx.update(&[0]);
+    }
+    for (k, v) in secret
+        .data
+        .iter()
+        .flatten()
+        .filter(|(k, _)| *k != OIDC_GRANTS)
+    {
+        ctx.update(k.as_bytes());
+        ctx.update(&[1]);
+        ctx.update(&(v.0.len() as u64).to_be_bytes());
+        ctx.update(&v.0);
+    }
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 /// The Secret name of an account.
 pub fn secret_name(id: &str) -> String {
     format!("account-{id}")
@@ -653,5 +685,34 @@ mod tests {
             .insert(ACTIVATED_AT.into(), ByteString(b"yesterday".to_vec()));
         let e = Account::from_secret(&s).unwrap_err().to_string();
         assert!(e.contains("activatedAt") && !e.contains("yesterday"), "{e}");
+    }
+
+    #[test]
+    fn only_a_change_of_grants_leaves_the_digest_for_users_alone() {
+        let mut a = Account::new("alice@example.com");
+        a.password_hash = Some("$argon2id$x".into());
+        let before = digest_for_users(&a.to_secret("ns"));
+        let mut refreshed = a.clone();
+        refreshed.resource_version = Some("42".into());
+        refreshed.grants.push(crate::account::grants::Grant {
+            id: "g".into(),
+            client_id: "acme.app".into(),
+            session: "s".into(),
+            session_iat: 0,
+            organisation: "acme".into(),
+            user_uid: "u".into(),
+            scope: "openid".into(),
+            nonce: None,
+            auth_time: 0,
+            amr: vec![],
+            expires_at: ts("2026-11-27T10:00:00Z"),
+            code: None,
+            refresh_hash: Some("h".into()),
+            spent: vec![],
+        });
+        assert_eq!(digest_for_users(&refreshed.to_secret("ns")), before);
+        let mut enrolled = a.clone();
+        enrolled.mfa_enrolled_at = Some(ts("2026-11-27T10:00:00Z"));
+        assert_ne!(digest_for_users(&enrolled.to_secret("ns")), before);
     }
 }

@@ -81,6 +81,8 @@ pub enum Via {
         client_id: String,
         /// Its scopes.
         scope: String,
+        /// When it expires (Unix seconds).
+        expires: i64,
     },
 }
 
@@ -244,10 +246,14 @@ impl AuthState {
         let invalid = |message: &str| {
             unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
         };
-        let claims: AccessClaims = self
+        let claims = self
             .oidc
-            .signer()
-            .verify(token, "at+jwt", &self.origin)
+            .verified
+            .claims(token, || {
+                self.oidc
+                    .signer()
+                    .verify::<AccessClaims>(token, "at+jwt", &self.origin)
+            })
             .ok_or_else(|| invalid("the access token is not valid"))?;
         if claims.exp <= self.clock.now_ms().div_euclid(1000) {
             return Err(invalid("the access token expired"));
@@ -274,8 +280,9 @@ impl AuthState {
             account,
             membership,
             via: Via::Token {
-                client_id: claims.client_id,
-                scope: claims.scope,
+                client_id: claims.client_id.clone(),
+                scope: claims.scope.clone(),
+                expires: claims.exp,
             },
             enrolment_required: false,
         })

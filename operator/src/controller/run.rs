@@ -122,6 +122,7 @@ pub async fn run(
         None => None,
     };
 
+    let caches_accounts = accounts.clone();
     let caches = Caches {
         users: user_store.clone(),
         organisations: org_store.clone(),
@@ -170,7 +171,8 @@ pub async fn run(
     let by_profile = user_store.clone();
     let users = users
         .watches_stream(
-            accounts_changed.map(|s: Arc<Secret>| Ok(Secret::clone(&s))),
+            concerning_users(accounts_changed, caches_accounts)
+                .map(|s: Arc<Secret>| Ok(Secret::clone(&s))),
             move |secret: Secret| {
                 let id = secret
                     .labels()
@@ -355,6 +357,29 @@ fn spec_changes<K: Watched>(
                 Some(Ok(o))
             }
             watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        std::future::ready(passed)
+    })
+}
+
+/// The account changes a User's reconcile may care about: not those that only moved what the
+/// auth server keeps for OpenID Connect apps (a refresh rotates a grant's token: one account
+/// write per refresh, which would otherwise wake every membership of the account).
+/// A deleted account (no longer in `cache`) always passes.
+fn concerning_users(
+    changes: impl Stream<Item = Arc<Secret>> + Send,
+    cache: Cache<Secret>,
+) -> impl Stream<Item = Arc<Secret>> + Send {
+    let mut seen: HashMap<String, [u8; 32]> = HashMap::new();
+    changes.filter_map(move |secret| {
+        let name = secret.name_any();
+        let ns = secret.namespace().unwrap_or_default();
+        let passed = if cache.get(&ns, &name).is_none() {
+            seen.remove(&name);
+            Some(secret)
+        } else {
+            let digest = crate::account::digest_for_users(&secret);
+            (seen.insert(name, digest) != Some(digest)).then_some(secret)
         };
         std::future::ready(passed)
     })

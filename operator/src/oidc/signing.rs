@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use base64::{Engine as _, engine::general_purpose::STANDARD};
+use base64::{
+    Engine as _,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header,
     jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
@@ -184,8 +187,22 @@ struct Loaded {
     kid: String,
     alg: SigningAlg,
     signing: bool,
-    encoding: EncodingKey,
+    /// The private key, parsed once (jsonwebtoken would parse and check an RSA key on every
+    /// signature, which costs more than the signature itself).
+    private: Private,
     decoding: DecodingKey,
+}
+
+/// A parsed private key.
+enum Private {
+    Rsa(aws_lc_rs::rsa::KeyPair),
+    Ec(aws_lc_rs::signature::EcdsaKeyPair),
+}
+
+/// The DER inside a PEM block.
+fn der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.decode(body.trim()).ok()
 }
 
 /// The keys an auth replica signs and verifies with, and the JWKS it publishes.
@@ -216,12 +233,22 @@ impl Signer {
                 SigningAlg::ES256 => KeyAlgorithm::ES256,
             });
             let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| damaged())?;
+            let pkcs8 = der(&k.pem).ok_or_else(damaged)?;
+            let private = match k.alg {
+                SigningAlg::RS256 => aws_lc_rs::rsa::KeyPair::from_pkcs8(&pkcs8).map(Private::Rsa),
+                SigningAlg::ES256 => aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &pkcs8,
+                )
+                .map(Private::Ec),
+            }
+            .map_err(|_| damaged())?;
             jwks.keys.push(jwk);
             keys.push(Loaded {
                 kid: k.kid.clone(),
                 alg: k.alg,
                 signing: set.current(k.alg).is_some_and(|c| c.kid == k.kid),
-                encoding,
+                private,
                 decoding,
             });
         }
@@ -249,7 +276,28 @@ impl Signer {
         let mut header = Header::new(algorithm(alg));
         header.kid = Some(key.kid.clone());
         header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &key.encoding).ok()
+        // The compact serialization (RFC 7515 §7.1), signed with the parsed key.
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?)
+        );
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let signature = match &key.private {
+            Private::Rsa(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .ok()?;
+                sig
+            }
+            Private::Ec(k) => k.sign(&rng, input.as_bytes()).ok()?.as_ref().to_vec(),
+        };
+        Some(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 
     /// The claims of `token` when one of these keys signed it with that key's own algorithm

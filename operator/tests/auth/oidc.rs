@@ -513,6 +513,15 @@ async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack()
         },
     )
     .await;
+    eventually(
+        "forward-auth refusing it too",
+        Duration::from_secs(10),
+        || async {
+            (bearer(&h.a.base, "/api/v1/verify", &access4).await == StatusCode::UNAUTHORIZED)
+                .then_some(())
+        },
+    )
+    .await;
     let (status, body) = token(
         &h.a.base,
         &id,

@@ -44,7 +44,7 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
     let now = st.clock.now();
     // Read before anything is looked up: an answer computed from what changes meanwhile is
     // stamped stale.
-    let generation = st.directory.generation();
+    let generation = st.directory.generation() + st.oidc.generation();
     let key_hash = bearer_hash(req);
     if let Some(hash) = &key_hash
         && let Some(kept) = st.key_answers.get(hash, generation, now)
@@ -63,6 +63,10 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
         Ok(Principal {
             via: Via::Bearer, ..
         }) => "bearer",
+        Ok(Principal {
+            via: Via::Token { .. },
+            ..
+        }) => "token",
         Ok(_) => "session",
         Err(_) => "none",
     };
@@ -93,15 +97,24 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
         ];
         let organisation = p.membership.org_name();
         let allowed = permitted(&organisation, &permissions, req);
-        if let (Via::Bearer, Some(hash)) = (&p.via, key_hash) {
+        let until = match (&p.via, &key_hash) {
             // The current key never lapses by itself; a previous one at its grace deadline.
-            let until = p
-                .account
-                .memberships
-                .get(&membership_key(&p.membership.user))
-                .and_then(|m| m.api_key.as_ref())
-                .filter(|k| k.hash != hash)
-                .and_then(|k| k.previous_until);
+            (Via::Bearer, Some(hash)) => Some(
+                p.account
+                    .memberships
+                    .get(&membership_key(&p.membership.user))
+                    .and_then(|m| m.api_key.as_ref())
+                    .filter(|k| k.hash != *hash)
+                    .and_then(|k| k.previous_until),
+            ),
+            // An access token at its expiry.
+            (Via::Token { expires, .. }, Some(_)) => Some(Some(
+                k8s_openapi::jiff::Timestamp::from_second(*expires)
+                    .unwrap_or(k8s_openapi::jiff::Timestamp::MIN),
+            )),
+            _ => None,
+        };
+        if let (Some(until), Some(hash)) = (until, key_hash) {
             st.key_answers.put(
                 hash,
                 KeyAnswer {
@@ -120,14 +133,22 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
     answer
 }
 
-/// The hash of the request's Bearer key, when it carries a well-formed one.
+/// The hash of the request's Bearer key or access token, when it carries a well-formed key or
+/// something shaped like a JWT (which only answers from memory once it verified).
 fn bearer_hash(req: &Request) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    Some(ApiKey::parse(token.trim()).ok()?.hash())
+    let token = token.trim();
+    if !token.starts_with("usk_") && token.matches('.').count() == 2 {
+        return Some(format!(
+            "jwt:{}",
+            crate::crypto::hex(&crate::crypto::sha256(token.as_bytes()))
+        ));
+    }
+    Some(ApiKey::parse(token).ok()?.hash())
 }
 
 /// Refuses a request for another organisation than `organisation` (`?organisation=`), or whose

@@ -1,9 +1,10 @@
 //! The OpenID Connect provider (DESIGN.md, "OpenID Connect provider"): `core` (the protocol's
 //! decisions, pure: authorization requests, the organisation, the claims), `provider` (the
 //! clients, their records and the signing keys, from watch caches), `handlers` (discovery,
-//! JWKS, authorize, token, userinfo). Grants live in the account (`account::grants`); access
+//! JWKS, authorize, token, userinfo), `verified` (access tokens whose signature was checked). Grants live in the account (`account::grants`); access
 //! tokens are accepted as Bearer by `principal`.
 
 pub mod core;
 pub mod handlers;
 pub mod provider;
+pub mod verified;

@@ -34,6 +34,8 @@ pub struct Provider {
     /// The client records of the accounts namespace.
     pub records: Cache<Secret>,
     signer: RwLock<Arc<Signer>>,
+    /// Access tokens this replica verified.
+    pub verified: super::verified::Verified,
 }
 
 impl Provider {
@@ -46,6 +48,7 @@ impl Provider {
             clients: Cache::new(no_index::<OIDCClient> as IndexFn<OIDCClient>),
             records: Cache::new(no_index::<Secret> as IndexFn<Secret>),
             signer: RwLock::default(),
+            verified: Default::default(),
         }
     }
 
@@ -85,6 +88,11 @@ impl Provider {
             }
             Err(e) => tracing::error!(error = %e, "cannot load the OpenID Connect signing keys"),
         }
+    }
+
+    /// Changes seen by the client caches so far (see `Directory::generation`).
+    pub fn generation(&self) -> u64 {
+        self.clients.generation() + self.records.generation()
     }
 
     /// The keys in force.
