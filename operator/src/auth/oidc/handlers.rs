@@ -708,11 +708,27 @@ impl PersonOwned<'_> {
 
 /// `GET|POST /oauth2/userinfo`: the person, as the access token's scopes release them.
 pub async fn userinfo(State(st): State<AuthState>, headers: HeaderMap) -> Response {
+    // Read before anything is looked up: an answer computed from what changes meanwhile is
+    // stamped stale.
+    let generation = st.directory.generation() + st.oidc.generation();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
+    let now_s = st.clock.now_ms().div_euclid(1000);
+    if let Some(body) = token
+        .as_deref()
+        .and_then(|t| st.oidc.userinfo.get(t, generation, now_s))
+    {
+        return json_answer(body);
+    }
     let p = match st.authenticate(&headers, true) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let Via::Token { scope, .. } = &p.via else {
+    let Via::Token { scope, expires, .. } = &p.via else {
         return crate::auth::principal::unauthenticated(
             crate::auth::error::ErrorCode::InvalidToken,
             "userinfo takes an access token",
@@ -724,9 +740,20 @@ pub async fn userinfo(State(st): State<AuthState>, headers: HeaderMap) -> Respon
     let owned = person(&p.membership, &p.account.login);
     let mut body = core::person_claims(&owned.view(), &scopes);
     body.insert("sub".into(), json!(p.account.id));
+    let body = axum::body::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    if let Some(t) = token.as_deref() {
+        st.oidc.userinfo.put(t, generation, *expires, body.clone());
+    }
+    json_answer(body)
+}
+
+fn json_answer(body: axum::body::Bytes) -> Response {
     (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::Value::Object(body)),
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        body,
     )
         .into_response()
 }

@@ -36,6 +36,8 @@ pub struct Provider {
     signer: RwLock<Arc<Signer>>,
     /// Access tokens this replica verified.
     pub verified: super::verified::Verified,
+    /// Userinfo answers kept while nothing they were computed from changes.
+    pub userinfo: super::verified::UserinfoAnswers,
 }
 
 impl Provider {
@@ -49,6 +51,7 @@ impl Provider {
             records: Cache::new(no_index::<Secret> as IndexFn<Secret>),
             signer: RwLock::default(),
             verified: Default::default(),
+            userinfo: Default::default(),
         }
     }
 

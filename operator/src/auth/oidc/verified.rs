@@ -41,6 +41,45 @@ impl Verified {
     }
 }
 
+/// A userinfo answer kept for one token while the caches it was computed from do not change.
+struct Kept {
+    generation: u64,
+    expires: i64,
+    body: axum::body::Bytes,
+}
+
+/// Userinfo answers by the SHA-256 of the access token (see `Directory::generation`).
+#[derive(Default)]
+pub struct UserinfoAnswers {
+    map: RwLock<HashMap<[u8; 32], Arc<Kept>>>,
+}
+
+impl UserinfoAnswers {
+    /// The answer for `token` computed at `generation`, while `now_s` is before its expiry.
+    pub fn get(&self, token: &str, generation: u64, now_s: i64) -> Option<axum::body::Bytes> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&sha256(token.as_bytes()))
+            .filter(|k| k.generation == generation && now_s < k.expires)
+            .map(|k| k.body.clone())
+    }
+
+    /// Keeps `body` for `token`, computed at `generation`, until `expires` (Unix seconds).
+    pub fn put(&self, token: &str, generation: u64, expires: i64, body: axum::body::Bytes) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_VERIFIED {
+            map.clear();
+        }
+        map.insert(
+            sha256(token.as_bytes()),
+            Arc::new(Kept {
+                generation,
+                expires,
+                body,
+            }),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -64,6 +103,16 @@ mod tests {
             muid: "m".into(),
             siat: 0,
         }
+    }
+
+    #[test]
+    fn a_userinfo_answer_holds_for_its_generation_and_until_the_token_expires() {
+        let a = UserinfoAnswers::default();
+        a.put("t", 7, 100, axum::body::Bytes::from_static(b"{}"));
+        assert!(a.get("t", 7, 99).is_some());
+        assert!(a.get("t", 8, 99).is_none(), "something changed");
+        assert!(a.get("t", 7, 100).is_none(), "expired");
+        assert!(a.get("other", 7, 99).is_none());
     }
 
     #[test]
