@@ -118,6 +118,22 @@ async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (St
     (res.status(), res.json().await.unwrap_or(Value::Null))
 }
 
+/// Redeems `code` (issued for [`REDIRECT`] with the challenge of [`VERIFIER`]).
+async fn redeem(base: &str, id: &str, secret: &str, code: &str) -> (StatusCode, Value) {
+    token(
+        base,
+        id,
+        secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
 fn claims(jwt: &str) -> Value {
     let body = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap()
@@ -235,14 +251,14 @@ async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack()
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
-    let redeem = [
+    let first_code = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("redirect_uri", REDIRECT),
         ("code_verifier", VERIFIER),
     ];
     let (status, tokens) = eventually("the code on replica b", Duration::from_secs(5), || async {
-        let t = token(&h.b.base, &id, &secret, &redeem).await;
+        let t = token(&h.b.base, &id, &secret, &first_code).await;
         (t.0 == StatusCode::OK).then_some(t)
     })
     .await;
@@ -361,7 +377,7 @@ async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack()
     .await;
 
     // Attack: the code replayed.
-    let (status, body) = token(&h.a.base, &id, &secret, &redeem).await;
+    let (status, body) = token(&h.a.base, &id, &secret, &first_code).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
@@ -483,18 +499,7 @@ async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack()
     // A locked member's refresh is refused (and the access token with it).
     let (_, location) = authorize(&h.a.base, Some(&session), &code_query(&id, "openid")).await;
     let code4 = param(&location, "code").unwrap();
-    let (_, t4) = token(
-        &h.a.base,
-        &id,
-        &secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code4),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let (_, t4) = redeem(&h.a.base, &id, &secret, &code4).await;
     let access4 = t4["access_token"].as_str().unwrap().to_owned();
     Api::<User>::namespaced(client.clone(), &org.ns)
         .patch(
@@ -597,18 +602,7 @@ async fn an_id_token_hint_names_a_person_and_never_signs_anyone_in() {
     let bob_session = h.a.session(&bob, PASSWORD).await;
     let (_, location) = authorize(&h.a.base, Some(&bob_session), &code_query(&id, "openid")).await;
     let code = param(&location, "code").unwrap();
-    let (_, t) = token(
-        &h.a.base,
-        &id,
-        &secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let (_, t) = redeem(&h.a.base, &id, &secret, &code).await;
     let bob_id_token = t["id_token"].as_str().unwrap().to_owned();
     let with_hint = |hint: &str| {
         let mut q: Vec<(String, String)> = code_query(&id, "openid")
@@ -645,18 +639,7 @@ async fn an_id_token_hint_names_a_person_and_never_signs_anyone_in() {
             authorize(&h.b.base, Some(&bob_session), &code_query(&id, "openid")).await;
         let code = param(&location, "code").unwrap();
         let (_, t) = eventually("the code on b", Duration::from_secs(5), || async {
-            let t = token(
-                &h.b.base,
-                &id,
-                &secret,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", REDIRECT),
-                    ("code_verifier", VERIFIER),
-                ],
-            )
-            .await;
+            let t = redeem(&h.b.base, &id, &secret, &code).await;
             (t.0 == StatusCode::OK).then_some(t)
         })
         .await;

@@ -91,6 +91,16 @@ async fn through_relying_party(
     stdout
 }
 
+/// A [`readable_dir`] holding `cert.pem` and `key.pem`, a serving certificate for `localhost`
+/// of a CA of its own (the browser is told to accept it).
+fn tls_dir() -> tempfile::TempDir {
+    let dir = readable_dir();
+    let cert = usher_testkit::TestCa::new().unwrap().issue(1).unwrap();
+    write_readable(&dir.path().join("cert.pem"), &cert.cert_pem);
+    write_readable(&dir.path().join("key.pem"), &cert.key_pem);
+    dir
+}
+
 /// A directory servers that drop privileges (as root) can still read.
 fn readable_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -134,12 +144,8 @@ async fn mod_auth_openidc_in_apache_protects_a_page_and_passes_the_claims_on() {
         std::path::Path::new(&format!("{modules}/mod_auth_openidc.so")).exists(),
         "mod_auth_openidc is missing: run scripts/install-deps.sh (Debian packages apache2-bin libapache2-mod-auth-openidc)"
     );
-    let dir = readable_dir();
+    let dir = tls_dir();
     let d = dir.path().display();
-    let ca = usher_testkit::TestCa::new().unwrap();
-    let cert = ca.issue(1).unwrap();
-    write_readable(&dir.path().join("cert.pem"), &cert.cert_pem);
-    write_readable(&dir.path().join("key.pem"), &cert.key_pem);
     std::fs::create_dir_all(dir.path().join("htdocs/protected")).unwrap();
     write_readable(
         &dir.path().join("htdocs/protected/claims.shtml"),
@@ -255,12 +261,8 @@ async fn oauth2_proxy_behind_nginx_auth_request_signs_in_through_usher() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("nginx is missing: run scripts/install-deps.sh (Debian package nginx-light)");
-    let dir = readable_dir();
+    let dir = tls_dir();
     let d = dir.path().display();
-    let ca = usher_testkit::TestCa::new().unwrap();
-    let cert = ca.issue(1).unwrap();
-    write_readable(&dir.path().join("cert.pem"), &cert.cert_pem);
-    write_readable(&dir.path().join("key.pem"), &cert.key_pem);
     let user = if running_as_root() { "user root;" } else { "" };
     let conf = format!(
         "{user}\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
