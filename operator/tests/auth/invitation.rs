@@ -103,7 +103,8 @@ async fn an_invitation_sets_the_password_once_and_explains_a_weak_one() {
     let token = invitation_token(&h.smtp, &late, 1).await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(client.clone(), OPERATOR_NS);
-    let account = account_secret(&client, &late).await.unwrap();
+    // The email goes before the account records it: patch the recorded one.
+    let account = invitation_recorded(&client, &late).await;
     secrets
         .patch(
             account.metadata.name.as_deref().unwrap(),

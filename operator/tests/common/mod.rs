@@ -196,6 +196,22 @@ pub async fn reset_recorded(client: &Client, login: &str) {
     .await;
 }
 
+/// Waits until the account of `login` records the invitation it was emailed (the email goes
+/// first, then the account records it).
+pub async fn invitation_recorded(client: &Client, login: &str) -> Secret {
+    eventually(
+        &format!("the invitation of {login} recorded"),
+        Duration::from_secs(30),
+        || async {
+            let secret = account_secret(client, login).await?;
+            let a = usher_operator::Account::from_secret(&secret).ok()?;
+            a.invitation.as_ref()?.sent_at?;
+            Some(secret)
+        },
+    )
+    .await
+}
+
 pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
     secret
         .data

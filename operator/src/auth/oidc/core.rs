@@ -198,7 +198,12 @@ pub fn authorize(
     // A fresh sign-in already happened for this request (Usher sent the browser to sign in and
     // back): `auth_after` says since when. Otherwise `prompt=login` wants one from now on, and
     // `max_age` one within its window.
-    let (fresh_after, wants_fresh_sign_in) = match p.auth_after {
+    // An `auth_after` older than ten minutes (or from the future) is not Usher's own round trip:
+    // ignored, so a crafted link cannot waive `prompt=login`.
+    let auth_after = p
+        .auth_after
+        .filter(|after| (0..=600_000).contains(&now_ms.saturating_sub(*after)));
+    let (fresh_after, wants_fresh_sign_in) = match auth_after {
         Some(after) => (Some(after), false),
         None if prompt_login => (Some(now_ms), true),
         None => (max_age.map(|s| now_ms - i64::from(s) * 1000), false),
@@ -406,6 +411,13 @@ mod tests {
         assert_eq!(v.fresh_after, Some(5_000));
         p.auth_after = Some(5_000);
         assert!(!authorize(&p, Some(&c), 9_000).unwrap().wants_fresh_sign_in);
+        // A crafted one (long ago) waives nothing.
+        p.auth_after = Some(0);
+        assert!(
+            authorize(&p, Some(&c), 900_000)
+                .unwrap()
+                .wants_fresh_sign_in
+        );
         let mut m = params();
         m.max_age = Some("2".into());
         assert_eq!(

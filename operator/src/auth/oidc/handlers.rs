@@ -507,6 +507,10 @@ pub async fn token(
     let Some((acct, gid)) = token_parts(presented, kind) else {
         return invalid_grant("the code or refresh token is not valid");
     };
+    // Only an account the caches hold: a made-up code costs the API server nothing.
+    if st.directory.account(acct).is_none() {
+        return invalid_grant("the code or refresh token is not valid");
+    }
     let refresh = format!("urt_{acct}.{gid}.{}", URL_SAFE_NO_PAD.encode(next));
     let hash = grants::token_hash(presented);
     let mut outcome: Result<Grant, Refused> = Err(Refused::Invalid);
