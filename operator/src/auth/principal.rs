@@ -32,6 +32,23 @@ pub fn www_authenticate(error: Option<&str>) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
+/// The token of an `Authorization: Bearer <token>` value, if it is one.
+fn bearer_value(value: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The request's Bearer token (an API key or an access token), if it sends one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    bearer_value(headers.get(header::AUTHORIZATION)?)
+}
+
+/// True when a Bearer token is shaped as a JWT (an access token) rather than an API key.
+pub fn looks_like_jwt(token: &str) -> bool {
+    !token.starts_with("usk_") && token.matches('.').count() == 2
+}
+
 /// 403 `session_required`: an API key where only a session is accepted.
 pub fn session_required() -> ApiError {
     ApiError::of(
@@ -199,27 +216,16 @@ impl AuthState {
     }
 
     fn authenticate_key(&self, auth: &HeaderValue) -> Result<Principal, ApiError> {
-        let token = auth
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then_some(token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::bad_request("send the API key as: Authorization: Bearer usk_…")
-                    .with_header(
-                        header::WWW_AUTHENTICATE,
-                        www_authenticate(Some("invalid_request")),
-                    )
-            })?;
+        let token = bearer_value(auth).ok_or_else(|| {
+            ApiError::bad_request("send the API key as: Authorization: Bearer usk_…").with_header(
+                header::WWW_AUTHENTICATE,
+                www_authenticate(Some("invalid_request")),
+            )
+        })?;
         let invalid = |message: &str| {
             unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
         };
-        if !token.starts_with("usk_") && token.matches('.').count() == 2 {
+        if looks_like_jwt(token) {
             return self.authenticate_access_token(token);
         }
         let key = ApiKey::parse(token).map_err(|e| invalid(&e.to_string()))?;

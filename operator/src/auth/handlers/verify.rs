@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 
@@ -15,7 +15,7 @@ use crate::{
         answers::KeyAnswer,
         error::{ApiError, ErrorCode},
         middleware::common_headers,
-        principal::{Principal, Via},
+        principal::{Principal, Via, bearer_token, looks_like_jwt},
         state::AuthState,
     },
 };
@@ -136,13 +136,8 @@ fn answer(st: &AuthState, req: &Request) -> Result<Response, ApiError> {
 /// The hash of the request's Bearer key or access token, when it carries a well-formed key or
 /// something shaped like a JWT (which only answers from memory once it verified).
 fn bearer_hash(req: &Request) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
-    if !token.starts_with("usk_") && token.matches('.').count() == 2 {
+    let token = bearer_token(req.headers())?;
+    if looks_like_jwt(token) {
         return Some(format!(
             "jwt:{}",
             crate::crypto::hex(&crate::crypto::sha256(token.as_bytes()))

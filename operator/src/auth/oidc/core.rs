@@ -278,7 +278,18 @@ pub struct Person<'a> {
     pub organisation: &'a str,
     pub organisation_display_name: &'a str,
     pub profile: &'a str,
-    pub permissions: &'a [String],
+    pub permissions: Vec<String>,
+}
+
+/// The first of `client`'s required permissions that `permissions` lacks (such a member gets
+/// `access_denied`, and a refresh is refused).
+pub fn missing_permission<'c>(client: &'c OIDCClient, permissions: &[String]) -> Option<&'c str> {
+    client
+        .spec
+        .required_permissions
+        .iter()
+        .find(|r| !permissions.contains(r))
+        .map(String::as_str)
 }
 
 /// The identity claims `scopes` release: `email`, `name`, `preferred_username`; `organisation`
@@ -448,7 +459,7 @@ mod tests {
             organisation: "acme",
             organisation_display_name: "ACME",
             profile: "analyst",
-            permissions: &perms,
+            permissions: perms,
         };
         let openid = person_claims(&p, &["openid".into()]);
         assert!(openid.is_empty());

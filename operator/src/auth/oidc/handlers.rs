@@ -28,7 +28,7 @@ use crate::{
     auth::{
         directory::Membership,
         pages::layout::{layout, message_page, page},
-        principal::{Via, killed_since},
+        principal::{Via, bearer_token, killed_since},
         session::Claims,
         state::AuthState,
     },
@@ -229,13 +229,7 @@ pub async fn authorize(
             "the organisation requires two-factor authentication: enroll TOTP in your Usher account first",
         );
     }
-    let permissions = m.permissions();
-    if let Some(missing) = client
-        .spec
-        .required_permissions
-        .iter()
-        .find(|r| !permissions.contains(r))
-    {
+    if let Some(missing) = core::missing_permission(&client, &m.permissions()) {
         return back(
             "access_denied",
             &format!("your profile lacks the permission {missing} this app requires"),
@@ -578,13 +572,7 @@ pub async fn token(
             );
         }
     };
-    if registered
-        .client
-        .spec
-        .required_permissions
-        .iter()
-        .any(|r| !m.permissions().contains(r))
-    {
+    if core::missing_permission(&registered.client, &m.permissions()).is_some() {
         let _ = st
             .update_account(acct, |a| Ok(grants::revoke(&mut a.grants, &grant.id)))
             .await;
@@ -648,8 +636,7 @@ fn issue(
     };
     let access_token = signer.sign(usher_crds::SigningAlg::RS256, "at+jwt", &access)?;
     let scopes: Vec<String> = grant.scope.split(' ').map(str::to_owned).collect();
-    let owned = person(m, &account.login);
-    let mut id = core::person_claims(&owned.view(), &scopes);
+    let mut id = core::person_claims(&person(m, &account.login), &scopes);
     for (k, v) in [
         ("iss", json!(st.origin)),
         ("sub", json!(account.id)),
@@ -676,37 +663,15 @@ fn issue(
     }))
 }
 
-fn person<'a>(m: &'a Membership, login: &'a str) -> PersonOwned<'a> {
-    PersonOwned {
-        m,
+/// What the tokens say of `login` acting through `m`.
+fn person<'a>(m: &'a Membership, login: &'a str) -> Person<'a> {
+    Person {
         login,
+        name: &m.user.spec.full_name,
+        organisation: m.acting().organisation,
+        organisation_display_name: &m.organisation.spec.display_name,
+        profile: &m.user.spec.profile,
         permissions: m.permissions(),
-    }
-}
-
-/// A [`Person`] built from a membership.
-struct PersonOwned<'a> {
-    m: &'a Membership,
-    login: &'a str,
-    permissions: Vec<String>,
-}
-
-impl PersonOwned<'_> {
-    fn view(&self) -> Person<'_> {
-        Person {
-            login: self.login,
-            name: &self.m.user.spec.full_name,
-            organisation: self
-                .m
-                .organisation
-                .metadata
-                .name
-                .as_deref()
-                .unwrap_or_default(),
-            organisation_display_name: &self.m.organisation.spec.display_name,
-            profile: &self.m.user.spec.profile,
-            permissions: &self.permissions,
-        }
     }
 }
 
@@ -715,12 +680,7 @@ pub async fn userinfo(State(st): State<AuthState>, headers: HeaderMap) -> Respon
     // Read before anything is looked up: an answer computed from what changes meanwhile is
     // stamped stale.
     let generation = st.directory.generation() + st.oidc.generation();
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_owned());
+    let token = bearer_token(&headers).map(str::to_owned);
     let now_s = st.clock.now_ms().div_euclid(1000);
     if let Some(body) = token
         .as_deref()
@@ -741,8 +701,7 @@ pub async fn userinfo(State(st): State<AuthState>, headers: HeaderMap) -> Respon
         .into_response();
     };
     let scopes: Vec<String> = scope.split(' ').map(str::to_owned).collect();
-    let owned = person(&p.membership, &p.account.login);
-    let mut body = core::person_claims(&owned.view(), &scopes);
+    let mut body = core::person_claims(&person(&p.membership, &p.account.login), &scopes);
     body.insert("sub".into(), json!(p.account.id));
     let body = axum::body::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     if let Some(t) = token.as_deref() {
