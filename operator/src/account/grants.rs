@@ -211,7 +211,7 @@ pub fn revoke(grants: &mut Vec<Grant>, id: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -222,7 +222,9 @@ mod tests {
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-    fn grant(id: &str) -> Grant {
+    /// A grant of `acme.app` with a pending code (`code`, challenge of the RFC 7636 example),
+    /// for the tests here and the account's.
+    pub fn grant(id: &str) -> Grant {
         Grant {
             id: id.into(),
             client_id: "acme.app".into(),

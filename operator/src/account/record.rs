@@ -694,22 +694,9 @@ mod tests {
         let before = digest_for_users(&a.to_secret("ns"));
         let mut refreshed = a.clone();
         refreshed.resource_version = Some("42".into());
-        refreshed.grants.push(crate::account::grants::Grant {
-            id: "g".into(),
-            client_id: "acme.app".into(),
-            session: "s".into(),
-            session_iat: 0,
-            organisation: "acme".into(),
-            user_uid: "u".into(),
-            scope: "openid".into(),
-            nonce: None,
-            auth_time: 0,
-            amr: vec![],
-            expires_at: ts("2026-11-27T10:00:00Z"),
-            code: None,
-            refresh_hash: Some("h".into()),
-            spent: vec![],
-        });
+        refreshed
+            .grants
+            .push(crate::account::grants::tests::grant("g"));
         assert_eq!(digest_for_users(&refreshed.to_secret("ns")), before);
         let mut enrolled = a.clone();
         enrolled.mfa_enrolled_at = Some(ts("2026-11-27T10:00:00Z"));
