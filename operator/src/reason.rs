@@ -127,6 +127,12 @@ names! {
         ClientMisplaced,
         /// It can sign people in (`Ready`).
         ClientReady,
+        /// Its back-channel logout endpoint did not take a logout token; it is kept and
+        /// retried (Warning).
+        LogoutFailed,
+        /// A logout token its endpoint never took within the retry bound was given up
+        /// (Warning).
+        LogoutDropped,
     }
 }
 

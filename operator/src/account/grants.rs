@@ -64,6 +64,24 @@ pub struct Grant {
     /// Hashes of refresh tokens already used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spent: Vec<String>,
+    /// The issuer its tokens named (a logout token names the same).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+    /// When tokens were last issued from it (the code redeemed, a refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<Timestamp>,
+    /// When it was ended on its own, its session going on: the person revoked the app, its
+    /// code was replayed, or the app's required permission was lost. Its tokens stop; its app
+    /// is told (back-channel logout) like for a session that ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+}
+
+impl Grant {
+    /// True once tokens were issued from it (its app may hold a session to end).
+    pub fn issued_tokens(&self) -> bool {
+        self.refresh_hash.is_some()
+    }
 }
 
 /// Hex SHA-256 of a code or refresh token.
@@ -71,7 +89,8 @@ pub fn token_hash(token: &str) -> String {
     hex(&sha256(token.as_bytes()))
 }
 
-/// Adds `grant`, dropping those expired by `now` and, past [`MAX_GRANTS`], the oldest.
+/// Adds `grant`, dropping those expired by `now` and, past [`MAX_GRANTS`], the oldest. (A grant
+/// that ended is kept until the controller has told its app: see `oidc::logout`.)
 pub fn add(grants: &mut Vec<Grant>, grant: Grant, now: Timestamp) {
     grants.retain(|g| {
         g.expires_at > now
@@ -90,7 +109,7 @@ pub enum Refused {
     /// Unknown, expired, or issued to another client or redirect URI, or the PKCE verifier
     /// does not match.
     Invalid,
-    /// Used before: the grant was revoked (removed), with every token it issued.
+    /// Used before: the grant ended, with every token it issued.
     Replayed,
 }
 
@@ -111,7 +130,7 @@ pub struct Presented<'a> {
 /// Redeems a presented code, recording `refresh_hash` as its grant's refresh token. A code
 /// used before revokes the grant (a replay: the first or the second holder is a thief).
 pub fn redeem(
-    grants: &mut Vec<Grant>,
+    grants: &mut [Grant],
     presented: &Presented<'_>,
     refresh_hash: String,
     now: Timestamp,
@@ -121,12 +140,12 @@ pub fn redeem(
         .position(|g| g.id == presented.grant)
         .ok_or(Refused::Invalid)?;
     let g = &mut grants[i];
-    if g.client_id != presented.client_id {
+    if g.client_id != presented.client_id || g.ended_at.is_some() {
         return Err(Refused::Invalid);
     }
     let Some(code) = g.code.clone() else {
         // Redeemed already: whoever holds it now, the grant ends.
-        grants.remove(i);
+        g.ended_at = Some(now);
         return Err(Refused::Replayed);
     };
     if !constant_time_eq(code.hash.as_bytes(), presented.hash.as_bytes())
@@ -138,6 +157,7 @@ pub fn redeem(
     }
     g.code = None;
     g.refresh_hash = Some(refresh_hash);
+    g.refreshed_at = Some(now);
     Ok(g.clone())
 }
 
@@ -165,9 +185,10 @@ pub fn valid_verifier(v: &str) -> bool {
 }
 
 /// Rotates the refresh token of grant `id` for `client_id`: the token hashed `hash` is spent
-/// and `next_hash` takes its place. A spent token presented again revokes the grant.
+/// and `next_hash` takes its place. A spent token presented again ends the grant (the caller
+/// ends its session too).
 pub fn refresh(
-    grants: &mut Vec<Grant>,
+    grants: &mut [Grant],
     id: &str,
     hash: &str,
     client_id: &str,
@@ -179,7 +200,7 @@ pub fn refresh(
         .position(|g| g.id == id)
         .ok_or(Refused::Invalid)?;
     let g = &mut grants[i];
-    if g.client_id != client_id || g.expires_at <= now {
+    if g.client_id != client_id || g.expires_at <= now || g.ended_at.is_some() {
         return Err(Refused::Invalid);
     }
     let current = g
@@ -191,23 +212,38 @@ pub fn refresh(
             .iter()
             .any(|s| constant_time_eq(s.as_bytes(), hash.as_bytes()))
         {
-            grants.remove(i);
+            g.ended_at = Some(now);
             return Err(Refused::Replayed);
         }
         return Err(Refused::Invalid);
     }
     let old = g.refresh_hash.replace(next_hash);
+    g.refreshed_at = Some(now);
     g.spent.extend(old);
     let over = g.spent.len().saturating_sub(MAX_SPENT);
     g.spent.drain(..over);
     Ok(g.clone())
 }
 
-/// Removes grant `id`; true when there was one.
+/// Removes grant `id` (its own client revoked it: nobody is left to tell); true when there was
+/// one.
 pub fn revoke(grants: &mut Vec<Grant>, id: &str) -> bool {
     let before = grants.len();
     grants.retain(|g| g.id != id);
     before != grants.len()
+}
+
+/// Ends the live grants `which` picks, at `now` (their apps are told); how many it ended.
+pub fn end(grants: &mut [Grant], now: Timestamp, which: impl Fn(&Grant) -> bool) -> usize {
+    let mut n = 0;
+    for g in grants
+        .iter_mut()
+        .filter(|g| g.ended_at.is_none() && which(g))
+    {
+        g.ended_at = Some(now);
+        n += 1;
+    }
+    n
 }
 
 #[cfg(test)]
@@ -245,6 +281,9 @@ pub mod tests {
             }),
             refresh_hash: None,
             spent: vec![],
+            issuer: String::new(),
+            refreshed_at: None,
+            ended_at: None,
         }
     }
 
@@ -308,7 +347,11 @@ pub mod tests {
             r(&mut gs, "acme.app", "https://app/cb", Some(VERIFIER), at(2)),
             Err(Refused::Replayed)
         );
-        assert!(gs.is_empty(), "the replay revoked the grant");
+        assert_eq!(gs[0].ended_at, Some(at(2)), "the replay ended the grant");
+        assert_eq!(
+            r(&mut gs, "acme.app", "https://app/cb", Some(VERIFIER), at(3)),
+            Err(Refused::Invalid)
+        );
     }
 
     #[test]
@@ -366,7 +409,19 @@ pub mod tests {
             ),
             Err(Refused::Replayed)
         );
-        assert!(gs.is_empty());
+        assert_eq!(gs[0].ended_at, Some(at(3)), "the reuse ended the grant");
+        assert_eq!(
+            refresh(
+                &mut gs,
+                "g1",
+                &token_hash("x"),
+                "acme.app",
+                token_hash("y"),
+                at(4)
+            ),
+            Err(Refused::Invalid),
+            "nothing refreshes an ended grant"
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ mod store;
 pub use error::StoreError;
 pub use membership::{KeyRecord, MembershipRecord, membership_key};
 pub use record::{
-    Account, AccountIndex, PendingInvitation, account_id, digest_for_users, secret_name,
+    Account, AccountIndex, OIDC_GRANTS as GRANTS_KEY, PendingInvitation, account_id,
+    digest_for_users, secret_name,
 };
 pub use reset::PasswordReset;
 pub use store::AccountStore;

@@ -40,7 +40,8 @@ const GUESSES: &str = "guesses";
 const SESSIONS_ENDED: &str = "sessions.ended";
 const MEMBERSHIPS: &str = "memberships";
 const SESSIONS_ACTIVE: &str = "sessions.active";
-const OIDC_GRANTS: &str = "oidc.grants";
+/// The data key of the OIDC grants (the controller sweeps only accounts that have one).
+pub const OIDC_GRANTS: &str = "oidc.grants";
 const RESET_REQUESTED_AT: &str = "reset.requestedAt";
 const RESET_TOKEN_HASH: &str = "reset.tokenHash";
 const RESET_EXPIRES_AT: &str = "reset.expiresAt";
@@ -72,6 +73,9 @@ const KNOWN: &[&str] = &[
     INVITATION_SENT_AT,
     INVITATION_ISSUED_BY,
 ];
+
+/// Most ended sessions remembered per account.
+pub const MAX_ENDED_SESSIONS: usize = 500;
 
 /// The account id of a canonical login: 20 hex digits of its SHA-256.
 pub fn account_id(login: &str) -> String {
@@ -264,6 +268,46 @@ impl Account {
         self.memberships
             .get(&membership_key(user))
             .filter(|r| Some(r.uid.as_str()) == user.metadata.uid.as_deref())
+    }
+
+    /// True when `grant`'s session or membership ended (THE rule, for the auth server refusing
+    /// its tokens and the controller telling its app): the grant ended on its own, its session
+    /// was signed out or revoked (account-wide, or by Kill Session in its organisation), or
+    /// `user` (the User of its organisation with this login, if any) is another membership
+    /// (UID), being deleted, locked or a service user. Reaching its lifetime is no end: it
+    /// expires.
+    pub fn grant_ended(&self, grant: &Grant, user: Option<&User>) -> bool {
+        let membership_ended = match user {
+            None => true,
+            Some(u) => {
+                u.metadata.uid.as_deref() != Some(grant.user_uid.as_str())
+                    || u.metadata.deletion_timestamp.is_some()
+                    || u.spec.locked
+                    || u.is_service()
+                    || self
+                        .membership(u)
+                        .and_then(|r| r.sessions_revoked_at)
+                        .is_some_and(|at| grant.session_iat <= at.as_millisecond())
+            }
+        };
+        grant.ended_at.is_some()
+            || self.revoked_since(grant.session_iat)
+            || self.sessions_ended.contains_key(&grant.session)
+            || membership_ended
+    }
+
+    /// Records that session `sid` ended (it would have expired at `expires_ms` anyway),
+    /// forgetting the ended sessions that expired by `now`. Past [`MAX_ENDED_SESSIONS`] ended
+    /// within one lifetime, every session ends instead (the safe way to forget them).
+    pub fn end_session(&mut self, sid: &str, expires_ms: i64, now: Timestamp) {
+        let now_ms = now.as_millisecond();
+        self.sessions_ended.retain(|_, until| *until > now_ms);
+        super::sessions::remove(&mut self.sessions, sid);
+        if self.sessions_ended.len() >= MAX_ENDED_SESSIONS {
+            self.end_all_sessions(now);
+        } else {
+            self.sessions_ended.insert(sid.to_owned(), expires_ms);
+        }
     }
 
     /// The record of `user`'s membership to change, made (or made anew, for a User of the same

@@ -13,9 +13,6 @@ use crate::account::{
     sessions::{self, SessionRecord},
 };
 
-/// Most ended sessions remembered per account.
-const MAX_ENDED_SESSIONS: usize = 500;
-
 impl AuthState {
     /// Applies `change` to the account with id `id` and writes it with the resourceVersion it
     /// read; on a conflict it reads the account live and applies `change` again, so checks made
@@ -37,7 +34,7 @@ impl AuthState {
     }
 
     /// When a session that started at `iat` (Unix milliseconds) expires at the latest.
-    fn expires_ms(&self, iat: i64) -> i64 {
+    pub fn expires_ms(&self, iat: i64) -> i64 {
         iat.saturating_add(
             i64::try_from(self.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX),
         )
@@ -84,18 +81,10 @@ impl AuthState {
         sid: &str,
         iat: i64,
     ) -> Result<(), ApiError> {
-        let now_ms = self.clock.now_ms();
+        let now = self.clock.now();
         let expires = self.expires_ms(iat);
         self.update_account(account_id, |a| {
-            a.sessions_ended.retain(|_, until| *until > now_ms);
-            sessions::remove(&mut a.sessions, sid);
-            if a.sessions_ended.len() >= MAX_ENDED_SESSIONS {
-                // Keeps the account Secret small: past this many sign-outs within one session
-                // lifetime, every session ends instead (the safe way to forget them).
-                a.end_all_sessions(self.clock.now());
-            } else {
-                a.sessions_ended.insert(sid.to_owned(), expires);
-            }
+            a.end_session(sid, expires, now);
             Ok(true)
         })
         .await?;

@@ -226,7 +226,7 @@ impl AuthState {
             unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
         };
         if looks_like_jwt(token) {
-            return self.authenticate_access_token(token);
+            return self.access_token(token).map(|(p, _)| p);
         }
         let key = ApiKey::parse(token).map_err(|e| invalid(&e.to_string()))?;
         let (account, m) = self
@@ -247,8 +247,8 @@ impl AuthState {
     }
 
     /// Authenticates an OpenID Connect access token: signed by a current or retired key, not
-    /// expired, and its session, grant and membership still live.
-    fn authenticate_access_token(&self, token: &str) -> Result<Principal, ApiError> {
+    /// expired, and its session, grant and membership still live. With its claims.
+    pub fn access_token(&self, token: &str) -> Result<(Principal, Arc<AccessClaims>), ApiError> {
         let invalid = |message: &str| {
             unauthenticated(ErrorCode::InvalidToken, message, Some("invalid_token"))
         };
@@ -282,29 +282,30 @@ impl AuthState {
         let membership = self
             .grant_alive(&account, grant)
             .map_err(|_| invalid("the session the access token came from has ended, or the membership is locked or gone"))?;
-        Ok(Principal {
-            account,
-            membership,
-            via: Via::Token {
-                client_id: claims.client_id.clone(),
-                scope: claims.scope.clone(),
-                expires: claims.exp,
+        let via = Via::Token {
+            client_id: claims.client_id.clone(),
+            scope: claims.scope.clone(),
+            expires: claims.exp,
+        };
+        Ok((
+            Principal {
+                account,
+                membership,
+                via,
+                enrolment_required: false,
             },
-            enrolment_required: false,
-        })
+            claims,
+        ))
     }
 
-    /// The membership of `grant` when its session is live (not past its lifetime, not ended or
-    /// revoked) and the membership it acts through still is (the same User, not locked, not a
-    /// service user, no Kill Session since the session began).
+    /// The membership of `grant` when its session is live (not past its lifetime, and not
+    /// ended by the account's rule, `Account::grant_ended`) and the membership it acts through
+    /// still is (the same User, not locked, not a service user, no Kill Session since).
     pub fn grant_alive(&self, account: &Account, grant: &Grant) -> Result<Membership, ApiError> {
         let ended = |m: &str| unauthenticated(ErrorCode::SessionEnded, m, None);
         let now = self.clock.now_ms();
         let max_ms = i64::try_from(self.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX);
-        if now.saturating_sub(grant.session_iat) >= max_ms
-            || account.revoked_since(grant.session_iat)
-            || account.sessions_ended.contains_key(&grant.session)
-        {
+        if now.saturating_sub(grant.session_iat) >= max_ms {
             return Err(ended("the session ended"));
         }
         let acting = Acting {
@@ -314,14 +315,13 @@ impl AuthState {
         let m = self
             .directory
             .membership(&account.login, &grant.organisation)
-            .filter(|m| m.is(acting) && m.can_sign_in())
-            .ok_or_else(|| ended("the membership is locked or gone"))?;
-        if killed_since(account, &m, grant.session_iat) {
+            .filter(|m| m.is(acting));
+        if account.grant_ended(grant, m.as_ref().map(|m| m.user.as_ref())) {
             return Err(ended(
-                "an administrator ended the sessions in this organisation",
+                "the session ended, or the membership is locked or gone",
             ));
         }
-        Ok(m)
+        m.ok_or_else(|| ended("the membership is gone"))
     }
 
     /// Authenticates a request by its session cookie (host-only): the API and the pages.

@@ -15,6 +15,8 @@ use super::{
     },
     middleware::guard,
     oidc::handlers as oidc,
+    oidc::logout as oidc_logout,
+    oidc::tokens as oidc_tokens,
     pages,
     state::AuthState,
 };
@@ -55,6 +57,10 @@ pub fn api() -> Router<AuthState> {
         .route("/api/v1/me/reauthenticate", post(reauth::reauthenticate))
         .route("/api/v1/me/sessions", get(sessions::mine))
         .route("/api/v1/me/sessions/{id}", delete(sessions::end_mine))
+        .route(
+            "/api/v1/me/sessions/{id}/apps/{client}",
+            delete(sessions::revoke_app),
+        )
         .route("/api/v1/password-reset", post(password::request))
         .route("/api/v1/password-reset/accept", post(password::accept))
         .route("/api/v1/sessions", get(sessions::organisation))
@@ -67,6 +73,12 @@ pub fn api() -> Router<AuthState> {
         .route("/oauth2/authorize", get(oidc::authorize))
         .route("/oauth2/token", post(oidc::token))
         .route("/oauth2/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/oauth2/revoke", post(oidc_tokens::revoke))
+        .route("/oauth2/introspect", post(oidc_tokens::introspect))
+        .route(
+            "/oauth2/logout",
+            get(oidc_logout::logout_get).post(oidc_logout::logout_post),
+        )
         .route("/api/v1/me/api-key", get(api_key::view))
         .route("/api/v1/me/api-key/renew", post(api_key::renew_own))
         .merge(admin::routes())

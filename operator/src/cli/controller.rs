@@ -56,6 +56,14 @@ pub struct ControllerArgs {
     /// previous key stays published until the tokens it signed have expired.
     #[arg(long, env = "USHER_OIDC_KEY_ROTATION", default_value = "30d")]
     pub oidc_key_rotation: usher_crds::Duration,
+    /// How long a back-channel logout is retried while its app does not take it, such as 24h
+    /// (at least 1m); then it is given up with a Warning Event on the OIDCClient.
+    #[arg(long, env = "USHER_OIDC_LOGOUT_RETRY", default_value = "24h")]
+    pub oidc_logout_retry: usher_crds::Duration,
+    /// A PEM bundle of CA certificates to trust, beside the system's, for apps' back-channel
+    /// logout endpoints (in-cluster apps serving with an internal CA).
+    #[arg(long, env = "USHER_OIDC_LOGOUT_CA_FILE")]
+    pub oidc_logout_ca_file: Option<std::path::PathBuf>,
     /// How long a leader's Lease lasts without renewal; a standby takes over after it.
     #[arg(long, env = "USHER_LEASE_DURATION", default_value = "15s")]
     pub lease_duration: usher_crds::Duration,
@@ -94,6 +102,15 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         acquired = elector.acquire() => acquired?,
         () = shutdown_signal() => return Ok(()),
     }
+    let logout_ca = args
+        .oidc_logout_ca_file
+        .as_ref()
+        .map(std::fs::read)
+        .transpose()?;
+    if let Some(pem) = &logout_ca {
+        reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| anyhow::anyhow!("USHER_OIDC_LOGOUT_CA_FILE is not a PEM bundle: {e}"))?;
+    }
     let accounts_namespace = args.common.accounts_namespace();
     let settings = controller::Settings {
         moved_from: (accounts_namespace != args.common.namespace)
@@ -106,6 +123,8 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         secrets_role: args.secrets_role.filter(|r| !r.is_empty()),
         operator_namespace: args.common.namespace.clone(),
         oidc_key_rotation: args.oidc_key_rotation.get().max(Duration::from_secs(10)),
+        logout_retry: args.oidc_logout_retry.get().max(Duration::from_secs(60)),
+        logout_ca,
     };
     let result = tokio::select! {
         r = controller::run(client, settings, mailer, metrics, ready) => r,

@@ -98,6 +98,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         moved_from: None,
         operator_namespace: "usher-system".into(),
         oidc_key_rotation: Duration::from_secs(30 * 86_400),
+        logout_retry: Duration::from_secs(86_400),
+        logout_ca: None,
     };
     let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
     let controller = tokio::spawn(controller::run(

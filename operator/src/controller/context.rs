@@ -18,10 +18,11 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
-use usher_crds::{Organisation, Profile, User};
+use usher_crds::{OIDCClient, Organisation, Profile, User};
 
 use super::{
     backoff::Backoff, grant::Grant, key_secrets::KeySecrets, locks::AccountLocks, metrics::Metrics,
+    outbox::Logouts,
 };
 use crate::{
     account::AccountStore,
@@ -62,6 +63,10 @@ pub struct Settings {
     pub operator_namespace: String,
     /// How often the OpenID Connect signing keys are replaced.
     pub oidc_key_rotation: Duration,
+    /// How long a back-channel logout is retried while its app does not take it.
+    pub logout_retry: Duration,
+    /// CA certificates (PEM) to trust for back-channel logout endpoints, beside the system's.
+    pub logout_ca: Option<Vec<u8>>,
 }
 
 /// The caches the reconcilers read, and the channels that ask for recounts.
@@ -87,6 +92,8 @@ pub struct Caches {
     pub grant: Option<Grant>,
     /// The delivered OIDC client Secrets, per organisation namespace and the operator's.
     pub client_secrets: Arc<KeySecrets>,
+    /// The OIDCClients: the store of their controller.
+    pub oidc_clients: Store<OIDCClient>,
 }
 
 /// What waits for a recount: the namespaces whose Organisation counts members (resolved when
@@ -126,7 +133,8 @@ pub struct Context {
     pub grant: Option<Grant>,
     /// The delivered OIDC client Secrets, per organisation namespace and the operator's.
     pub client_secrets: Arc<KeySecrets>,
-    account_cache: Cache<Secret>,
+    /// The account Secrets (the store's cache).
+    pub account_cache: Cache<Secret>,
     recorder: Recorder,
     synced: tokio::sync::watch::Receiver<bool>,
     recount_orgs: UnboundedSender<ObjectRef<Organisation>>,
@@ -140,6 +148,10 @@ pub struct Context {
     /// Invitations emailed whose record in the account failed, by account id: the retry
     /// records the same link instead of emailing another.
     unrecorded: Mutex<HashMap<String, crate::account::PendingInvitation>>,
+    /// The back-channel logouts due, and what asks for a sweep (see `logouts`).
+    pub logouts: Logouts,
+    /// The OIDCClients (their back-channel endpoints).
+    pub oidc_clients: Store<OIDCClient>,
 }
 
 impl Context {
@@ -152,6 +164,7 @@ impl Context {
         metrics: Metrics,
         caches: Caches,
     ) -> Context {
+        let logouts = Logouts::new(client.clone(), &settings.namespace, metrics.clone());
         Context {
             accounts: AccountStore::new(client.clone(), &settings.namespace)
                 .with_cache(caches.accounts.clone()),
@@ -182,6 +195,8 @@ impl Context {
             locks: AccountLocks::default(),
             written: Mutex::default(),
             unrecorded: Mutex::default(),
+            logouts,
+            oidc_clients: caches.oidc_clients,
         }
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -27,7 +27,7 @@ pub struct FailureLabels {
 /// Labels of an invitation outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// sent or failed.
+    /// sent or failed (and dropped, for logouts).
     pub outcome: String,
 }
 
@@ -38,6 +38,8 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
     invitations: Family<OutcomeLabels, Counter>,
+    logouts: Family<OutcomeLabels, Counter>,
+    logouts_due: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -49,7 +51,19 @@ impl Default for Metrics {
             Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
         });
         let invitations = Family::<OutcomeLabels, Counter>::default();
+        let logouts = Family::<OutcomeLabels, Counter>::default();
+        let logouts_due = Gauge::default();
         let mut registry = Registry::with_prefix("usher_controller");
+        registry.register(
+            "oidc_logouts",
+            "Back-channel logout tokens by outcome: sent, failed (kept, retried), dropped",
+            logouts.clone(),
+        );
+        registry.register(
+            "oidc_logouts_due",
+            "Back-channel logouts kept in the outbox, not delivered yet",
+            logouts_due.clone(),
+        );
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -71,6 +85,8 @@ impl Default for Metrics {
             failures,
             duration,
             invitations,
+            logouts,
+            logouts_due,
             registry: Arc::new(registry),
         }
     }
@@ -101,6 +117,20 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// Counts a back-channel logout `sent`, `failed` (kept, retried) or `dropped`.
+    pub fn logout(&self, outcome: &str) {
+        self.logouts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Sets how many back-channel logouts the outbox keeps.
+    pub fn logouts_due(&self, n: usize) {
+        self.logouts_due.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The metrics in Prometheus text format.

@@ -24,6 +24,7 @@ use super::{
     error::Error,
     grant,
     key_secrets::KeySecrets,
+    logouts,
     metrics::Metrics,
     oidc_client, organisation, profile, relocate, signing_keys, user,
 };
@@ -59,6 +60,7 @@ pub async fn run(
     let (users_synced_tx, users_synced) = tokio::sync::watch::channel(false);
     let members = user::accounts::members();
     let mut index = members.feed();
+    let logout_members = members.clone();
     let user_events = trimmed_events(Api::<User>::all(client.clone()), writer, users_synced_tx)
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -122,6 +124,16 @@ pub async fn run(
         None => None,
     };
 
+    // OIDC clients: their own watch; the Secrets delivering their credentials wake them. The
+    // back-channel logouts read their store.
+    let (oidc_clients, clients_writer) = reflector::store();
+    let (clients_synced_tx, clients_synced) = tokio::sync::watch::channel(false);
+    let client_events = trimmed_events(
+        Api::<OIDCClient>::all(client.clone()),
+        clients_writer,
+        clients_synced_tx,
+    );
+    let clients = Controller::for_stream(client_events.applied_objects(), oidc_clients.clone());
     let caches_accounts = accounts.clone();
     let caches = Caches {
         users: user_store.clone(),
@@ -134,6 +146,7 @@ pub async fn run(
         key_secrets,
         grant,
         client_secrets,
+        oidc_clients: oidc_clients.clone(),
     };
     // API keys are sealed in accounts with the key every auth replica shares.
     let keys = Keys::load_or_create(client.clone(), &namespace).await?;
@@ -171,8 +184,18 @@ pub async fn run(
     let by_profile = user_store.clone();
     let users = users
         .watches_stream(
-            concerning_users(accounts_changed, caches_accounts)
-                .map(|s: Arc<Secret>| Ok(Secret::clone(&s))),
+            concerning_users(
+                accounts_changed.inspect({
+                    let ctx = ctx.clone();
+                    move |s: &Arc<Secret>| {
+                        if let Some(id) = s.labels().get(LABEL_ACCOUNT) {
+                            ctx.logouts.touch(id);
+                        }
+                    }
+                }),
+                caches_accounts,
+            )
+            .map(|s: Arc<Secret>| Ok(Secret::clone(&s))),
             move |secret: Secret| {
                 let id = secret
                     .labels()
@@ -222,19 +245,15 @@ pub async fn run(
         )
         .for_each(|r| async move { log_result("Profile", r) });
 
-    // OIDC clients: their own watch; the Secrets delivering their credentials wake them.
-    let clients = Controller::new(
-        Api::<OIDCClient>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns_stream(client_secrets_changed.map(|s: Arc<Secret>| Ok(Secret::clone(&s))))
-    .shutdown_on_signal()
-    .run(
-        |c, ctx| instrumented(c, ctx, oidc_client::reconcile),
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|r| async move { log_result("OIDCClient", r) });
+    let clients = clients
+        .owns_stream(client_secrets_changed.map(|s: Arc<Secret>| Ok(Secret::clone(&s))))
+        .shutdown_on_signal()
+        .run(
+            |c, ctx| instrumented(c, ctx, oidc_client::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move { log_result("OIDCClient", r) });
     // The signing keys: made now if missing, rotated on schedule.
     let keys_task = tokio::spawn(signing_keys::keep(
         client.clone(),
@@ -242,9 +261,18 @@ pub async fn run(
         ctx.settings.oidc_key_rotation,
     ));
 
+    // Back-channel logouts: swept from the accounts, delivered from the outbox.
+    let logouts_task = tokio::spawn(logouts::run(
+        ctx.clone(),
+        oidc_clients,
+        clients_synced,
+        logout_members,
+    ));
+
     tracing::info!(namespace = %namespace, "usher controller running");
     futures::join!(users, orgs, profiles, clients);
     keys_task.abort();
+    logouts_task.abort();
     tracing::info!("usher controller stopped");
     Ok(())
 }

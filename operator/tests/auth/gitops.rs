@@ -108,15 +108,7 @@ async fn an_organisation_managed_in_git_refuses_admin_edits_but_keeps_one_shot_a
     ended_everywhere(h, &member_session, "the killed session to end").await;
 
     // The page says so and offers no edits.
-    let page = reqwest::Client::new()
-        .get(format!("{}/organisation/users", h.a.base))
-        .header("cookie", format!("usher_session={admin}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = h.a.page("/organisation/users", &admin).await;
     assert!(page.contains("Managed in Git"), "{page}");
     assert!(
         !page.contains("Add User") && !page.contains("✎ Edit"),

@@ -17,6 +17,7 @@ mod hostile;
 mod invitation;
 mod keys;
 mod login;
+mod logout;
 mod oidc;
 mod oidc_clients;
 mod pages;
@@ -35,6 +36,9 @@ use usher_testkit::{Envtest, Process, SmtpSink};
 
 pub struct Harness {
     pub env: &'static Envtest,
+    /// The CA of the relying parties' serving certificates, which the controller trusts for
+    /// back-channel logout endpoints.
+    pub ca: usher_testkit::TestCa,
     pub smtp: SmtpSink,
     pub a: AuthServer,
     pub b: AuthServer,
@@ -50,12 +54,23 @@ pub async fn harness() -> (&'static Harness, Client) {
             let env = Envtest::shared(usher_crds::crds).await.unwrap();
             setup(env).await;
             let smtp = SmtpSink::start().await.unwrap();
-            let controller = start_controller(env, &smtp.url(), "auth-controller");
+            let ca = usher_testkit::TestCa::new().unwrap();
+            let ca_file =
+                std::env::temp_dir().join(format!("usher-rp-ca-{}.pem", std::process::id()));
+            std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+            let controller = start_controller_with(
+                env,
+                &smtp.url(),
+                "auth-controller",
+                usher_testkit::free_port().unwrap(),
+                &[("USHER_OIDC_LOGOUT_CA_FILE", ca_file.to_str().unwrap())],
+            );
             // Three failed logins soft-lock an account on replica a (10 on b, the default).
             let a = start_auth(env, "auth-a", &[("USHER_SOFT_LOCK_AFTER", "3")]).await;
             let b = start_auth(env, "auth-b", &[]).await;
             Harness {
                 env,
+                ca,
                 smtp,
                 a,
                 b,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
-    Api, Client,
+    Api,
     api::{Patch, PatchParams, PostParams},
 };
 use reqwest::StatusCode;
@@ -15,139 +15,9 @@ use serde_json::{Value, json};
 use usher_crds::{OIDCClient, User};
 
 use crate::{
-    common::{auth::*, *},
+    common::{auth::*, oidc::*, *},
     *,
 };
-
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const REDIRECT: &str = "https://app.example.test/cb";
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Declares a confidential client in `ns` and waits for its delivered credentials.
-pub async fn declare_client(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    spec: Value,
-) -> (String, String) {
-    let api: Api<OIDCClient> = Api::namespaced(client.clone(), ns);
-    let obj: OIDCClient = serde_json::from_value(json!({
-        "apiVersion": "usher.dev/v1alpha1", "kind": "OIDCClient",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    eventually("the client's credentials", Duration::from_secs(30), || {
-        let secrets = secrets.clone();
-        let name = format!("{name}-oidc");
-        async move {
-            let s = secrets.get_opt(&name).await.ok()??;
-            Some((
-                secret_text(&s, "client-id")?,
-                secret_text(&s, "client-secret").unwrap_or_default(),
-            ))
-        }
-    })
-    .await
-}
-
-/// `GET /oauth2/authorize?…` with the session cookie: the Location it answers with.
-async fn authorize(
-    base: &str,
-    cookie: Option<&str>,
-    query: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let mut url = url::Url::parse(&format!("{base}/oauth2/authorize")).unwrap();
-    url.query_pairs_mut().extend_pairs(query);
-    let mut req = no_redirects().get(url);
-    if let Some(c) = cookie {
-        req = req.header("cookie", format!("usher_session={c}"));
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let location = res
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, location)
-}
-
-fn param(location: &str, name: &str) -> Option<String> {
-    url::Url::parse(location)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn code_query<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-        ("scope", scope),
-        ("state", "st-1"),
-        ("nonce", "n-1"),
-        ("code_challenge", CHALLENGE),
-        ("code_challenge_method", "S256"),
-    ]
-}
-
-async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
-    let res = no_redirects()
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(id, Some(secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(form)
-                .finish(),
-        )
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.json().await.unwrap_or(Value::Null))
-}
-
-/// Redeems `code` (issued for [`REDIRECT`] with the challenge of [`VERIFIER`]).
-async fn redeem(base: &str, id: &str, secret: &str, code: &str) -> (StatusCode, Value) {
-    token(
-        base,
-        id,
-        secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await
-}
-
-fn claims(jwt: &str) -> Value {
-    let body = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap()
-}
-
-async fn bearer(base: &str, path: &str, token: &str) -> StatusCode {
-    no_redirects()
-        .get(format!("{base}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
 
 #[tokio::test]
 async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack() {
@@ -331,7 +201,7 @@ async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack()
         StatusCode::UNAUTHORIZED
     );
 
-    // Refresh rotates; the old refresh token used again revokes the grant and its tokens.
+    // Refresh rotates; the old refresh token used again ends the grant and its tokens.
     let first = tokens["refresh_token"].as_str().unwrap().to_owned();
     let (status, refreshed) = token(
         &h.a.base,
@@ -375,6 +245,13 @@ async fn the_code_flow_issues_tokens_an_app_can_check_and_refuses_every_attack()
         },
     )
     .await;
+
+    // ... and the Usher session it was taken from ends (its other apps are told): sign in again.
+    assert_eq!(
+        h.a.get("/api/v1/me", Some(&session)).await.code(),
+        "session_ended"
+    );
+    let session = h.a.session(&login, PASSWORD).await;
 
     // Attack: the code replayed.
     let (status, body) = token(&h.a.base, &id, &secret, &first_code).await;

@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use usher_testkit::Process;
 
 use crate::{
-    common::{auth::*, *},
-    oidc::declare_client,
+    common::{auth::*, oidc::declare_client, *},
     *,
 };
 
@@ -62,6 +61,52 @@ async fn openid_client_signs_in_with_password_and_totp_reads_userinfo_and_refres
     assert_eq!(learnt["reused"], "invalid_grant");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_introspects_revokes_and_signs_out_through_the_end_session_url() {
+    let (h, client) = harness().await;
+    let (org, _, login) = active_member(h, &client, &["wiki:edit"]).await;
+    let (redirect, bye) = (
+        "https://app.example.test/cb",
+        "https://app.example.test/bye",
+    );
+    let (client_id, secret) = declare_client(
+        &client,
+        &org.ns,
+        "confidential",
+        json!({"redirectURIs": [redirect], "postLogoutRedirectURIs": [bye]}),
+    )
+    .await;
+    let vars = [
+        ("ISSUER", h.a.base.clone()),
+        ("CLIENT_ID", client_id.clone()),
+        ("CLIENT_SECRET", secret),
+        ("REDIRECT_URI", redirect.to_owned()),
+        ("POST_LOGOUT_URI", bye.to_owned()),
+        ("LOGIN", login.clone()),
+        ("PASSWORD", PASSWORD.to_owned()),
+    ];
+    let run = tokio::task::spawn_blocking(move || browser_script("oidc-session.mjs", vars))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success() && stdout.contains("OIDC_SESSION_OK"),
+        "openid-client failed:\n{stdout}\n{}\nauth server log:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        h.a.process.log_tail(30)
+    );
+    let learnt: Value =
+        serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(learnt["access"]["active"], true, "{learnt}");
+    assert_eq!(learnt["access"]["client_id"], client_id.as_str());
+    assert_eq!(learnt["access"]["username"], login.as_str());
+    assert_eq!(learnt["refresh"]["active"], true);
+    assert_eq!(learnt["revoked"], json!({"active": false}));
+    assert_eq!(learnt["revokedAccess"], json!({"active": false}));
+    assert_eq!(learnt["bye"], format!("{bye}?state=bye-state").as_str());
+    assert_eq!(learnt["afterLogout"], json!({"active": false}));
+}
+
 /// Runs `e2e/relying-party.mjs` against `page_url`; the page's text.
 async fn through_relying_party(
     h: &Harness,
@@ -70,13 +115,26 @@ async fn through_relying_party(
     expect: &str,
     rp: &Process,
 ) -> String {
-    let vars = [
+    through_relying_party_with(h, page_url, login, expect, rp, vec![]).await
+}
+
+/// As [`through_relying_party`], with more of the script's environment (`READY_FILE` …).
+async fn through_relying_party_with(
+    h: &Harness,
+    page_url: &str,
+    login: &str,
+    expect: &str,
+    rp: &Process,
+    more: Vec<(&'static str, String)>,
+) -> String {
+    let mut vars = vec![
         ("PAGE_URL", page_url.to_owned()),
         ("ISSUER", h.a.base.clone()),
         ("LOGIN", login.to_owned()),
         ("PASSWORD", PASSWORD.to_owned()),
         ("EXPECT_TEXT", expect.to_owned()),
     ];
+    vars.extend(more);
     let run = tokio::task::spawn_blocking(move || browser_script("relying-party.mjs", vars))
         .await
         .unwrap();
@@ -92,10 +150,10 @@ async fn through_relying_party(
 }
 
 /// A [`readable_dir`] holding `cert.pem` and `key.pem`, a serving certificate for `localhost`
-/// of a CA of its own (the browser is told to accept it).
-fn tls_dir() -> tempfile::TempDir {
+/// of the harness's CA (the browser is told to accept it; the controller trusts it).
+fn tls_dir(h: &Harness) -> tempfile::TempDir {
     let dir = readable_dir();
-    let cert = usher_testkit::TestCa::new().unwrap().issue(1).unwrap();
+    let cert = h.ca.issue(1).unwrap();
     write_readable(&dir.path().join("cert.pem"), &cert.cert_pem);
     write_readable(&dir.path().join("key.pem"), &cert.key_pem);
     dir
@@ -127,16 +185,22 @@ fn wait_listening(port: u16, what: &Process) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mod_auth_openidc_in_apache_protects_a_page_and_passes_the_claims_on() {
+async fn mod_auth_openidc_in_apache_protects_a_page_passes_the_claims_on_and_signs_out_with_usher()
+{
     let (h, client) = harness().await;
-    let (org, _, login) = active_member(h, &client, &["wiki:edit"]).await;
+    let (org, name, login) = active_member(h, &client, &["wiki:edit"]).await;
     let port = usher_testkit::free_port().unwrap();
     let origin = format!("https://localhost:{port}");
     let (client_id, secret) = declare_client(
         &client,
         &org.ns,
         "apache",
-        json!({"redirectURIs": [format!("{origin}/protected/redirect_uri")]}),
+        json!({
+            "redirectURIs": [format!("{origin}/protected/redirect_uri")],
+            // mod_auth_openidc's back-channel endpoint is its redirect URI with this query.
+            "backchannelLogoutURI": format!("{origin}/protected/redirect_uri?logout=backchannel"),
+            "postLogoutRedirectURIs": [format!("{origin}/loggedout.html")],
+        }),
     )
     .await;
     let modules = "/usr/lib/apache2/modules";
@@ -144,7 +208,7 @@ async fn mod_auth_openidc_in_apache_protects_a_page_and_passes_the_claims_on() {
         std::path::Path::new(&format!("{modules}/mod_auth_openidc.so")).exists(),
         "mod_auth_openidc is missing: run scripts/install-deps.sh (Debian packages apache2-bin libapache2-mod-auth-openidc)"
     );
-    let dir = tls_dir();
+    let dir = tls_dir(h);
     let d = dir.path().display();
     std::fs::create_dir_all(dir.path().join("htdocs/protected")).unwrap();
     write_readable(
@@ -153,6 +217,10 @@ async fn mod_auth_openidc_in_apache_protects_a_page_and_passes_the_claims_on() {
          <p>org=<!--#echo var=\"OIDC_CLAIM_org\" --></p>\
          <p>permissions=<!--#echo var=\"OIDC_CLAIM_permissions\" --></p>\
          <p>sub=<!--#echo var=\"OIDC_CLAIM_sub\" --></p></body></html>\n",
+    );
+    write_readable(
+        &dir.path().join("htdocs/loggedout.html"),
+        "<html><body><p>You left the wiki.</p></body></html>\n",
     );
     let user = if running_as_root() {
         "User nobody\nGroup nogroup\n"
@@ -193,14 +261,39 @@ async fn mod_auth_openidc_in_apache_protects_a_page_and_passes_the_claims_on() {
     )
     .unwrap();
     wait_listening(port, &apache);
-    let shown = through_relying_party(
+    // Once signed in (the script says so with a file), Kill Session in Usher: the annotation a
+    // platform team sets. Apache's own session must end through its back-channel endpoint.
+    let ready = dir.path().join("signed-in");
+    let kill = tokio::spawn({
+        let (client, ns, ready) = (client.clone(), org.ns.clone(), ready.clone());
+        async move {
+            eventually(
+                "the browser to be signed in through Apache",
+                Duration::from_secs(60),
+                || {
+                    let ready = ready.clone();
+                    async move { ready.exists().then_some(()) }
+                },
+            )
+            .await;
+            kill_sessions(&client, &ns, &name, "apache-1").await;
+        }
+    });
+    let shown = through_relying_party_with(
         h,
         &format!("{origin}/protected/claims.shtml"),
         &login,
         &format!("user={login}"),
         &apache,
+        vec![
+            ("READY_FILE", ready.display().to_string()),
+            ("LOGGED_OUT_URL", format!("{origin}/loggedout.html")),
+            ("LOGGED_OUT_TEXT", "You left the wiki.".into()),
+        ],
     )
     .await;
+    kill.await.unwrap();
+    assert!(shown.contains("RP_LOGGED_OUT"), "{shown}");
     assert!(shown.contains(&format!("org={}", org.name)), "{shown}");
     assert!(shown.contains("permissions=wiki:edit"), "{shown}");
     assert!(
@@ -261,7 +354,7 @@ async fn oauth2_proxy_behind_nginx_auth_request_signs_in_through_usher() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("nginx is missing: run scripts/install-deps.sh (Debian package nginx-light)");
-    let dir = tls_dir();
+    let dir = tls_dir(h);
     let d = dir.path().display();
     let user = if running_as_root() { "user root;" } else { "" };
     let conf = format!(

@@ -191,6 +191,19 @@ impl AuthServer {
         self.call(Method::GET, path, None, cookie, None).await
     }
 
+    /// The HTML of page `path` as the holder of session cookie `cookie` sees it.
+    pub async fn page(&self, path: &str, cookie: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("usher_session={cookie}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn delete(&self, path: &str, cookie: Option<&str>) -> Answer {
         self.call(Method::DELETE, path, None, cookie, None).await
     }

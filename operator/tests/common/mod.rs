@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may panic
 
 pub mod auth;
+pub mod oidc;
 
 use std::{
     collections::BTreeMap,

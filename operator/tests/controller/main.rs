@@ -12,6 +12,7 @@ mod errors;
 mod idempotence;
 mod invitations;
 mod leader;
+mod logouts;
 mod mail;
 mod memberships;
 mod organisations;

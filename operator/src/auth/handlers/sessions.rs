@@ -44,6 +44,47 @@ pub struct SessionView {
     /// The full name in this organisation (admin list only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_name: Option<String>,
+    /// The apps (OpenID Connect clients) it signed in to.
+    pub apps: Vec<AppView>,
+}
+
+/// An app a session signed in to: every live grant of one client in that session.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppView {
+    /// The client's id (what the DELETE route takes).
+    pub client_id: String,
+    /// Its display name.
+    pub display_name: String,
+    /// The organisation it acts in.
+    pub organisation: String,
+    /// When it last got tokens (its sign-in, or its last refresh).
+    pub last_refresh_at: Option<Timestamp>,
+}
+
+/// The apps session `sid` of `account` signed in to and may still refresh: grants that issued
+/// tokens, neither ended nor expired; one per client, newest refresh first.
+pub fn apps(st: &AuthState, account: &Account, sid: &str) -> Vec<AppView> {
+    let now = st.clock.now();
+    let mut out: Vec<AppView> = Vec::new();
+    for g in account.grants.iter().filter(|g| {
+        g.session == sid && g.issued_tokens() && g.ended_at.is_none() && g.expires_at > now
+    }) {
+        match out.iter_mut().find(|a| a.client_id == g.client_id) {
+            Some(a) => a.last_refresh_at = a.last_refresh_at.max(g.refreshed_at),
+            None => out.push(AppView {
+                client_id: g.client_id.clone(),
+                display_name: st.oidc.client(&g.client_id).map_or_else(
+                    || g.client_id.clone(),
+                    |r| r.client.display_name().to_owned(),
+                ),
+                organisation: g.organisation.clone(),
+                last_refresh_at: g.refreshed_at,
+            }),
+        }
+    }
+    out.sort_by_key(|a| std::cmp::Reverse(a.last_refresh_at));
+    out
 }
 
 /// The sessions of `account` that are still alive: not signed out, not ended by a revocation
@@ -61,8 +102,9 @@ pub fn alive(st: &AuthState, account: &Account) -> Vec<SessionRecord> {
         .collect()
 }
 
-fn view(s: SessionRecord, current: Option<&str>) -> SessionView {
+fn view(st: &AuthState, account: &Account, s: SessionRecord, current: Option<&str>) -> SessionView {
     SessionView {
+        apps: apps(st, account, &s.id),
         current: current == Some(s.id.as_str()),
         id: s.id,
         organisation: s.organisation,
@@ -89,7 +131,7 @@ pub async fn mine(
     let sid = p.session()?.sid.clone();
     let list: Vec<SessionView> = alive(&st, &p.account)
         .into_iter()
-        .map(|s| view(s, Some(&sid)))
+        .map(|s| view(&st, &p.account, s, Some(&sid)))
         .collect();
     Ok(p.respond(Json(list)))
 }
@@ -114,6 +156,32 @@ pub async fn end_mine(
     if current {
         return Ok((StatusCode::NO_CONTENT, st.cookie_scope().clear()).into_response());
     }
+    Ok(p.respond(StatusCode::NO_CONTENT))
+}
+
+/// `DELETE /api/v1/me/sessions/{id}/apps/{client}`: 204; the app's grants in that session end
+/// (its tokens stop; the app is told by back-channel logout). The session goes on.
+pub async fn revoke_app(
+    State(st): State<AuthState>,
+    SignedIn(p): SignedIn,
+    Path((id, client)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if !apps(&st, &p.account, &id)
+        .iter()
+        .any(|a| a.client_id == client)
+    {
+        return Err(ApiError::of(
+            ErrorCode::NotFound,
+            "no such app in that session: it was revoked already, or the session ended",
+        ));
+    }
+    let now = st.clock.now();
+    st.update_account(&p.account.id, |a| {
+        Ok(crate::account::grants::end(&mut a.grants, now, |g| {
+            g.session == id && g.client_id == client
+        }) > 0)
+    })
+    .await?;
     Ok(p.respond(StatusCode::NO_CONTENT))
 }
 
@@ -149,10 +217,10 @@ pub async fn organisation(State(st): State<AuthState>, admin: Admin) -> Result<R
     let org = admin.principal.membership.org_name();
     let list: Vec<SessionView> = in_organisation(&st, &admin.namespace, &org)
         .into_iter()
-        .map(|(user, _, s)| SessionView {
+        .map(|(user, account, s)| SessionView {
             login: Some(user.spec.login.clone()),
             full_name: Some(user.spec.full_name.clone()),
-            ..view(s, current.as_deref())
+            ..view(&st, &account, s, current.as_deref())
         })
         .collect();
     Ok(admin.principal.respond(Json(list)))

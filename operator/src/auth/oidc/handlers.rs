@@ -44,12 +44,19 @@ pub async fn discovery(State(st): State<AuthState>) -> Response {
         "token_endpoint": format!("{issuer}/oauth2/token"),
         "userinfo_endpoint": format!("{issuer}/oauth2/userinfo"),
         "jwks_uri": format!("{issuer}/oauth2/jwks"),
+        "end_session_endpoint": format!("{issuer}/oauth2/logout"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": core::SCOPES,
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "amr", "azp",
@@ -74,7 +81,7 @@ pub async fn jwks(State(st): State<AuthState>) -> Response {
 }
 
 /// A redirect (302) to `uri` with `params` added to its query.
-fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
+pub(super) fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
     let mut url = match url::Url::parse(uri) {
         Ok(u) => u,
         Err(_) => {
@@ -283,6 +290,9 @@ pub async fn authorize(
         }),
         refresh_hash: None,
         spent: vec![],
+        issuer: st.origin.clone(),
+        refreshed_at: None,
+        ended_at: None,
     };
     let written = st
         .update_account(&account.id, |a| {
@@ -373,7 +383,7 @@ fn chooser(
 }
 
 /// An OAuth error answer of the token endpoint (RFC 6749 §5.2).
-fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(super) fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut res = (
         status,
         [(header::CACHE_CONTROL, "no-store")],
@@ -391,7 +401,7 @@ fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 /// The client a token request authenticates as: `client_secret_basic`, `client_secret_post`,
 /// or a public client's bare `client_id`.
-fn authenticate_client(
+pub(super) fn authenticate_client(
     st: &AuthState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
@@ -452,7 +462,7 @@ fn authenticate_client(
 }
 
 /// Splits a code or refresh token (`<prefix><account>.<grant>.<secret>`).
-fn token_parts<'a>(token: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+pub(super) fn token_parts<'a>(token: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
     let rest = token.strip_prefix(prefix)?;
     let mut it = rest.splitn(3, '.');
     let (acct, gid, secret) = (it.next()?, it.next()?, it.next()?);
@@ -523,14 +533,23 @@ pub async fn token(
                 };
                 grants::redeem(&mut a.grants, &p, grants::token_hash(&refresh), now)
             } else {
-                grants::refresh(
+                let refreshed = grants::refresh(
                     &mut a.grants,
                     gid,
                     &hash,
                     &client_id,
                     grants::token_hash(&refresh),
                     now,
-                )
+                );
+                // A reused refresh token: whoever holds the other copy is a thief, and it was
+                // taken from this session: the session ends (every app of it is told).
+                if refreshed == Err(Refused::Replayed)
+                    && let Some(g) = a.grants.iter().find(|g| g.id == gid)
+                {
+                    let (sid, expires) = (g.session.clone(), st.expires_ms(g.session_iat));
+                    a.end_session(&sid, expires, now);
+                }
+                refreshed
             };
             Ok(!matches!(outcome, Err(Refused::Invalid)))
         })
@@ -549,7 +568,7 @@ pub async fn token(
     let grant = match outcome {
         Ok(g) => g,
         Err(Refused::Replayed) => {
-            tracing::warn!(client = %client_id, "a code or refresh token was used twice: its grant is revoked");
+            tracing::warn!(client = %client_id, "a code or refresh token was used twice: its grant (for a refresh token, its session) ended");
             return invalid_grant(
                 "the code or refresh token was used before; everything issued from it is revoked",
             );
@@ -560,21 +579,18 @@ pub async fn token(
             );
         }
     };
-    // The session and membership must still be live; refresh re-reads the person.
-    let m = match st.grant_alive(&account, &grant) {
-        Ok(m) => m,
-        Err(_) => {
-            let _ = st
-                .update_account(acct, |a| Ok(grants::revoke(&mut a.grants, &grant.id)))
-                .await;
-            return invalid_grant(
-                "the session this grant came from has ended, or the membership is locked or gone",
-            );
-        }
+    // The session and membership must still be live (the grant stays until the controller
+    // told the app it ended); refresh re-reads the person.
+    let Ok(m) = st.grant_alive(&account, &grant) else {
+        return invalid_grant(
+            "the session this grant came from has ended, or the membership is locked or gone",
+        );
     };
     if core::missing_permission(&registered.client, &m.permissions()).is_some() {
         let _ = st
-            .update_account(acct, |a| Ok(grants::revoke(&mut a.grants, &grant.id)))
+            .update_account(acct, |a| {
+                Ok(grants::end(&mut a.grants, now, |g| g.id == grant.id) > 0)
+            })
             .await;
         return invalid_grant("the profile no longer grants a permission this app requires");
     }

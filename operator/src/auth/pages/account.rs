@@ -8,7 +8,10 @@ use axum::{
 use maud::html;
 
 use super::layout::{layout, page, signed_in};
-use crate::auth::{handlers::sessions::alive, state::AuthState};
+use crate::auth::{
+    handlers::sessions::{alive, apps},
+    state::AuthState,
+};
 
 /// `/account`.
 pub async fn account(State(st): State<AuthState>, headers: HeaderMap) -> Response {
@@ -96,7 +99,7 @@ pub async fn account(State(st): State<AuthState>, headers: HeaderMap) -> Respons
         section {
             h2 { "Active sessions" }
             table {
-                thead { tr { th { "Organisation" } th { "Since" } th { "Browser" } th { "Address" } th {} } }
+                thead { tr { th { "Organisation" } th { "Since" } th { "Browser" } th { "Address" } th { "Apps" } th {} } }
                 tbody {
                     @for s in &sessions {
                         tr data-session=(s.id) {
@@ -104,6 +107,20 @@ pub async fn account(State(st): State<AuthState>, headers: HeaderMap) -> Respons
                             td data-label="Since" { (s.started_at.strftime("%Y-%m-%d %H:%M UTC")) }
                             td data-label="Browser" { (s.user_agent) }
                             td data-label="Address" { (s.address) }
+                                td data-label="Apps" {
+                                @for app in apps(&st, &p.account, &s.id) {
+                                    div.app data-app=(app.client_id) {
+                                        span { (app.display_name) " · " (app.organisation) }
+                                        @if let Some(t) = app.last_refresh_at {
+                                            span.muted { " · last refresh " (t.strftime("%Y-%m-%d %H:%M UTC")) }
+                                        }
+                                        form data-api=(format!("/api/v1/me/sessions/{}/apps/{}", s.id, app.client_id)) data-method="DELETE" data-then="reload" {
+                                            button.secondary type="submit" { "Revoke" }
+                                            p.error data-error role="alert" hidden {}
+                                        }
+                                    }
+                                }
+                            }
                             td {
                                 @if current.as_deref() == Some(s.id.as_str()) {
                                     strong { "This session" }

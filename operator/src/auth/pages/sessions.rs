@@ -1,5 +1,6 @@
 //! `/organisation/sessions`: who is signed in to this organisation, since when, from which
-//! browser and address, with Kill per session; for `manageUser` holders.
+//! browser and address, which apps each signed in to, with Kill per session; for `manageUser`
+//! holders.
 
 use axum::{
     extract::State,
@@ -9,7 +10,10 @@ use axum::{
 use maud::html;
 
 use super::layout::{layout, page, signed_in_admin};
-use crate::auth::{handlers::sessions::in_organisation, state::AuthState};
+use crate::auth::{
+    handlers::sessions::{apps, in_organisation},
+    state::AuthState,
+};
 
 /// `/organisation/sessions`.
 pub async fn sessions(State(st): State<AuthState>, headers: HeaderMap) -> Response {
@@ -28,15 +32,20 @@ pub async fn sessions(State(st): State<AuthState>, headers: HeaderMap) -> Respon
                 p { "Nobody is signed in to this organisation." }
             } @else {
                 table {
-                    thead { tr { th { "Login" } th { "Name" } th { "Since" } th { "Browser" } th { "Address" } th { "Actions" } } }
+                    thead { tr { th { "Login" } th { "Name" } th { "Since" } th { "Browser" } th { "Address" } th { "Apps" } th { "Actions" } } }
                     tbody {
-                        @for (user, _, s) in &list {
+                        @for (user, account, s) in &list {
                             tr data-session=(s.id) {
                                 td data-label="Login" { (user.spec.login) }
                                 td data-label="Name" { (user.spec.full_name) }
                                 td data-label="Since" { (s.started_at.strftime("%Y-%m-%d %H:%M UTC")) }
                                 td data-label="Browser" { (s.user_agent) }
                                 td data-label="Address" { (s.address) }
+                                td data-label="Apps" {
+                                    @for app in apps(&st, account, &s.id) {
+                                        div.app data-app=(app.client_id) { (app.display_name) }
+                                    }
+                                }
                                 td data-label="Actions" {
                                     @if current.as_deref() == Some(s.id.as_str()) {
                                         strong { "Your session" }

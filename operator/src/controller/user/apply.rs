@@ -249,6 +249,14 @@ async fn notify_locked(
 /// (`plan::accounts_to_lock`).
 async fn leave(ctx: &Context, user: &User, id: &str, delete: bool) -> Result<(), Error> {
     if delete {
+        ctx.logouts
+            .account_going(
+                &ctx.accounts,
+                &ctx.oidc_clients,
+                &ctx.settings.public_url,
+                id,
+            )
+            .await?;
         ctx.accounts.delete_id(id).await?;
         tracing::info!(account = %id, "account deleted: its last membership changed login");
     } else if let Some(old) = ctx.accounts.get_id(id).await? {

@@ -32,6 +32,8 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
     // The version this process wrote last, if the cache has not caught up with it yet.
     let user = ctx.fresher(user);
     ctx.recount(&user);
+    // A lock, an edit or a deletion may end what the account's sessions gave apps.
+    ctx.logouts.touch_user(&user);
     let ours = user.finalizers().iter().any(|f| f == FINALIZER);
     if user.metadata.deletion_timestamp.is_some() {
         if ours {
@@ -168,6 +170,14 @@ async fn cleanup(user: Arc<User>, ctx: &Context) -> Result<(), Error> {
     };
     let _locks = ctx.locks.lock(std::slice::from_ref(&id)).await;
     if plan::last_member(&user, &id, &ctx.users.state()) {
+        ctx.logouts
+            .account_going(
+                &ctx.accounts,
+                &ctx.oidc_clients,
+                &ctx.settings.public_url,
+                &id,
+            )
+            .await?;
         ctx.accounts.delete_id(&id).await?;
         tracing::info!(account = %id, "account deleted with its last membership");
     } else if let Some(account) = ctx.accounts.get_id(&id).await? {
