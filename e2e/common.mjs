@@ -41,7 +41,7 @@ export const launch = (extraArgs = []) =>
 export async function fillSignIn(page, login, password) {
   await page.getByLabel("Login (email address)").fill(login);
   await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
 }
 
 /** Opens `${base}/login` and signs in. */

@@ -21,7 +21,7 @@ async function signIn(page, code) {
   await fillSignIn(page, LOGIN, PASSWORD);
   await page.getByLabel("Code from your authenticator app").waitFor();
   await page.getByLabel("Code from your authenticator app").fill(code);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
 }
 
 await run(browser, "FORWARD_AUTH_OK", async (at) => {

@@ -44,7 +44,7 @@ await run(browser, "OIDC_OK", async (at) => {
   await fillSignIn(page, LOGIN, PASSWORD);
   await page.getByLabel("Code from your authenticator app").waitFor();
   await page.getByLabel("Code from your authenticator app").fill(totp(TOTP_SECRET, 0));
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.getByText("signed in").waitFor();
   expect(callback && callback.startsWith(REDIRECT), `a callback, got ${callback}`);
 

@@ -72,7 +72,7 @@ await run(browser, "OK", async (at) => {
   await page.getByLabel("Code from your authenticator app").waitFor();
   await page.screenshot({ path: `${OUT}/login-code.png`, fullPage: true });
   await page.getByLabel("Code from your authenticator app").fill(totp(secret, 30));
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.waitForURL(`${BASE}/account`);
 
   at("view and renew the API key");

@@ -119,12 +119,13 @@ impl UserManagement {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MfaPolicy {
-    /// When true, members must enroll TOTP; after the grace period an un-enrolled member is sent
-    /// to enrolment before anything else. Defaults to false.
+    /// When true, members must enroll a second factor (TOTP or a passkey); after the grace
+    /// period an un-enrolled member is sent to enrolment before anything else. Defaults to
+    /// false.
     #[serde(default)]
     pub required: bool,
 
-    /// How long after a member's activation they may still sign in without TOTP when `required`
+    /// How long after a member's activation they may still sign in without a second factor when `required`
     /// is true, such as `72h` or `7d`. Unset means no grace: enrolment is asked at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_period: Option<Duration>,

@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         seen: 1,
         auth: 1,
         mfa: false,
+        passkey: None,
     };
     let sealed = seal(&key, &claims);
     if sealed.len() <= usher_fuzz::session::MAX_TOKEN_LEN {

@@ -47,9 +47,10 @@ async function submit(form) {
       return;
     }
     if (data && data.error === "mfa_required") {
-      for (const el of form.querySelectorAll("[data-mfa]")) el.hidden = false;
+      const methods = data.methods || ["totp"];
+      for (const el of form.querySelectorAll("[data-mfa]")) el.hidden = !methods.includes(el.dataset.mfa);
       const code = form.querySelector("input[name=code]");
-      if (code) { code.required = true; code.focus(); }
+      if (code && methods.includes("totp")) { code.required = true; code.focus(); }
     }
     showError(form, (data && data.message) || `The request failed (${res.status}).`);
     return;
@@ -92,11 +93,132 @@ document.addEventListener("submit", (event) => {
   if (form instanceof HTMLFormElement && form.dataset.api) {
     event.preventDefault();
     submit(form);
+  } else if (form instanceof HTMLFormElement && form.dataset.passkeyAdd !== undefined) {
+    event.preventDefault();
+    addPasskey(form);
   }
 });
 
+// Passkeys (WebAuthn). The server speaks the JSON forms of the options and credentials
+// (base64url for binary fields); the browser API wants ArrayBuffers.
+const b64u = {
+  decode(s) {
+    const b = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
+    return Uint8Array.from(b, (c) => c.charCodeAt(0)).buffer;
+  },
+  encode(buf) {
+    let s = "";
+    for (const c of new Uint8Array(buf)) s += String.fromCharCode(c);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  },
+};
+
+function creationOptions(pk) {
+  return {
+    ...pk,
+    challenge: b64u.decode(pk.challenge),
+    user: { ...pk.user, id: b64u.decode(pk.user.id) },
+    excludeCredentials: (pk.excludeCredentials || []).map((c) => ({ ...c, id: b64u.decode(c.id) })),
+  };
+}
+
+function requestOptions(pk) {
+  return {
+    ...pk,
+    challenge: b64u.decode(pk.challenge),
+    allowCredentials: (pk.allowCredentials || []).map((c) => ({ ...c, id: b64u.decode(c.id) })),
+  };
+}
+
+function credentialJson(cred) {
+  const r = cred.response;
+  const response = { clientDataJSON: b64u.encode(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = b64u.encode(r.attestationObject);
+    if (r.getTransports) response.transports = r.getTransports();
+  } else {
+    response.authenticatorData = b64u.encode(r.authenticatorData);
+    response.signature = b64u.encode(r.signature);
+    if (r.userHandle) response.userHandle = b64u.encode(r.userHandle);
+  }
+  return {
+    id: cred.id,
+    rawId: b64u.encode(cred.rawId),
+    type: cred.type,
+    response,
+    clientExtensionResults: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+  };
+}
+
+async function api(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    const e = new Error((data && data.message) || `The request failed (${res.status}).`);
+    e.code = data && data.error;
+    throw e;
+  }
+  return data;
+}
+
+async function addPasskey(form) {
+  const err = form.querySelector("[data-error]");
+  if (err) err.hidden = true;
+  try {
+    const options = await api("/api/v1/me/passkeys/register/start", {});
+    const cred = await navigator.credentials.create({ publicKey: creationOptions(options.publicKey) });
+    await api("/api/v1/me/passkeys/register/finish", { name: formJson(form).name || "", credential: credentialJson(cred) });
+    location.reload();
+  } catch (e) {
+    const reauth = document.getElementById("reauth");
+    if (e.code === "reauthentication_required" && reauth) {
+      reauth.hidden = false;
+      reauth.querySelector("input[name=password]").focus();
+    }
+    showError(form, e.message);
+  }
+}
+
+// Sign-in with a passkey: `second` after the password (the login typed), `discoverable`
+// without one; `conditional` from the login field's autofill, where the browser has it.
+let conditional = null;
+
+async function passkeyLogin(mode, then, errorEl) {
+  if (conditional && mode !== "conditional") conditional.abort();
+  const body = {};
+  if (mode === "second") body.login = document.getElementById("login").value;
+  try {
+    const options = await api("/api/v1/login/passkey/start", body);
+    const request = { publicKey: requestOptions(options.publicKey) };
+    if (mode === "conditional") {
+      conditional = new AbortController();
+      request.mediation = "conditional";
+      request.signal = conditional.signal;
+    }
+    const cred = await navigator.credentials.get(request);
+    await api("/api/v1/login/passkey/finish", { credential: credentialJson(cred) });
+    location.assign(then);
+  } catch (e) {
+    if (mode === "conditional" || e.name === "AbortError") return;
+    if (errorEl) {
+      errorEl.textContent = e.message;
+      errorEl.hidden = false;
+    }
+  }
+}
+
 document.addEventListener("click", (event) => {
   const target = event.target;
+  if (target instanceof HTMLElement && target.dataset.passkeyLogin) {
+    const errorEl = target.closest("form")?.querySelector("[data-error]") || document.getElementById("passkey-error");
+    passkeyLogin(target.dataset.passkeyLogin, target.dataset.then || "/account", errorEl);
+  }
   if (target instanceof HTMLElement && target.id === "api-key-copy") {
     navigator.clipboard.writeText(document.getElementById("api-key").textContent);
     target.textContent = "Copied";
@@ -117,7 +239,16 @@ document.addEventListener("change", (event) => {
 // Invitation and reset tokens travel in the URL fragment (never sent to servers or logs); they
 // move into the form, and out of the address bar. On /reset, a token shows the new-password
 // form instead of the request form.
-window.addEventListener("DOMContentLoaded", () => {
+window.addEventListener("DOMContentLoaded", async () => {
+  const signIn = document.getElementById("passkey-sign-in");
+  if (
+    signIn &&
+    window.PublicKeyCredential &&
+    PublicKeyCredential.isConditionalMediationAvailable &&
+    (await PublicKeyCredential.isConditionalMediationAvailable())
+  ) {
+    passkeyLogin("conditional", signIn.dataset.then || "/account", null);
+  }
   const token = document.querySelector("input[name=token]");
   if (token && location.hash.startsWith("#token=")) {
     token.value = decodeURIComponent(location.hash.slice("#token=".length));

@@ -215,6 +215,16 @@ impl Sealer {
         String::from_utf8(self.open_bytes(&format!("oidc-client:{client_id}"), sealed)?).ok()
     }
 
+    /// A passkey ceremony's state, sealed for the browser to hold until it finishes.
+    pub fn seal_ceremony(&self, state: &[u8]) -> Result<String, RandomError> {
+        self.seal_bytes("passkey-ceremony", state)
+    }
+
+    /// The state sealed by [`Sealer::seal_ceremony`], or `None`.
+    pub fn open_ceremony(&self, sealed: &str) -> Option<Vec<u8>> {
+        self.open_bytes("passkey-ceremony", sealed)
+    }
+
     /// The API key sealed by [`Sealer::seal_api_key`], or `None` when it does not open (or is
     /// not a well-formed key).
     pub fn open_api_key(&self, account_id: &str, membership: &str, sealed: &str) -> Option<ApiKey> {

@@ -4,6 +4,7 @@
 
 mod account;
 mod apikey;
+mod audit;
 mod auth;
 mod cli;
 mod controller;

@@ -7,6 +7,7 @@ mod error;
 pub mod grants;
 pub mod guesses;
 mod membership;
+pub mod passkeys;
 mod record;
 mod reset;
 pub mod sessions;

@@ -17,6 +17,7 @@ use super::{
     grants::Grant,
     guesses::Guesses,
     membership::{KeyRecord, MembershipRecord, membership_key},
+    passkeys::Passkeys,
     reset::PasswordReset,
     sessions::SessionRecord,
 };
@@ -42,6 +43,9 @@ const MEMBERSHIPS: &str = "memberships";
 const SESSIONS_ACTIVE: &str = "sessions.active";
 /// The data key of the OIDC grants (the controller sweeps only accounts that have one).
 pub const OIDC_GRANTS: &str = "oidc.grants";
+const PASSKEYS: &str = "passkeys";
+const PASSKEYS_USER: &str = "passkeys.user";
+const PASSKEYS_SPENT: &str = "passkeys.spent";
 const RESET_REQUESTED_AT: &str = "reset.requestedAt";
 const RESET_TOKEN_HASH: &str = "reset.tokenHash";
 const RESET_EXPIRES_AT: &str = "reset.expiresAt";
@@ -49,6 +53,9 @@ const RESET_SENT_AT: &str = "reset.sentAt";
 const RESET_SENT_RECENT: &str = "reset.sentRecent";
 const KNOWN: &[&str] = &[
     OIDC_GRANTS,
+    PASSKEYS,
+    PASSKEYS_USER,
+    PASSKEYS_SPENT,
     MEMBERSHIPS,
     SESSIONS_ACTIVE,
     RESET_REQUESTED_AT,
@@ -98,12 +105,19 @@ pub fn digest_for_users(secret: &Secret) -> [u8; 32] {
         ctx.update(v.as_bytes());
         ctx.update(&[0]);
     }
+    // A passkey's use moves its counter and the answered challenges: only whether there are
+    // passkeys concerns Users (their status says whether MFA is enrolled).
     for (k, v) in secret
         .data
         .iter()
         .flatten()
-        .filter(|(k, _)| *k != OIDC_GRANTS)
+        .filter(|(k, _)| *k != OIDC_GRANTS && *k != PASSKEYS_SPENT)
     {
+        if k == PASSKEYS {
+            ctx.update(k.as_bytes());
+            ctx.update(&[2]);
+            continue;
+        }
         ctx.update(k.as_bytes());
         ctx.update(&[1]);
         ctx.update(&(v.0.len() as u64).to_be_bytes());
@@ -184,6 +198,8 @@ pub struct Account {
     pub sessions: Vec<SessionRecord>,
     /// What the sessions gave OpenID Connect apps (at most `grants::MAX_GRANTS`).
     pub grants: Vec<Grant>,
+    /// The passkeys, their user handle and the challenges answered.
+    pub passkeys: Passkeys,
     /// A password reset in progress.
     pub reset: PasswordReset,
     /// Fields of other writers, kept untouched.
@@ -252,6 +268,11 @@ impl Account {
     pub fn revoked_since(&self, iat: i64) -> bool {
         self.sessions_revoked_at
             .is_some_and(|at| iat <= at.as_millisecond())
+    }
+
+    /// True when a second factor is enrolled: TOTP confirmed, or a passkey.
+    pub fn mfa_enrolled(&self) -> bool {
+        self.totp_secret.is_some() || self.passkeys.any()
     }
 
     /// Removes the TOTP enrolment (confirmed or pending) and its replay state.
@@ -414,6 +435,11 @@ impl Account {
             memberships: json(text(MEMBERSHIPS)?, &name, MEMBERSHIPS)?,
             sessions: json(text(SESSIONS_ACTIVE)?, &name, SESSIONS_ACTIVE)?,
             grants: json(text(OIDC_GRANTS)?, &name, OIDC_GRANTS)?,
+            passkeys: Passkeys {
+                user: text(PASSKEYS_USER)?.filter(|s| !s.is_empty()),
+                keys: json(text(PASSKEYS)?, &name, PASSKEYS)?,
+                spent: json(text(PASSKEYS_SPENT)?, &name, PASSKEYS_SPENT)?,
+            },
             reset: PasswordReset {
                 requested_at: time(RESET_REQUESTED_AT)?,
                 token_hash: text(RESET_TOKEN_HASH)?.filter(|s| !s.is_empty()),
@@ -471,6 +497,16 @@ impl Account {
         if !self.grants.is_empty() {
             put(OIDC_GRANTS, serde_json::to_string(&self.grants).ok());
         }
+        put(PASSKEYS_USER, self.passkeys.user.clone());
+        if !self.passkeys.keys.is_empty() {
+            put(PASSKEYS, serde_json::to_string(&self.passkeys.keys).ok());
+        }
+        if !self.passkeys.spent.is_empty() {
+            put(
+                PASSKEYS_SPENT,
+                serde_json::to_string(&self.passkeys.spent).ok(),
+            );
+        }
         put(
             RESET_REQUESTED_AT,
             self.reset.requested_at.map(|t| t.to_string()),
@@ -527,6 +563,8 @@ pub struct AccountIndex {
     pub key_hashes: Vec<String>,
     /// The ids of its recorded sessions.
     pub session_ids: Vec<String>,
+    /// The user handle its passkeys carry.
+    pub passkey_user: Option<String>,
 }
 
 /// A non-empty text field of an account Secret, without decoding the rest.
@@ -565,6 +603,7 @@ impl AccountIndex {
                 .flat_map(|k| k.hashes().map(str::to_owned))
                 .collect(),
             session_ids: sessions.into_iter().map(|r| r.id).collect(),
+            passkey_user: text(PASSKEYS_USER).map(str::to_owned),
         }
     }
 }
@@ -691,6 +730,7 @@ mod tests {
                 reset_hash: Some("cd".repeat(32)),
                 key_hashes: vec!["ee".repeat(32), "ff".repeat(32)],
                 session_ids: vec!["c2lk".into()],
+                passkey_user: None,
             }
         );
         // A fresh account has nothing to be found by but its login.
@@ -745,5 +785,45 @@ mod tests {
         let mut enrolled = a.clone();
         enrolled.mfa_enrolled_at = Some(ts("2026-11-27T10:00:00Z"));
         assert_ne!(digest_for_users(&enrolled.to_secret("ns")), before);
+    }
+
+    #[test]
+    fn a_first_passkey_wakes_users_and_its_use_does_not() {
+        use crate::account::passkeys::PasskeyRecord;
+        let mut a = Account::new("alice@example.com");
+        let before = digest_for_users(&a.to_secret("ns"));
+        a.passkeys.user = Some("5c6a0c52-0d6c-4f34-9f7e-2b2d39a3a1f0".into());
+        a.passkeys
+            .add(PasskeyRecord {
+                id: "k".into(),
+                name: "Laptop".into(),
+                created_at: ts("2026-11-27T10:00:00Z"),
+                last_used_at: None,
+                credential: serde_json::json!({"counter": 1}),
+            })
+            .unwrap();
+        let with_key = digest_for_users(&a.to_secret("ns"));
+        assert_ne!(with_key, before, "mfaEnrolled changes");
+        // Round trip, and an index of the user handle.
+        let back = Account::from_secret(&a.to_secret("ns")).unwrap();
+        assert_eq!(back.passkeys, a.passkeys);
+        assert_eq!(
+            AccountIndex::of(&a.to_secret("ns")).passkey_user.as_deref(),
+            Some("5c6a0c52-0d6c-4f34-9f7e-2b2d39a3a1f0")
+        );
+        a.passkeys
+            .used(
+                "k",
+                serde_json::json!({"counter": 2}),
+                ts("2026-11-28T10:00:00Z"),
+            )
+            .unwrap();
+        a.passkeys.spend("c", 1, 0).unwrap();
+        assert_eq!(
+            digest_for_users(&a.to_secret("ns")),
+            with_key,
+            "a sign-in wakes nobody"
+        );
+        assert!(a.mfa_enrolled());
     }
 }

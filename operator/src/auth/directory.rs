@@ -74,14 +74,20 @@ pub fn session_ix(id: &str) -> String {
     format!("session:{id}")
 }
 
-/// An account Secret's index keys: its invitation and reset token hashes, its keys' hashes and
-/// its recorded sessions.
+/// The index key of a passkey user handle.
+pub fn passkey_ix(user: &str) -> String {
+    format!("passkey:{user}")
+}
+
+/// An account Secret's index keys: its invitation and reset token hashes, its keys' hashes,
+/// its recorded sessions and its passkeys' user handle.
 fn account_ix(s: &Secret) -> Vec<String> {
     let index = AccountIndex::of(s);
     (index.invitation_hash.iter().map(|h| invitation_ix(h)))
         .chain(index.reset_hash.iter().map(|h| reset_ix(h)))
         .chain(index.key_hashes.iter().map(|h| key_ix(h)))
         .chain(index.session_ids.iter().map(|id| session_ix(id)))
+        .chain(index.passkey_user.iter().map(|u| passkey_ix(u)))
         .collect()
 }
 
@@ -168,8 +174,12 @@ pub struct Me {
     pub permissions: Vec<String>,
     /// Every organisation this login may switch to.
     pub organisations: Vec<OrgEntry>,
-    /// True once TOTP is confirmed.
+    /// True once a second factor is enrolled: TOTP confirmed, or a passkey.
     pub mfa_enrolled: bool,
+    /// True once TOTP is confirmed.
+    pub totp_enrolled: bool,
+    /// How many passkeys the person has.
+    pub passkeys: usize,
     /// True when the current organisation requires TOTP, the person has none and the grace
     /// period is over: only enrolment is open until they enroll.
     pub mfa_enrolment_required: bool,
@@ -277,6 +287,12 @@ impl Directory {
                 None
             }
         }
+    }
+
+    /// The account whose passkeys carry user handle `user`.
+    pub fn account_by_passkey_user(&self, user: &str) -> Option<Arc<Account>> {
+        let secret = self.accounts.find(&passkey_ix(user)).into_iter().next()?;
+        self.parse(secret.as_ref())
     }
 
     /// The account whose pending invitation has this token hash.
@@ -423,7 +439,9 @@ impl Directory {
             profile: current.user.spec.profile.clone(),
             permissions: current.permissions(),
             organisations,
-            mfa_enrolled: account.totp_secret.is_some(),
+            mfa_enrolled: account.mfa_enrolled(),
+            totp_enrolled: account.totp_secret.is_some(),
+            passkeys: account.passkeys.keys.len(),
             mfa_enrolment_required: enrolment_required,
         }
     }

@@ -53,6 +53,15 @@ pub enum ErrorCode {
     MfaRequired,
     /// A TOTP code that is not valid.
     InvalidCode,
+    /// A passkey did not prove who it claims: a bad signature, a foreign origin or RP ID, a
+    /// counter that went backwards, another account's credential, user verification missing.
+    InvalidPasskey,
+    /// The passkey ceremony is unknown, expired, or was finished already.
+    CeremonyExpired,
+    /// Passkeys cannot work with this server's public URL (an IP address, say).
+    PasskeysUnavailable,
+    /// The account has the most passkeys it may have.
+    TooManyPasskeys,
     /// Not an active member of that organisation.
     NotAMember,
     /// The organisation requires TOTP enrolment first.
@@ -131,6 +140,10 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ErrorCode::MfaRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidCode => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidPasskey => StatusCode::UNAUTHORIZED,
+            ErrorCode::CeremonyExpired => StatusCode::BAD_REQUEST,
+            ErrorCode::PasskeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TooManyPasskeys => StatusCode::CONFLICT,
             ErrorCode::NotAMember => StatusCode::FORBIDDEN,
             ErrorCode::MfaEnrolmentRequired => StatusCode::FORBIDDEN,
             ErrorCode::MfaAlreadyEnrolled => StatusCode::CONFLICT,
@@ -181,6 +194,10 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::MfaRequired => "mfa_required",
             ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::InvalidPasskey => "invalid_passkey",
+            ErrorCode::CeremonyExpired => "ceremony_expired",
+            ErrorCode::PasskeysUnavailable => "passkeys_unavailable",
+            ErrorCode::TooManyPasskeys => "too_many_passkeys",
             ErrorCode::NotAMember => "not_a_member",
             ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
             ErrorCode::MfaAlreadyEnrolled => "mfa_already_enrolled",
@@ -223,12 +240,16 @@ pub struct ApiError {
     pub message: String,
     /// Headers such as Retry-After or WWW-Authenticate.
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// For `mfa_required`: the second factors the person can use (`totp`, `passkey`).
+    pub methods: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
+    methods: &'a [&'static str],
 }
 
 impl ApiError {
@@ -244,6 +265,7 @@ impl ApiError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            methods: Vec::new(),
         }
     }
 
@@ -312,6 +334,7 @@ impl IntoResponse for ApiError {
             Json(Body {
                 error: self.code.as_str(),
                 message: &self.message,
+                methods: &self.methods,
             }),
         )
             .into_response();

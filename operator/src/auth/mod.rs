@@ -21,6 +21,7 @@ mod metrics;
 mod middleware;
 mod oidc;
 mod pages;
+mod passkey;
 mod principal;
 mod router;
 mod server;

@@ -169,7 +169,7 @@ impl Principal {
         if self.enrolment_required {
             return Err(ApiError::of(
                 ErrorCode::MfaEnrolmentRequired,
-                "your organisation requires two-factor authentication: enroll TOTP in your account settings first",
+                "your organisation requires two-factor authentication: add a passkey or enroll TOTP in your account settings first",
             ));
         }
         Ok(())
@@ -177,12 +177,10 @@ impl Principal {
 }
 
 impl AuthState {
-    /// True when `account` acting in `m` must enroll TOTP before anything else.
+    /// True when `account` acting in `m` must enroll a second factor (TOTP or a passkey)
+    /// before anything else.
     pub fn enrolment_required(&self, account: &Account, m: &Membership) -> bool {
-        if !self.settings.mfa_enabled
-            || !m.organisation.requires_mfa()
-            || account.totp_secret.is_some()
-        {
+        if !self.settings.mfa_enabled || !m.organisation.requires_mfa() || account.mfa_enrolled() {
             return false;
         }
         let grace = m

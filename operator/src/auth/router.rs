@@ -11,7 +11,8 @@ use axum::{
 use super::{
     error::{ApiError, BODY_LIMIT, ErrorCode},
     handlers::{
-        admin, api_key, invitation, login, me, mfa, password, probes, reauth, sessions, verify,
+        admin, api_key, invitation, login, me, mfa, passkeys, password, probes, reauth, sessions,
+        verify,
     },
     middleware::guard,
     oidc::handlers as oidc,
@@ -54,6 +55,18 @@ pub fn api() -> Router<AuthState> {
         )
         .route("/api/v1/me/mfa/totp/confirm", post(mfa::totp_confirm))
         .route("/api/v1/me/password", post(password::change))
+        .route("/api/v1/me/passkeys", get(passkeys::list))
+        .route("/api/v1/me/passkeys/{id}", delete(passkeys::remove))
+        .route(
+            "/api/v1/me/passkeys/register/start",
+            post(passkeys::register_start),
+        )
+        .route(
+            "/api/v1/me/passkeys/register/finish",
+            post(passkeys::register_finish),
+        )
+        .route("/api/v1/login/passkey/start", post(passkeys::login_start))
+        .route("/api/v1/login/passkey/finish", post(passkeys::login_finish))
         .route("/api/v1/me/reauthenticate", post(reauth::reauthenticate))
         .route("/api/v1/me/sessions", get(sessions::mine))
         .route("/api/v1/me/sessions/{id}", delete(sessions::end_mine))

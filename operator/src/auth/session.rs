@@ -41,6 +41,9 @@ pub struct Claims {
     /// True when that proof included a second factor (a TOTP code): the `amr` apps see.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mfa: bool,
+    /// `hwk` or `swk` (RFC 8176) when that proof was a passkey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkey: Option<String>,
 }
 
 impl Claims {
@@ -63,6 +66,7 @@ impl Claims {
             seen: now_ms.div_euclid(1000),
             auth: iat,
             mfa: false,
+            passkey: None,
         })
     }
 

@@ -63,6 +63,8 @@ pub struct Inner {
     pub clock: Clock,
     /// The OpenID Connect clients and signing keys.
     pub oidc: Arc<Provider>,
+    /// The WebAuthn relying party of passkeys.
+    pub passkeys: crate::auth::passkey::RelyingParty,
 }
 
 impl AuthState {
@@ -122,6 +124,10 @@ impl AuthState {
                 &settings.namespace,
                 &settings.operator_namespace,
             )),
+            passkeys: crate::auth::passkey::RelyingParty::new(
+                &settings.public_url,
+                settings.cookie_domain.as_deref(),
+            ),
             clock,
             settings,
         })))

@@ -42,7 +42,8 @@ pub struct AccountArgs {
 pub enum AccountCommand {
     /// List accounts: login, state, MFA, memberships.
     List,
-    /// Remove a login's TOTP enrolment (they enroll again at next login) and end their sessions.
+    /// Remove a login's TOTP enrolment and passkeys (they enroll again at next login) and end
+    /// their sessions.
     ResetMfa {
         /// The login (email address).
         login: String,
@@ -90,6 +91,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
             store
                 .modify(account, |a| {
                     a.forget_totp();
+                    a.passkeys.clear();
                     a.guesses.code = 0;
                     a.end_all_sessions(Timestamp::now());
                     Ok::<_, StoreError>(true)
@@ -97,7 +99,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
                 .await?;
             writeln!(
                 out,
-                "MFA reset for {login}: they enroll again at their next login; their sessions end at the next request"
+                "MFA reset for {login} (TOTP and passkeys): they enroll again at their next login; their sessions end at the next request"
             )?;
             Ok(())
         }
@@ -262,11 +264,7 @@ async fn list(client: &Client, namespace: &str, out: &mut impl Write) -> anyhow:
         } else {
             "invited"
         };
-        let mfa = if a.mfa_enrolled_at.is_some() {
-            "yes"
-        } else {
-            "no"
-        };
+        let mfa = if a.mfa_enrolled() { "yes" } else { "no" };
         rows.push([a.login, state.into(), mfa.into(), memberships.join(",")]);
     }
     rows.sort();

@@ -21,6 +21,8 @@ mod logout;
 mod oidc;
 mod oidc_clients;
 mod pages;
+mod passkeys;
+mod passkeys_browser;
 mod passwords;
 mod router;
 mod sessions;

@@ -24,7 +24,16 @@ pub struct AuthServer {
 
 /// Starts `usher auth` with `extra` environment, waiting for /readyz.
 pub async fn start_auth(env: &Envtest, log: &str, extra: &[(&str, &str)]) -> AuthServer {
-    let port = free_port().unwrap();
+    start_auth_on(env, log, free_port().unwrap(), extra).await
+}
+
+/// As [`start_auth`], listening on `port` (a public URL in `extra` may name another).
+pub async fn start_auth_on(
+    env: &Envtest,
+    log: &str,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> AuthServer {
     let base = format!("http://127.0.0.1:{port}");
     let metrics = format!("http://127.0.0.1:{}", free_port().unwrap());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));

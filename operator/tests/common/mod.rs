@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod oidc;
+pub mod webauthn;
 
 use std::{
     collections::BTreeMap,

@@ -124,13 +124,28 @@ impl AuthState {
         let Some(account) = account else {
             return;
         };
+        if factor == Factor::Password {
+            // Counted in the background: the answer to a wrong password must not wait for an
+            // account write that an unknown login's answer never waits for (its timing would
+            // tell them apart). The throttles above already hold this replica.
+            let st = self.clone();
+            let id = account.id.clone();
+            tokio::spawn(async move { st.count_failure(&id, factor, soft_lock).await });
+        } else {
+            // A wrong second factor comes after the right password: nothing left to hide.
+            self.count_failure(&account.id, factor, soft_lock).await;
+        }
+    }
+
+    /// Records a failed sign-in with `factor` in account `id` (and the soft lock).
+    async fn count_failure(&self, id: &str, factor: Factor, soft_lock: bool) {
         let now = self.clock.now();
         let until = now
             .checked_add(SignedDuration::try_from(self.settings.soft_lock).unwrap_or_default())
             .unwrap_or(now);
         let mut locked_factor = false;
         let written = self
-            .update_account(&account.id, |a| {
+            .update_account(id, |a| {
                 locked_factor = a.guesses.failed(factor, now);
                 if soft_lock {
                     a.locked_until = Some(until);
@@ -144,10 +159,10 @@ impl AuthState {
                     // The account holds the lock from now on, for every replica; this one keeps
                     // its own too, as it does for an unknown login, so that here as well the two
                     // are answered alike.
-                    tracing::warn!(account = %account.id, until = %until, "soft lock after repeated failed logins");
+                    tracing::warn!(account = %id, until = %until, "soft lock after repeated failed logins");
                 }
                 if locked_factor {
-                    tracing::warn!(account = %account.id, ?factor, "sign-in with this factor locked after {} failures in a row", guesses::LIMIT);
+                    tracing::warn!(account = %id, ?factor, "sign-in with this factor locked after {} failures in a row", guesses::LIMIT);
                 }
             }
             Err(e) => tracing::warn!(code = e.code.as_str(), "could not count a failed sign-in"),
@@ -207,6 +222,25 @@ pub struct LoginRequest {
     code: Option<String>,
     #[serde(default)]
     organisation: Option<String>,
+}
+
+/// 401 `mfa_required`, with the second factors `account` has (`totp`, `passkey`).
+pub fn mfa_required(account: &Account) -> ApiError {
+    let mut e = ApiError::of(
+        ErrorCode::MfaRequired,
+        if account.totp_secret.is_some() {
+            "enter the 6-digit code from your authenticator app, or use your passkey"
+        } else {
+            "use your passkey to finish signing in"
+        },
+    );
+    if account.totp_secret.is_some() {
+        e.methods.push("totp");
+    }
+    if account.passkeys.any() {
+        e.methods.push("passkey");
+    }
+    e
 }
 
 /// 403 `not_a_member`: not an active member of `org`.
@@ -325,24 +359,22 @@ async fn sign_in(
         });
         return Err(invalid_credentials());
     };
-    let membership = match &req.organisation {
-        Some(org) => match active.iter().find(|m| m.org_name() == *org) {
-            Some(m) => m.clone(),
-            None => {
-                reserved.cancel();
-                return Err(not_a_member(org));
-            }
-        },
-        None => landing(&active, &account).ok_or_else(invalid_credentials)?,
+    let membership = match signing_into(&active, &account, req.organisation.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            reserved.cancel();
+            return Err(e);
+        }
     };
-    if st.settings.mfa_enabled && account.totp_secret.is_some() {
-        let Some(code) = req.code.as_deref() else {
+    if st.settings.mfa_enabled && account.mfa_enrolled() {
+        let code = req
+            .code
+            .as_deref()
+            .filter(|_| account.totp_secret.is_some());
+        let Some(code) = code else {
             reserved.cancel();
             st.metrics.login("mfa_required");
-            return Err(ApiError::of(
-                ErrorCode::MfaRequired,
-                "enter the 6-digit code from your authenticator app",
-            ));
+            return Err(mfa_required(&account));
         };
         match st.accept_code(&account.id, code, false).await {
             Ok(a) => account = Arc::new(a),
@@ -371,33 +403,68 @@ async fn sign_in(
         });
     }
     st.metrics.login("ok");
-    let now = st.clock.now_ms();
-    let mut claims = Claims::new(
-        &account.id,
-        account.uid.as_deref().unwrap_or_default(),
-        membership.acting(),
-        now,
-        now,
+    let mfa = st.settings.mfa_enabled && account.totp_secret.is_some();
+    st.open_session(
+        &account,
+        &membership,
+        &headers,
+        &address,
+        Proof { mfa, passkey: None },
+        device.is_none(),
     )
-    .map_err(|e| ApiError::internal(&e))?;
-    claims.mfa = st.settings.mfa_enabled && account.totp_secret.is_some();
-    st.start_session(&claims, user_agent(&headers), &address)
-        .await?;
-    let restricted = st.enrolment_required(&account, &membership);
-    let body = st
-        .directory
-        .me(&account, &membership, restricted, Sees::EveryMembership);
-    let mut res = (st.cookies(&claims), Json(body)).into_response();
-    // A complete sign-in: this browser is a device of this login from now on.
-    if device.is_none()
-        && let Ok(token) = device::issue(&st.keys.device, &account.id, st.clock.now_s())
-    {
-        res.headers_mut().append(
-            header::SET_COOKIE,
-            device::cookie(&token, st.settings.secure()),
-        );
+    .await
+}
+
+/// What a sign-in proved, beside the login: a second factor (TOTP, or a passkey with user
+/// verification), and which kind of passkey (RFC 8176 `hwk` device-bound, `swk` synced).
+pub struct Proof {
+    /// A second factor was shown.
+    pub mfa: bool,
+    /// `hwk` or `swk` for a passkey sign-in.
+    pub passkey: Option<&'static str>,
+}
+
+impl AuthState {
+    /// A complete sign-in of `account` acting through `membership`: the session recorded, its
+    /// cookies, the `/api/v1/me` body, and (`new_device`) a device cookie for this browser.
+    pub async fn open_session(
+        &self,
+        account: &Account,
+        membership: &Membership,
+        headers: &HeaderMap,
+        address: &str,
+        proof: Proof,
+        new_device: bool,
+    ) -> Result<Response, ApiError> {
+        let now = self.clock.now_ms();
+        let mut claims = Claims::new(
+            &account.id,
+            account.uid.as_deref().unwrap_or_default(),
+            membership.acting(),
+            now,
+            now,
+        )
+        .map_err(|e| ApiError::internal(&e))?;
+        claims.mfa = proof.mfa;
+        claims.passkey = proof.passkey.map(str::to_owned);
+        self.start_session(&claims, user_agent(headers), address)
+            .await?;
+        let restricted = self.enrolment_required(account, membership);
+        let body = self
+            .directory
+            .me(account, membership, restricted, Sees::EveryMembership);
+        let mut res = (self.cookies(&claims), Json(body)).into_response();
+        // A complete sign-in: this browser is a device of this login from now on.
+        if new_device
+            && let Ok(token) = device::issue(&self.keys.device, &account.id, self.clock.now_s())
+        {
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                device::cookie(&token, self.settings.secure()),
+            );
+        }
+        Ok(res)
     }
-    Ok(res)
 }
 
 #[derive(Deserialize)]
@@ -426,6 +493,23 @@ pub async fn logout(
         }
     }
     Ok((StatusCode::NO_CONTENT, st.cookie_scope().clear()).into_response())
+}
+
+/// The membership a sign-in of `account` acts through: the organisation it names (one of
+/// `active`, else 403 `not_a_member`), or where it lands ([`landing`]).
+pub fn signing_into(
+    active: &[Membership],
+    account: &Account,
+    named: Option<&str>,
+) -> Result<Membership, ApiError> {
+    match named {
+        Some(org) => active
+            .iter()
+            .find(|m| m.org_name() == org)
+            .cloned()
+            .ok_or_else(|| not_a_member(org)),
+        None => landing(active, account).ok_or_else(invalid_credentials),
+    }
 }
 
 /// Where a sign-in that names no organisation lands: the one the person last used, else the one

@@ -172,6 +172,7 @@ pub async fn totp_disable(
         .memberships(&p.account.login)
         .into_iter()
         .find(|m| m.organisation.requires_mfa())
+        .filter(|_| !p.account.passkeys.any())
     {
         return Err(ApiError::of(
             ErrorCode::MfaRequiredByOrganisation,

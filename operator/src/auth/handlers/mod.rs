@@ -6,6 +6,7 @@ pub mod invitation;
 pub mod login;
 pub mod me;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod probes;
 pub mod reauth;

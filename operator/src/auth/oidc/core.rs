@@ -271,6 +271,16 @@ pub struct AccessClaims {
     pub siat: i64,
 }
 
+/// The `amr` of a sign-in (RFC 8176): a passkey (`hwk` device-bound, `swk` synced; with user
+/// verification, two factors alone), or a password with a TOTP code or without.
+pub fn amr(mfa: bool, passkey: Option<&str>) -> Vec<String> {
+    match passkey {
+        Some(kind) => vec![kind.to_owned(), "mfa".into()],
+        None if mfa => vec!["pwd".into(), "otp".into(), "mfa".into()],
+        None => vec!["pwd".into()],
+    }
+}
+
 /// What the ID token and userinfo say of a person in an organisation.
 pub struct Person<'a> {
     pub login: &'a str,

@@ -233,7 +233,7 @@ pub async fn authorize(
     if st.enrolment_required(&account, &m) {
         return back(
             "access_denied",
-            "the organisation requires two-factor authentication: enroll TOTP in your Usher account first",
+            "the organisation requires two-factor authentication: add a passkey or enroll TOTP in your Usher account first",
         );
     }
     if let Some(missing) = core::missing_permission(&client, &m.permissions()) {
@@ -243,12 +243,12 @@ pub async fn authorize(
         );
     }
     if client.spec.require_mfa && !claims.mfa {
-        if account.totp_secret.is_some() && !valid.prompt_none {
+        if account.mfa_enrolled() && !valid.prompt_none {
             return to_sign_in(&original, &params, true, now_ms);
         }
         return back(
             "access_denied",
-            "this app requires two-factor authentication: enroll TOTP in your Usher account, then sign in again",
+            "this app requires two-factor authentication: add a passkey or enroll TOTP in your Usher account, then sign in again",
         );
     }
     // The grant, with its code.
@@ -265,11 +265,7 @@ pub async fn authorize(
     let expires_ms = claims
         .iat
         .saturating_add(i64::try_from(st.settings.max_lifetime.as_millis()).unwrap_or(i64::MAX));
-    let mut amr = vec!["pwd".to_owned()];
-    if claims.mfa {
-        amr.push("otp".into());
-        amr.push("mfa".into());
-    }
+    let amr = core::amr(claims.mfa, claims.passkey.as_deref());
     let grant = Grant {
         id: gid,
         client_id: valid.client_id.clone(),

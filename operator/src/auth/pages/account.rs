@@ -40,7 +40,7 @@ pub async fn account(State(st): State<AuthState>, headers: HeaderMap) -> Respons
         @if st.settings.mfa_enabled {
             section {
                 h2 { "Two-factor authentication" }
-                @if me.mfa_enrolled {
+                @if me.totp_enrolled {
                     p { "TOTP is on: signing in asks for a code from your authenticator app." }
                     form data-api="/api/v1/me/mfa/totp" data-method="DELETE" data-then="reload" {
                         label for="disable-code" { "Code, to turn it off" }
@@ -69,13 +69,47 @@ pub async fn account(State(st): State<AuthState>, headers: HeaderMap) -> Respons
                 }
             }
         }
+        @if st.passkeys.get().is_ok() {
+            section #passkeys {
+                h2 { "Passkeys" }
+                p { "Sign in with your fingerprint, face or device PIN instead of a password and code. A passkey works only on this site, so a fake sign-in page cannot use it." }
+                @if p.account.passkeys.keys.is_empty() {
+                    p.muted { "No passkeys yet." }
+                } @else {
+                    table {
+                        thead { tr { th { "Name" } th { "Added" } th { "Last used" } th {} } }
+                        tbody {
+                            @for k in &p.account.passkeys.keys {
+                                tr data-passkey=(k.id) {
+                                    td data-label="Name" { (k.name) }
+                                    td data-label="Added" { (k.created_at.strftime("%Y-%m-%d %H:%M UTC")) }
+                                    td data-label="Last used" { @match k.last_used_at { Some(t) => (t.strftime("%Y-%m-%d %H:%M UTC")), None => "never" } }
+                                    td {
+                                        form data-api=(format!("/api/v1/me/passkeys/{}", k.id)) data-method="DELETE" data-then="reload" {
+                                            button.danger type="submit" { "Remove" }
+                                            p.error data-error role="alert" hidden {}
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                form #passkey-add data-passkey-add {
+                    label for="passkey-name" { "Name for a new passkey" }
+                    input #passkey-name name="name" maxlength="64" placeholder="Laptop" required;
+                    p.error data-error role="alert" hidden {}
+                    button type="submit" { "Add a passkey" }
+                }
+            }
+        }
         section #reauth-section {
             form #reauth data-api="/api/v1/me/reauthenticate" data-then="retry" hidden {
                 h2 { "Confirm it is you" }
-                p { "This needs a recent sign-in. Enter your password" @if me.mfa_enrolled { " and a code from your authenticator app" } "." }
+                p { "This needs a recent sign-in. Enter your password" @if me.totp_enrolled { " and a code from your authenticator app" } "." }
                 label for="reauth-password" { "Password" }
                 input #reauth-password name="password" type="password" autocomplete="current-password" required;
-                @if me.mfa_enrolled {
+                @if me.totp_enrolled {
                     label for="reauth-code" { "Code from your authenticator app" }
                     input #reauth-code name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
                 }

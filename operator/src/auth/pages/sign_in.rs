@@ -76,17 +76,26 @@ pub async fn login(
             html! {
                 section {
                     h1 { "Sign in" }
-                    form data-api="/api/v1/login" data-then=(then) {
+                    form #sign-in data-api="/api/v1/login" data-then=(then) {
                         label for="login" { "Login (email address)" }
-                        input #login name="login" type="email" autocomplete="username" required autofocus value=[q.login.as_deref()];
+                        input #login name="login" type="email" autocomplete="username webauthn" required autofocus value=[q.login.as_deref()];
                         label for="password" { "Password" }
                         input #password name="password" type="password" autocomplete="current-password" required;
-                        div data-mfa hidden {
+                        div data-mfa="totp" hidden {
                             label for="code" { "Code from your authenticator app" }
                             input #code name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6";
                         }
                         p.error data-error role="alert" hidden {}
                         button type="submit" { "Sign in" }
+                        div data-mfa="passkey" hidden {
+                            button.secondary type="button" data-passkey-login="second" data-then=(then) { "Use your passkey" }
+                        }
+                    }
+                    @if st.passkeys.get().is_ok() {
+                        p {
+                            button.secondary #passkey-sign-in type="button" data-passkey-login="discoverable" data-then=(then) { "Sign in with a passkey" }
+                        }
+                        p.error #passkey-error role="alert" hidden {}
                     }
                     p { a href="/reset" { "Forgot password?" } }
                 }

@@ -163,7 +163,7 @@ pub fn desired_status(
                 expires_at: Some(whole(i.expires_at)),
             }),
         activated_at: account.activated_at.map(whole),
-        mfa_enrolled: Some(account.mfa_enrolled_at.is_some()),
+        mfa_enrolled: Some(account.mfa_enrolled()),
         api_key,
         // Whole seconds, as the API server keeps a Time (the account keeps milliseconds).
         sessions_revoked_at: account.sessions_revoked_for(user).map(whole),

@@ -1,0 +1,9 @@
+//! The audit trail (DESIGN.md, "Audit trail"): `record` (the typed record and its actions,
+//! pure) and `sink` (where records go, without blocking whoever makes them). The auth server,
+//! the controller and `usher account` each make the records of what they do.
+
+pub mod record;
+pub mod sink;
+
+pub use record::{Action, Actor, ClientInfo, Outcome, Record, Target, Via};
+pub use sink::Auditor;

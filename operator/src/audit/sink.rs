@@ -1,0 +1,275 @@
+//! Where audit records go (`USHER_AUDIT_SINK`): `stdout` (the default: one JSON line each,
+//! beside the logs on stderr), a file path (JSON lines, appended), or an `https://` URL (or
+//! `http://` to a loopback collector) receiving JSON arrays, batched, retried with backoff while
+//! it is down, from a bounded buffer. A request never waits for the sink: records go through a
+//! bounded queue to one writer task, which keeps their order; what must be dropped (the queue or
+//! the buffer full) is counted in `usher_audit_dropped_total` and logged.
+
+use std::{collections::VecDeque, path::PathBuf, time::Duration};
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::{io::AsyncWriteExt, sync::mpsc};
+
+use super::record::Record;
+
+/// Records waiting for the writer task.
+const QUEUE: usize = 10_000;
+/// Records an HTTP sink keeps while its collector is down.
+const BUFFER: usize = 50_000;
+/// Most records per POST.
+const BATCH: usize = 500;
+/// How long records wait to fill a batch.
+const LINGER: Duration = Duration::from_millis(200);
+/// First wait after a failed POST, doubled per failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A configured sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// One JSON line per record on stdout.
+    Stdout,
+    /// JSON lines appended to a file.
+    File(PathBuf),
+    /// JSON arrays POSTed to a collector.
+    Http(url::Url),
+}
+
+impl Sink {
+    /// Reads `USHER_AUDIT_SINK`.
+    pub fn parse(value: &str) -> Result<Sink, String> {
+        let v = value.trim();
+        if v.is_empty() || v == "stdout" {
+            return Ok(Sink::Stdout);
+        }
+        if v.starts_with("https://") || v.starts_with("http://") {
+            let url = url::Url::parse(v).map_err(|e| format!("USHER_AUDIT_SINK: {e}"))?;
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                None => false,
+            };
+            if url.scheme() == "http" && !loopback {
+                return Err(
+                    "USHER_AUDIT_SINK: http:// only to a loopback collector (a sidecar); use https:// for one elsewhere".into(),
+                );
+            }
+            return Ok(Sink::Http(url));
+        }
+        if v.starts_with('/') {
+            return Ok(Sink::File(PathBuf::from(v)));
+        }
+        Err(format!(
+            "USHER_AUDIT_SINK must be stdout, an absolute file path, or an https:// URL, not {v:?}"
+        ))
+    }
+}
+
+enum Msg {
+    Record(Box<Record>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Sends records to the sink; cheap to clone.
+#[derive(Clone)]
+pub struct Auditor {
+    tx: mpsc::Sender<Msg>,
+    dropped: Counter,
+}
+
+impl Auditor {
+    /// Starts the writer task of `sink` (inside a Tokio runtime).
+    pub fn start(sink: Sink) -> Auditor {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let dropped = Counter::default();
+        tokio::spawn(write(sink, rx, dropped.clone()));
+        Auditor { tx, dropped }
+    }
+
+    /// The sink `USHER_AUDIT_SINK` names (stdout when unset).
+    pub fn from_env() -> Result<Auditor, String> {
+        let sink = Sink::parse(&std::env::var("USHER_AUDIT_SINK").unwrap_or_default())?;
+        Ok(Auditor::start(sink))
+    }
+
+    /// Queues `record`; never waits. A full queue drops it (counted, logged).
+    pub fn record(&self, record: Record) {
+        if let Err(e) = self.tx.try_send(Msg::Record(Box::new(record))) {
+            self.dropped.inc();
+            let action = match &e {
+                mpsc::error::TrySendError::Full(Msg::Record(r))
+                | mpsc::error::TrySendError::Closed(Msg::Record(r)) => r.action.as_str(),
+                _ => "",
+            };
+            tracing::warn!(action, "an audit record was dropped: the audit queue is full");
+        }
+    }
+
+    /// Waits (at most `within`) until every record queued so far is written (or, for an HTTP
+    /// sink, delivered or buffered).
+    pub async fn flush(&self, within: Duration) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(within, rx).await;
+        }
+    }
+
+    /// `usher_audit_dropped_total`, for the process's metrics.
+    pub fn dropped(&self) -> Counter {
+        self.dropped.clone()
+    }
+}
+
+async fn write(sink: Sink, rx: mpsc::Receiver<Msg>, dropped: Counter) {
+    match sink {
+        Sink::Stdout => lines(tokio::io::stdout(), rx).await,
+        Sink::File(path) => {
+            match tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .await
+            {
+                Ok(f) => lines(f, rx).await,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot open the audit file: records go to stdout");
+                    lines(tokio::io::stdout(), rx).await;
+                }
+            }
+        }
+        Sink::Http(url) => post(url, rx, dropped).await,
+    }
+}
+
+async fn lines<W: tokio::io::AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::Receiver<Msg>) {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Record(r) => {
+                let mut line = serde_json::to_vec(&r).unwrap_or_default();
+                line.push(b'\n');
+                if let Err(e) = out.write_all(&line).await {
+                    tracing::error!(error = %e, action = r.action.as_str(), "cannot write an audit record");
+                }
+            }
+            Msg::Flush(done) => {
+                let _ = out.flush().await;
+                let _ = done.send(());
+            }
+        }
+    }
+    let _ = out.flush().await;
+}
+
+async fn post(url: url::Url, mut rx: mpsc::Receiver<Msg>, dropped: Counter) {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make the audit HTTP client");
+            return;
+        }
+    };
+    let mut buffer: VecDeque<Record> = VecDeque::new();
+    let mut flushes: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    let mut failures = 0u32;
+    let mut open = true;
+    loop {
+        // Take what is queued: wait for the first when nothing is buffered, then linger a
+        // moment for a batch; while the collector is down, wait out the backoff meanwhile.
+        let now = tokio::time::Instant::now();
+        let mut deadline = if failures > 0 {
+            Some(
+                now + FIRST_BACKOFF
+                    .saturating_mul(1 << (failures - 1).min(10))
+                    .min(MAX_BACKOFF),
+            )
+        } else if buffer.is_empty() {
+            None
+        } else {
+            Some(now + LINGER)
+        };
+        while open && (failures > 0 || buffer.len() < BATCH) {
+            let msg = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                None => rx.recv().await,
+            };
+            match msg {
+                Some(Msg::Record(r)) => {
+                    buffer.push_back(*r);
+                    if buffer.len() > BUFFER {
+                        buffer.pop_front();
+                        dropped.inc();
+                        tracing::warn!("an audit record was dropped: the collector has been down too long");
+                    }
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+                }
+                Some(Msg::Flush(done)) => {
+                    flushes.push(done);
+                    break;
+                }
+                None => open = false,
+            }
+        }
+        while !buffer.is_empty() {
+            let n = buffer.len().min(BATCH);
+            let batch: Vec<&Record> = buffer.iter().take(n).collect();
+            let sent = http.post(url.clone()).json(&batch).send().await;
+            match sent {
+                Ok(res) if res.status().is_success() => {
+                    buffer.drain(..n);
+                    failures = 0;
+                }
+                other => {
+                    failures = failures.saturating_add(1);
+                    let why = match other {
+                        Ok(res) => format!("it answered {}", res.status()),
+                        Err(e) if e.is_timeout() => "timed out".into(),
+                        Err(_) => "cannot reach it".into(),
+                    };
+                    tracing::warn!(error = %why, kept = buffer.len(), "the audit collector did not take a batch; retrying");
+                    break;
+                }
+            }
+        }
+        if buffer.is_empty() || !open {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+        if !open && (buffer.is_empty() || failures > 8) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sink_is_stdout_a_file_or_a_collector_and_plain_http_only_on_loopback() {
+        assert_eq!(Sink::parse(""), Ok(Sink::Stdout));
+        assert_eq!(Sink::parse("stdout"), Ok(Sink::Stdout));
+        assert_eq!(
+            Sink::parse("/var/log/usher/audit.jsonl"),
+            Ok(Sink::File("/var/log/usher/audit.jsonl".into()))
+        );
+        assert!(matches!(
+            Sink::parse("https://collector.example/audit"),
+            Ok(Sink::Http(_))
+        ));
+        assert!(matches!(
+            Sink::parse("http://127.0.0.1:8686/audit"),
+            Ok(Sink::Http(_))
+        ));
+        assert!(Sink::parse("http://collector.example/audit").is_err());
+        assert!(Sink::parse("audit.log").is_err());
+    }
+}
