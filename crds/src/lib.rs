@@ -55,6 +55,12 @@ pub const ANNOTATION_RENEW_CLIENT_SECRET: &str = "usher.dev/renew-client-secret"
 /// Set by the admin API on a User it creates: the login of the admin who added it (the notice
 /// email to a login linked without an invitation names them).
 pub const ANNOTATION_ADDED_BY: &str = "usher.dev/added-by";
+/// Set by the admin API on a User when it asks for a one-shot action: the action it recorded in
+/// the audit trail (`<annotation>=<value>`), which the controller then does not record again.
+pub const ANNOTATION_AUDITED: &str = "usher.dev/audited";
+/// Set by the admin API on a User whose spec it changes: the generation that change makes,
+/// recorded in the audit trail already.
+pub const ANNOTATION_AUDITED_GENERATION: &str = "usher.dev/audited-generation";
 
 /// One-shot action annotations on a User, processed once per distinct value.
 pub const ANNOTATION_KILL_SESSIONS: &str = "usher.dev/kill-sessions";

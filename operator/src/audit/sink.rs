@@ -33,6 +33,8 @@ pub enum Sink {
     File(PathBuf),
     /// JSON arrays POSTed to a collector.
     Http(url::Url),
+    /// Nowhere (`off`): for measuring what the trail costs; never for a platform.
+    Off,
 }
 
 impl Sink {
@@ -41,6 +43,9 @@ impl Sink {
         let v = value.trim();
         if v.is_empty() || v == "stdout" {
             return Ok(Sink::Stdout);
+        }
+        if v == "off" {
+            return Ok(Sink::Off);
         }
         if v.starts_with("https://") || v.starts_with("http://") {
             let url = url::Url::parse(v).map_err(|e| format!("USHER_AUDIT_SINK: {e}"))?;
@@ -66,9 +71,23 @@ impl Sink {
     }
 }
 
+/// A fresh record id.
+pub fn new_id() -> String {
+    crate::crypto::random_bytes::<12>()
+        .map(|b| crate::crypto::hex(&b))
+        .unwrap_or_default()
+}
+
 enum Msg {
     Record(Box<Record>),
     Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// `usher_audit_dropped_total`: one for the process, whatever its sink (each process's metrics
+/// registry shows it).
+pub fn dropped_total() -> Counter {
+    static DROPPED: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
+    DROPPED.clone()
 }
 
 /// Sends records to the sink; cheap to clone.
@@ -82,7 +101,7 @@ impl Auditor {
     /// Starts the writer task of `sink` (inside a Tokio runtime).
     pub fn start(sink: Sink) -> Auditor {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let dropped = Counter::default();
+        let dropped = dropped_total();
         tokio::spawn(write(sink, rx, dropped.clone()));
         Auditor { tx, dropped }
     }
@@ -102,7 +121,10 @@ impl Auditor {
                 | mpsc::error::TrySendError::Closed(Msg::Record(r)) => r.action.as_str(),
                 _ => "",
             };
-            tracing::warn!(action, "an audit record was dropped: the audit queue is full");
+            tracing::warn!(
+                action,
+                "an audit record was dropped: the audit queue is full"
+            );
         }
     }
 
@@ -113,11 +135,6 @@ impl Auditor {
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
             let _ = tokio::time::timeout(within, rx).await;
         }
-    }
-
-    /// `usher_audit_dropped_total`, for the process's metrics.
-    pub fn dropped(&self) -> Counter {
-        self.dropped.clone()
     }
 }
 
@@ -139,6 +156,7 @@ async fn write(sink: Sink, rx: mpsc::Receiver<Msg>, dropped: Counter) {
             }
         }
         Sink::Http(url) => post(url, rx, dropped).await,
+        Sink::Off => lines(tokio::io::sink(), rx).await,
     }
 }
 
@@ -206,7 +224,9 @@ async fn post(url: url::Url, mut rx: mpsc::Receiver<Msg>, dropped: Counter) {
                     if buffer.len() > BUFFER {
                         buffer.pop_front();
                         dropped.inc();
-                        tracing::warn!("an audit record was dropped: the collector has been down too long");
+                        tracing::warn!(
+                            "an audit record was dropped: the collector has been down too long"
+                        );
                     }
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
                 }

@@ -50,7 +50,13 @@ impl Default for AuthMetrics {
                 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
             ])
         });
-        let mut registry = Registry::with_prefix("usher_auth");
+        let mut root = Registry::default();
+        root.register(
+            "usher_audit_dropped",
+            "Audit records that could not be kept (the queue or the collector's buffer full)",
+            crate::audit::sink::dropped_total(),
+        );
+        let registry = root.sub_registry_with_prefix("usher_auth");
         registry.register("logins", "Password logins by outcome", logins.clone());
         registry.register(
             "throttled_requests",
@@ -71,7 +77,7 @@ impl Default for AuthMetrics {
             logins,
             throttled,
             verify_by,
-            registry: Arc::new(registry),
+            registry: Arc::new(root),
         }
     }
 }

@@ -13,11 +13,13 @@ use axum::{
 use super::{
     error::{ApiError, BODY_LIMIT, ErrorCode},
     state::AuthState,
+    trail,
 };
 
 /// Every rule of this module, in order: the body cap, the cross-site rule, the time bound; then
 /// the common headers on whatever answered.
-pub async fn guard(State(st): State<AuthState>, req: Request, next: Next) -> Response {
+pub async fn guard(State(st): State<AuthState>, mut req: Request, next: Next) -> Response {
+    stamp(&st, &mut req);
     let res = if let Some(refused) = too_large(req.headers()) {
         drain(req).await;
         refused
@@ -27,6 +29,31 @@ pub async fn guard(State(st): State<AuthState>, req: Request, next: Next) -> Res
         time_bound(&st, next.run(req)).await
     };
     common_headers(&st, res)
+}
+
+/// Stamps the request with the client's address (behind trusted proxies, the one they name)
+/// and a request id, for the audit trail: what a client sent under those names does not count.
+fn stamp(st: &AuthState, req: &mut Request) {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let h = req.headers_mut();
+    h.remove(trail::CLIENT_HEADER);
+    if let Some(peer) = peer
+        && let Ok(v) = HeaderValue::from_str(&st.client_address(peer, h))
+    {
+        h.insert(trail::CLIENT_HEADER, v);
+    }
+    let given = h
+        .get(trail::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::audit::record::request_id);
+    if given.is_none()
+        && let Ok(v) = HeaderValue::from_str(&trail::new_id())
+    {
+        h.insert(trail::REQUEST_ID, v);
+    }
 }
 
 /// Adds the headers every answer carries: no caching, no sniffing, no referrer; HSTS when the

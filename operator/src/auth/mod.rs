@@ -29,6 +29,7 @@ mod session;
 mod settings;
 mod state;
 mod throttle;
+mod trail;
 
 pub use client::TrustedProxies;
 pub use router::{api, layers, router};

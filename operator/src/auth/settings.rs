@@ -45,6 +45,8 @@ pub struct Settings {
     /// The domain the session cookie is scoped to (`example.com`), so apps on sibling hosts
     /// authenticate through forward-auth; `None`: the public URL's host only.
     pub cookie_domain: Option<String>,
+    /// Where audit records go (`USHER_AUDIT_SINK`: `stdout`, a file path, a collector's URL).
+    pub audit_sink: String,
 }
 
 impl Settings {
@@ -67,6 +69,7 @@ impl Settings {
             request_timeout: Duration::from_secs(30),
             reauth_window: Duration::from_secs(600),
             cookie_domain: None,
+            audit_sink: std::env::var("USHER_AUDIT_SINK").unwrap_or_else(|_| "stdout".into()),
         }
         .with_default_queue()
     }

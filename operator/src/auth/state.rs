@@ -65,6 +65,8 @@ pub struct Inner {
     pub oidc: Arc<Provider>,
     /// The WebAuthn relying party of passkeys.
     pub passkeys: crate::auth::passkey::RelyingParty,
+    /// The audit trail (`USHER_AUDIT_SINK`).
+    pub auditor: crate::audit::Auditor,
 }
 
 impl AuthState {
@@ -124,6 +126,10 @@ impl AuthState {
                 &settings.namespace,
                 &settings.operator_namespace,
             )),
+            auditor: crate::audit::Auditor::start(
+                crate::audit::sink::Sink::parse(&settings.audit_sink)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
             passkeys: crate::auth::passkey::RelyingParty::new(
                 &settings.public_url,
                 settings.cookie_domain.as_deref(),

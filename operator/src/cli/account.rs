@@ -12,6 +12,7 @@ use kube::{
 use usher_crds::{LABEL_ACCOUNT, User, login::canonical_login};
 
 use crate::account::guesses::Factor;
+use crate::audit::{Action, Actor, Auditor, Outcome, Record, Target, Via};
 use crate::{
     account::{Account, AccountStore, StoreError, account_id},
     keys::{Keys, has_sealed, reseal_account},
@@ -78,8 +79,42 @@ pub enum AccountCommand {
     },
 }
 
-/// Runs an `usher account` command, writing its report to `out`.
+/// Runs an `usher account` command, writing its report to `out`; what it changed goes to the
+/// audit trail (`via: operator`) before it returns.
 pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let auditor = Auditor::from_env().map_err(|e| anyhow::anyhow!(e))?;
+    let result = act(client, args, out, &auditor).await;
+    auditor.flush(std::time::Duration::from_secs(10)).await;
+    result
+}
+
+/// A record of the operator's `action` on the account of `login`.
+fn operator_record(action: Action, login: &str) -> Record {
+    Record::new(
+        action,
+        Outcome::Success,
+        Timestamp::now(),
+        crate::audit::sink::new_id(),
+    )
+    .by(Actor {
+        via: Some(Via::Operator),
+        name: std::env::var("USER").ok().filter(|u| !u.is_empty()),
+        ..Actor::default()
+    })
+    .on(Target {
+        kind: Some("Account"),
+        account_id: Some(account_id(login)),
+        login: Some(login.to_owned()),
+        ..Target::default()
+    })
+}
+
+async fn act(
+    client: Client,
+    args: AccountArgs,
+    out: &mut impl Write,
+    auditor: &Auditor,
+) -> anyhow::Result<()> {
     let namespace =
         super::common::accounts_namespace(&args.namespace, args.accounts_namespace.as_deref());
     let store = AccountStore::new(client.clone(), &namespace);
@@ -101,6 +136,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
                 out,
                 "MFA reset for {login} (TOTP and passkeys): they enroll again at their next login; their sessions end at the next request"
             )?;
+            auditor.record(operator_record(Action::MfaReset, &login));
             Ok(())
         }
         AccountCommand::ResetPassword { login } => {
@@ -121,6 +157,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
                 out,
                 "a password reset link goes to {login}: the controller sends it, and it stops the previous one"
             )?;
+            auditor.record(operator_record(Action::PasswordResetRequested, &login));
             Ok(())
         }
         AccountCommand::KillSessions { login } => {
@@ -136,6 +173,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
                 out,
                 "every session of {login} ends at its next request, in every organisation"
             )?;
+            auditor.record(operator_record(Action::SessionKilled, &login));
             Ok(())
         }
         AccountCommand::Unlock { login } => {
@@ -153,6 +191,7 @@ pub async fn run(client: Client, args: AccountArgs, out: &mut impl Write) -> any
                 .await?;
             if was_locked {
                 writeln!(out, "{login} is unlocked: they can sign in again")?;
+                auditor.record(operator_record(Action::UserUnlocked, &login));
             } else {
                 writeln!(out, "{login} was not locked")?;
             }

@@ -24,8 +24,11 @@ use super::{
     backoff::Backoff, grant::Grant, key_secrets::KeySecrets, locks::AccountLocks, metrics::Metrics,
     outbox::Logouts,
 };
+use k8s_openapi::jiff::Timestamp;
+
 use crate::{
     account::AccountStore,
+    audit::{Action, Actor, Outcome, Record, Target, Via},
     keys::Keys,
     mail::Mailer,
     reason::Reason,
@@ -94,6 +97,8 @@ pub struct Caches {
     pub client_secrets: Arc<KeySecrets>,
     /// The OIDCClients: the store of their controller.
     pub oidc_clients: Store<OIDCClient>,
+    /// The audit trail.
+    pub auditor: crate::audit::Auditor,
 }
 
 /// What waits for a recount: the namespaces whose Organisation counts members (resolved when
@@ -152,6 +157,10 @@ pub struct Context {
     pub logouts: Logouts,
     /// The OIDCClients (their back-channel endpoints).
     pub oidc_clients: Store<OIDCClient>,
+    /// The audit trail (`USHER_AUDIT_SINK`).
+    pub auditor: crate::audit::Auditor,
+    /// UIDs of the Users whose removal was recorded (bounded).
+    removed: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -197,6 +206,8 @@ impl Context {
             unrecorded: Mutex::default(),
             logouts,
             oidc_clients: caches.oidc_clients,
+            auditor: caches.auditor,
+            removed: Mutex::default(),
         }
     }
 
@@ -312,6 +323,159 @@ impl Context {
         for profile in dirty.profiles {
             let _ = self.recount_profiles.unbounded_send(profile);
         }
+    }
+
+    /// Records `action` on `user`, done by the controller acting on a change made with kubectl
+    /// or GitOps (`via: kubernetes`).
+    pub fn audit_user(&self, action: Action, user: &User, outcome: Outcome) {
+        self.audit(
+            Record::new(
+                action,
+                outcome,
+                Timestamp::now(),
+                crate::audit::sink::new_id(),
+            )
+            .by(Actor {
+                via: Some(Via::Kubernetes),
+                name: Some(MANAGER.into()),
+                ..Actor::default()
+            })
+            .on(Target {
+                kind: Some("User"),
+                namespace: user.namespace(),
+                name: Some(user.name_any()),
+                account_id: user.status.as_ref().and_then(|s| s.account_id.clone()),
+                login: Some(user.spec.login.clone()),
+            })
+            .in_organisation(self.organisation_of(user)),
+        );
+    }
+
+    /// As [`Context::audit_user`], unless the admin API recorded this very change already:
+    /// `marker` is `<annotation>=<value>` of a one-shot action (`usher.dev/audited`) or
+    /// `generation=<n>` of a spec change (`usher.dev/audited-generation`).
+    pub fn audit_user_unless(&self, action: Action, user: &User, marker: Option<String>) {
+        let a = user.annotations();
+        let audited = match marker
+            .as_deref()
+            .and_then(|m| m.strip_prefix("generation="))
+        {
+            Some(g) => {
+                a.get(usher_crds::ANNOTATION_AUDITED_GENERATION)
+                    .map(String::as_str)
+                    == Some(g)
+            }
+            None => marker.is_some() && a.get(usher_crds::ANNOTATION_AUDITED) == marker.as_ref(),
+        };
+        if audited {
+            return;
+        }
+        self.audit_user(action, user, Outcome::Success);
+    }
+
+    /// Records `action` on OIDCClient `client`, by the controller (`via: kubernetes`).
+    pub fn audit_client(
+        &self,
+        action: Action,
+        client: &OIDCClient,
+        outcome: Outcome,
+        reason: Option<&str>,
+    ) {
+        let ns = client.namespace();
+        let organisation = self
+            .organisations
+            .state()
+            .iter()
+            .find(|o| Some(o.namespace_name()) == ns)
+            .map(|o| o.name_any())
+            .unwrap_or_default();
+        let mut r = Record::new(
+            action,
+            outcome,
+            Timestamp::now(),
+            crate::audit::sink::new_id(),
+        )
+        .by(Actor {
+            via: Some(Via::Kubernetes),
+            name: Some(MANAGER.into()),
+            ..Actor::default()
+        })
+        .on(Target {
+            kind: Some("OIDCClient"),
+            namespace: ns,
+            name: Some(client.name_any()),
+            ..Target::default()
+        })
+        .in_organisation(organisation);
+        if let Some(why) = reason {
+            r = r.because(why);
+        }
+        self.audit(r);
+    }
+
+    /// Records a back-channel logout of `d` to `client`: delivered, or not (`reason`).
+    pub fn audit_logout(
+        &self,
+        client: &OIDCClient,
+        d: &crate::oidc::logout::Due,
+        outcome: Outcome,
+        reason: Option<&str>,
+    ) {
+        let action = if outcome == Outcome::Success {
+            Action::OidcLogoutSent
+        } else {
+            Action::OidcLogoutFailed
+        };
+        let mut r = Record::new(
+            action,
+            outcome,
+            Timestamp::now(),
+            crate::audit::sink::new_id(),
+        )
+        .by(Actor {
+            via: Some(Via::Kubernetes),
+            name: Some(MANAGER.into()),
+            ..Actor::default()
+        })
+        .on(Target {
+            kind: Some("OIDCClient"),
+            namespace: client.namespace(),
+            name: Some(client.name_any()),
+            account_id: Some(d.sub.clone()),
+            ..Target::default()
+        });
+        if let Some(why) = reason {
+            r = r.because(why);
+        }
+        self.audit(r);
+    }
+
+    /// True the first time `user` (by UID) is seen removed by this process.
+    pub fn first_removal(&self, user: &User) -> bool {
+        let uid = user.uid().unwrap_or_default();
+        let Ok(mut seen) = self.removed.lock() else {
+            return true;
+        };
+        if seen.len() > 10_000 {
+            seen.clear();
+        }
+        seen.insert(uid)
+    }
+
+    /// Sends `record` to the trail (never waits).
+    pub fn audit(&self, record: Record) {
+        self.auditor.record(record);
+    }
+
+    /// The name of the Organisation holding `user`'s namespace (empty when none does).
+    pub fn organisation_of(&self, user: &User) -> String {
+        let ns = user.namespace().unwrap_or_default();
+        self.organisations
+            .state()
+            .iter()
+            .find(|o| o.namespace_name() == ns)
+            .map(|o| o.name_any())
+            .unwrap_or_default()
     }
 
     /// Publishes a Normal Event about `obj`. Failures are logged, never fatal. Notes never carry

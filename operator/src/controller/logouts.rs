@@ -206,6 +206,12 @@ impl Courier {
             if logout::too_old(&d, now, keep) {
                 self.ctx.metrics.logout("dropped");
                 if let Some((client, _)) = backchannel_uri(&self.clients, &d.client_id) {
+                    self.ctx.audit_logout(
+                        &client,
+                        &d,
+                        crate::audit::Outcome::Failed,
+                        Some("given_up"),
+                    );
                     self.ctx
                         .warning(
                             client.as_ref(),
@@ -226,6 +232,11 @@ impl Courier {
         let signer = self.signer().await?;
         let mut next = FULL_SWEEP_EVERY;
         let mut sends = Vec::new();
+        // The first logout of each client, named when its delivery fails.
+        let pending: HashMap<String, Due> = by_client
+            .iter()
+            .filter_map(|(c, l)| Some((c.clone(), l.first()?.clone())))
+            .collect();
         for (client_id, list) in by_client {
             let Some((client, uri)) = backchannel_uri(&self.clients, &client_id) else {
                 // The client is gone or no longer has an endpoint: nobody to tell.
@@ -245,8 +256,10 @@ impl Courier {
                 client.namespace().as_deref().unwrap_or_default(),
                 &client.name_any(),
             );
-            for _ in &delivered {
+            for d in &delivered {
                 self.ctx.metrics.logout("sent");
+                self.ctx
+                    .audit_logout(&client, d, crate::audit::Outcome::Success, None);
             }
             done.extend(delivered);
             match failed {
@@ -255,6 +268,14 @@ impl Courier {
                 }
                 Some(why) => {
                     self.ctx.metrics.logout("failed");
+                    if let Some(d) = pending.get(&client_id) {
+                        self.ctx.audit_logout(
+                            &client,
+                            d,
+                            crate::audit::Outcome::Failed,
+                            Some("unreachable"),
+                        );
+                    }
                     let n = self.failures.get(&client_id).map_or(0, |f| f.0) + 1;
                     let wait = logout::retry_after(n);
                     self.failures

@@ -53,7 +53,13 @@ impl Default for Metrics {
         let invitations = Family::<OutcomeLabels, Counter>::default();
         let logouts = Family::<OutcomeLabels, Counter>::default();
         let logouts_due = Gauge::default();
-        let mut registry = Registry::with_prefix("usher_controller");
+        let mut root = Registry::default();
+        root.register(
+            "usher_audit_dropped",
+            "Audit records that could not be kept (the queue or the collector's buffer full)",
+            crate::audit::sink::dropped_total(),
+        );
+        let registry = root.sub_registry_with_prefix("usher_controller");
         registry.register(
             "oidc_logouts",
             "Back-channel logout tokens by outcome: sent, failed (kept, retried), dropped",
@@ -87,7 +93,7 @@ impl Default for Metrics {
             invitations,
             logouts,
             logouts_due,
-            registry: Arc::new(registry),
+            registry: Arc::new(root),
         }
     }
 }

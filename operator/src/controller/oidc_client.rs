@@ -188,6 +188,14 @@ async fn deliver(
                 ),
             ),
         };
+        if reason == Reason::ClientSecretRenewed {
+            ctx.audit_client(
+                crate::audit::Action::OidcSecretRenewed,
+                client,
+                crate::audit::Outcome::Success,
+                None,
+            );
+        }
         ctx.event(client, reason, note).await;
         record = Some(fresh);
     }

@@ -147,6 +147,7 @@ pub async fn run(
         grant,
         client_secrets,
         oidc_clients: oidc_clients.clone(),
+        auditor: crate::audit::Auditor::from_env().map_err(|e| anyhow::anyhow!(e))?,
     };
     // API keys are sealed in accounts with the key every auth replica shares.
     let keys = Keys::load_or_create(client.clone(), &namespace).await?;

@@ -9,6 +9,7 @@
 mod common;
 
 mod admin;
+mod audit;
 mod existence;
 mod forward_auth;
 mod gitops;

@@ -174,6 +174,15 @@ async fn a_passkey_is_added_on_one_replica_signs_in_on_another_and_every_attack_
         .await;
     assert_eq!(status, StatusCode::CREATED, "{added}");
     assert_eq!(added, json!({"id": key.id(), "name": "Laptop"}));
+    let recorded = eventually("the audit record", Duration::from_secs(10), || async {
+        let r: Vec<Value> = audit_records()
+            .into_iter()
+            .filter(|r| r["action"] == "passkey.added" && r["target"]["login"] == login.as_str())
+            .collect();
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
     // The same ceremony finished twice: refused.
     let (status, twice) = before_finish
         .clone()
@@ -354,6 +363,17 @@ async fn a_passkey_is_added_on_one_replica_signs_in_on_another_and_every_attack_
         StatusCode::UNAUTHORIZED,
         "a removed passkey signs nobody in"
     );
+    eventually(
+        "the audit record of the removal",
+        Duration::from_secs(10),
+        || async {
+            audit_records()
+                .iter()
+                .any(|r| r["action"] == "passkey.removed" && r["target"]["login"] == login.as_str())
+                .then_some(())
+        },
+    )
+    .await;
     assert_eq!(Jar::default().sign_in(&l.c, &login).await.0, StatusCode::OK);
 }
 

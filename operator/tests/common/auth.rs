@@ -38,6 +38,7 @@ pub async fn start_auth_on(
     let metrics = format!("http://127.0.0.1:{}", free_port().unwrap());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
     cmd.arg("auth")
+        .env("USHER_AUDIT_SINK", super::audit_file(log))
         .env("KUBECONFIG", env.kubeconfig())
         .env("USHER_NAMESPACE", OPERATOR_NS)
         .env("USHER_LISTEN", format!("127.0.0.1:{port}"))

@@ -46,6 +46,7 @@ pub fn start_controller_with(
 ) -> Process {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
     cmd.arg("controller")
+        .env("USHER_AUDIT_SINK", audit_file(log))
         .env("KUBECONFIG", env.kubeconfig())
         .env("USHER_SMTP_URL", smtp_url)
         .env("USHER_PUBLIC_URL", PUBLIC_URL)
@@ -226,6 +227,36 @@ pub fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{name}-{}.log", std::process::id()))
 }
 
+/// The directory where every Usher process this test binary starts writes its audit records
+/// (`USHER_AUDIT_SINK`, one JSON-lines file per process).
+pub fn audit_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("usher-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The audit file of the process logging to `log`.
+pub fn audit_file(log: &str) -> String {
+    audit_dir()
+        .join(format!("{log}.jsonl"))
+        .display()
+        .to_string()
+}
+
+/// Every audit record the processes of this test binary wrote so far.
+pub fn audit_records() -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(audit_dir()).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.ends_with('}')) {
+            if let Ok(v) = serde_json::from_str(line) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 /// Waits until the controller created the organisation's namespace; returns its name.
 pub async fn wait_ns(client: &Client, org: &Org) -> String {
     eventually(
@@ -276,6 +307,8 @@ pub fn run_usher_account(env: &Envtest, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_usher"))
         .arg("account")
         .args(args)
+        .env("USHER_AUDIT_SINK", audit_file("usher-account"))
+        .env("USER", "platform-operator")
         .env("KUBECONFIG", env.kubeconfig())
         .env("USHER_NAMESPACE", OPERATOR_NS)
         .output()

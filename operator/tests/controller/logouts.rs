@@ -145,5 +145,34 @@ async fn a_logout_due_while_the_app_is_down_reaches_it_after_every_usher_process
     })
     .await;
     assert_eq!(rx.received().len(), 1, "delivered once");
+    // The trail says so: the failures while the app was down, then one delivery.
+    let records = eventually("the audit records", Duration::from_secs(10), || async {
+        let r: Vec<serde_json::Value> = audit_records()
+            .into_iter()
+            .filter(|r| {
+                r["target"]["name"] == "wiki"
+                    && r["action"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("oidc.logout"))
+            })
+            .collect();
+        r.iter()
+            .any(|r| r["action"] == "oidc.logout.sent")
+            .then_some(r)
+    })
+    .await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "oidc.logout.failed" && r["outcome"] == "failed"),
+        "{records:?}"
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["action"] == "oidc.logout.sent")
+            .count(),
+        1
+    );
     drop(auth);
 }

@@ -5,7 +5,9 @@
 use axum::{Json, extract::State, response::Response};
 use usher_crds::User;
 
+use crate::audit::{Action, Outcome};
 use crate::auth::principal::SignedIn;
+use crate::auth::trail;
 use crate::{
     account::account_id,
     apikey::{
@@ -46,12 +48,19 @@ pub async fn view(
 pub async fn renew_own(
     State(st): State<AuthState>,
     SignedIn(p): SignedIn,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     // Sessions only: SignedIn refuses API keys.
     p.not_restricted()?;
     p.recently_authenticated(st.settings.reauth_window, st.clock.now_ms())?;
     let key = st.renew_key(&p.membership.user).await?;
     tracing::info!(account = %p.account.id, fingerprint = %key.fingerprint(), "API key renewed by its user");
+    st.audit(
+        st.audit_record(Action::ApikeyRenewed, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::user_target(&p.membership.user))
+            .in_organisation(p.membership.org_name()),
+    );
     Ok(p.respond(Json(serde_json::json!({ "key": key.expose() }))))
 }
 

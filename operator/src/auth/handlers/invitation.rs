@@ -8,6 +8,8 @@ use axum::{
 };
 use serde::Deserialize;
 
+use crate::audit::{Action, Outcome};
+use crate::auth::trail;
 use crate::{
     account::Account,
     auth::{
@@ -26,6 +28,7 @@ pub struct AcceptRequest {
 
 pub async fn accept(
     State(st): State<AuthState>,
+    headers: axum::http::HeaderMap,
     JsonBody(req): JsonBody<AcceptRequest>,
 ) -> Result<Response, ApiError> {
     let invalid = |m: &str| ApiError::of(ErrorCode::InvalidToken, m);
@@ -62,5 +65,10 @@ pub async fn accept(
     })
     .await?;
     tracing::info!(account = %account.id, "invitation accepted");
+    st.audit(
+        st.audit_record(Action::InvitationAccepted, Outcome::Success, &headers)
+            .by(trail::person(&account, None))
+            .on(trail::account_target(&account)),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -13,6 +13,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use usher_crds::login::canonical_login;
 
+use crate::audit::{Action, Outcome};
+use crate::auth::trail;
 use crate::{
     account::{
         Account, account_id,
@@ -266,7 +268,25 @@ pub async fn login(
     headers: HeaderMap,
     body: JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    let (state, seen) = (st.0.clone(), headers.clone());
+    let login = body.0.login.chars().take(320).collect::<String>();
     let answer = sign_in(st, peer, headers, body).await;
+    if let Err(e) = &answer {
+        let action = if e.code == ErrorCode::TooManyAttempts {
+            Action::LoginThrottled
+        } else {
+            Action::LoginFailed
+        };
+        // A second factor still to come is no failure, nor a server too busy to check.
+        if !matches!(e.code, ErrorCode::MfaRequired | ErrorCode::Busy) {
+            state.audit(
+                state
+                    .audit_record(action, Outcome::Denied, &seen)
+                    .on(trail::login_target(&login))
+                    .because(e.code.as_str()),
+            );
+        }
+    }
     // A refusal that comes before any hashing (throttled, or the hash queue full) is cheap to
     // make, so a flood would get them as fast as it can ask and crowd out every other request:
     // it waits a moment, which a person retrying never notices.
@@ -450,6 +470,12 @@ impl AuthState {
         self.start_session(&claims, user_agent(headers), address)
             .await?;
         let restricted = self.enrolment_required(account, membership);
+        self.audit(
+            self.audit_record(Action::LoginSucceeded, Outcome::Success, headers)
+                .by(trail::person(account, Some(membership.org_name())))
+                .on(trail::account_target(account))
+                .in_organisation(membership.org_name()),
+        );
         let body = self
             .directory
             .me(account, membership, restricted, Sees::EveryMembership);
@@ -482,6 +508,11 @@ pub async fn logout(
     if let Ok(p) = st.authenticate_session(&headers)
         && let Via::Session { claims, .. } = &p.via
     {
+        st.audit(
+            st.audit_record(Action::SessionEnded, Outcome::Success, &headers)
+                .by(trail::actor(&p))
+                .on(trail::account_target(&p.account)),
+        );
         if q.everywhere {
             st.update_account(&claims.acct, |a| {
                 a.end_all_sessions(st.clock.now());

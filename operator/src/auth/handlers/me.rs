@@ -11,7 +11,9 @@ use axum::{
 use serde::Deserialize;
 
 use super::login::not_a_member;
+use crate::audit::{Action, Outcome};
 use crate::auth::principal::{Caller, SignedIn};
+use crate::auth::trail;
 use crate::auth::{
     directory::{Membership, Sees},
     error::{ApiError, ErrorCode, JsonBody},
@@ -80,6 +82,12 @@ pub async fn switch_organisation(
     )
     .await?;
     let restricted = st.enrolment_required(&p.account, &target);
+    st.audit(
+        st.audit_record(Action::OrganisationSwitched, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::account_target(&p.account))
+            .in_organisation(target.org_name()),
+    );
     let body = st
         .directory
         .me(&p.account, &target, restricted, Sees::EveryMembership);

@@ -14,6 +14,8 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde::Deserialize;
 
 use crate::account::guesses::Factor;
+use crate::audit::{Action, Outcome};
+use crate::auth::trail;
 use crate::{
     account::Account,
     auth::{
@@ -151,6 +153,11 @@ pub async fn totp_confirm(
     let result = st.accept_code(&p.account.id, &req.code, true).await;
     st.settle_code(reserved, &p.account, &result).await;
     result.map_err(typo)?;
+    st.audit(
+        st.audit_record(Action::MfaEnrolled, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::account_target(&p.account)),
+    );
     Ok(p.respond(StatusCode::NO_CONTENT))
 }
 
@@ -192,5 +199,10 @@ pub async fn totp_disable(
         .await;
     st.settle_code(reserved, &p.account, &result).await;
     result.map_err(typo)?;
+    st.audit(
+        st.audit_record(Action::MfaRemoved, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::account_target(&p.account)),
+    );
     Ok(p.respond(StatusCode::NO_CONTENT))
 }

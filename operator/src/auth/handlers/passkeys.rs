@@ -21,6 +21,8 @@ use webauthn_rs::prelude::{
 };
 
 use super::login::{Proof, signing_into};
+use crate::audit::{Action, Outcome};
+use crate::auth::trail;
 use crate::{
     account::{
         Account,
@@ -213,6 +215,11 @@ pub async fn register_finish(
     })
     .await?;
     tracing::info!(account = %p.account.id, "a passkey was added");
+    st.audit(
+        st.audit_record(Action::PasskeyAdded, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::account_target(&p.account)),
+    );
     let mut res = (
         StatusCode::CREATED,
         Json(PasskeyView {
@@ -282,6 +289,11 @@ pub async fn remove(
     })
     .await?;
     tracing::info!(account = %p.account.id, "a passkey was removed");
+    st.audit(
+        st.audit_record(Action::PasskeyRemoved, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::account_target(&p.account)),
+    );
     Ok(p.respond(StatusCode::NO_CONTENT))
 }
 
@@ -355,6 +367,33 @@ pub struct LoginFinish {
 /// code, and is throttled like a sign-in.
 pub async fn login_finish(
     State(st): State<AuthState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: JsonBody<LoginFinish>,
+) -> Result<Response, ApiError> {
+    let seen = headers.clone();
+    let answer = finish(&st, peer, headers, body).await;
+    if let Err(e) = &answer
+        && matches!(
+            e.code,
+            ErrorCode::InvalidPasskey | ErrorCode::TooManyAttempts | ErrorCode::CodeLocked
+        )
+    {
+        let action = if e.code == ErrorCode::TooManyAttempts {
+            Action::LoginThrottled
+        } else {
+            Action::LoginFailed
+        };
+        st.audit(
+            st.audit_record(action, Outcome::Denied, &seen)
+                .because(e.code.as_str()),
+        );
+    }
+    answer
+}
+
+async fn finish(
+    st: &AuthState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<LoginFinish>,

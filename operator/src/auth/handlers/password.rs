@@ -14,7 +14,9 @@ use axum::{
 use serde::Deserialize;
 use usher_crds::login::canonical_login;
 
+use crate::audit::{Action, Outcome};
 use crate::auth::principal::SignedIn;
+use crate::auth::trail;
 use crate::{
     account::{Account, PasswordReset, account_id},
     auth::{
@@ -97,6 +99,11 @@ pub async fn change(
     )
     .await?;
     tracing::info!(account = %account.id, "password changed by its owner; other sessions end");
+    st.audit(
+        st.audit_record(Action::PasswordChanged, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::account_target(&account)),
+    );
     Ok((StatusCode::NO_CONTENT, st.cookies(&fresh)).into_response())
 }
 
@@ -161,6 +168,13 @@ pub async fn request(
                 .iter()
                 .any(Membership::can_sign_in)
     });
+    // Recorded whether the login can sign in or not (the trail may say what the answer may not).
+    st.audit(
+        st.audit_record(Action::PasswordResetRequested, Outcome::Success, &headers)
+            .on(eligible
+                .as_deref()
+                .map_or_else(|| trail::login_target(&login), trail::account_target)),
+    );
     if let Some(account) = eligible {
         // Recorded after the answer: the answer takes as long whether the login exists or not.
         let st = st.clone();
@@ -195,6 +209,7 @@ pub struct AcceptRequest {
 /// ends, MFA stays enrolled.
 pub async fn accept(
     State(st): State<AuthState>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<AcceptRequest>,
 ) -> Result<Response, ApiError> {
     let invalid = |m: &str| ApiError::of(ErrorCode::InvalidToken, m);
@@ -236,6 +251,11 @@ pub async fn accept(
     })
     .await?;
     tracing::info!(account = %account.id, "password reset with an emailed link; every session ends");
+    st.audit(
+        st.audit_record(Action::PasswordResetCompleted, Outcome::Success, &headers)
+            .by(trail::person(&account, None))
+            .on(trail::account_target(&account)),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

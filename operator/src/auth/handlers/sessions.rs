@@ -12,6 +12,8 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use super::admin::Admin;
+use crate::audit::{Action, Outcome};
+use crate::auth::trail;
 use crate::{
     account::{Account, sessions::SessionRecord},
     auth::{
@@ -140,6 +142,7 @@ pub async fn mine(
 pub async fn end_mine(
     State(st): State<AuthState>,
     SignedIn(p): SignedIn,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let current = p.session()?.sid == id;
@@ -153,6 +156,12 @@ pub async fn end_mine(
         record.started_at.as_millisecond(),
     )
     .await?;
+    st.audit(
+        st.audit_record(Action::SessionEnded, Outcome::Success, &headers)
+            .by(trail::actor(&p))
+            .on(trail::account_target(&p.account))
+            .in_organisation(record.organisation.clone()),
+    );
     if current {
         return Ok((StatusCode::NO_CONTENT, st.cookie_scope().clear()).into_response());
     }
@@ -230,6 +239,7 @@ pub async fn organisation(State(st): State<AuthState>, admin: Admin) -> Result<R
 pub async fn end_in_organisation(
     State(st): State<AuthState>,
     admin: Admin,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let org = admin.principal.membership.org_name();
@@ -237,9 +247,25 @@ pub async fn end_in_organisation(
         .into_iter()
         .find(|(_, _, s)| s.id == id)
         .ok_or_else(not_found)?;
-    admin.may_act_on(&st, &user)?;
+    let denied = |e: ApiError| {
+        st.audit(
+            st.audit_record(Action::SessionKilled, Outcome::Denied, &headers)
+                .by(trail::actor(&admin.principal))
+                .on(trail::user_target(&user))
+                .in_organisation(org.clone())
+                .because(e.code.as_str()),
+        );
+        e
+    };
+    admin.may_act_on(&st, &user).map_err(denied)?;
     st.end_session_id(&account.id, &record.id, record.started_at.as_millisecond())
         .await?;
+    st.audit(
+        st.audit_record(Action::SessionKilled, Outcome::Success, &headers)
+            .by(trail::actor(&admin.principal))
+            .on(trail::user_target(&user))
+            .in_organisation(org.clone()),
+    );
     admin
         .record(&st, &user, Reason::SessionEnded, "a session ended")
         .await;

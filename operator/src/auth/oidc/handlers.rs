@@ -20,6 +20,8 @@ use super::{
     core::{self, AccessClaims, AuthorizeParams, Choice, Person, Refusal},
     provider::Registered,
 };
+use crate::audit::{Action, Outcome};
+use crate::auth::trail;
 use crate::{
     account::{
         Account,
@@ -565,6 +567,18 @@ pub async fn token(
         Ok(g) => g,
         Err(Refused::Replayed) => {
             tracing::warn!(client = %client_id, "a code or refresh token was used twice: its grant (for a refresh token, its session) ended");
+            if kind == "urt_" {
+                st.audit(
+                    st.audit_record(Action::OidcRefreshReused, Outcome::Denied, &headers)
+                        .by(crate::audit::Actor {
+                            via: Some(crate::audit::Via::Oidc),
+                            name: Some(client_id.clone()),
+                            ..Default::default()
+                        })
+                        .on(trail::account_target(&account))
+                        .because("invalid_grant"),
+                );
+            }
             return invalid_grant(
                 "the code or refresh token was used before; everything issued from it is revoked",
             );
@@ -592,6 +606,18 @@ pub async fn token(
     }
     match issue(&st, &registered, &account, &m, &grant, kind == "uac_") {
         Some(mut body) => {
+            if kind == "uac_" {
+                st.audit(
+                    st.audit_record(Action::OidcTokenIssued, Outcome::Success, &headers)
+                        .by(crate::audit::Actor {
+                            via: Some(crate::audit::Via::Oidc),
+                            name: Some(client_id.clone()),
+                            ..Default::default()
+                        })
+                        .on(trail::account_target(&account))
+                        .in_organisation(grant.organisation.clone()),
+                );
+            }
             body["refresh_token"] = json!(refresh);
             (
                 [

@@ -15,6 +15,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{handlers::redirect_with, provider::Registered};
+use crate::audit::{Action, Outcome};
+use crate::auth::trail;
 use crate::auth::{
     pages::layout::{layout, message_page, page},
     principal::Via,
@@ -167,6 +169,23 @@ async fn logout(
                 clear_cookie = true;
             }
         }
+    }
+    let ended = hint.as_ref().map(|h| h.sub.clone()).or_else(|| {
+        current
+            .as_ref()
+            .filter(|_| clear_cookie)
+            .map(|c| c.acct.clone())
+    });
+    if let Some(account) = ended.and_then(|id| st.directory.account(&id)) {
+        st.audit(
+            st.audit_record(Action::SessionEnded, Outcome::Success, &headers)
+                .by(crate::audit::Actor {
+                    via: Some(crate::audit::Via::Oidc),
+                    name: client_id.clone(),
+                    ..trail::person(&account, None)
+                })
+                .on(trail::account_target(&account)),
+        );
     }
     let res = match back {
         Some(uri) => {

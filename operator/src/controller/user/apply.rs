@@ -95,6 +95,11 @@ pub async fn execute(
                 Ok::<_, Error>(true)
             })
             .await?;
+        ctx.audit_user_unless(
+            crate::audit::Action::SessionKilled,
+            user,
+            one_shot(user, usher_crds::ANNOTATION_KILL_SESSIONS),
+        );
         ctx.event(
             user,
             Reason::SessionsKilled,
@@ -119,6 +124,7 @@ pub async fn execute(
             Ok(a) => {
                 account = a;
                 let (reason, verb) = why.event();
+                ctx.audit_user_unless(crate::audit::Action::InvitationSent, user, None);
                 let expires = account
                     .invitation
                     .as_ref()
@@ -147,6 +153,15 @@ pub async fn execute(
     }
     if let Some(by) = plan.reset {
         account = reset(ctx, user, valid, account, by, now).await?;
+        // Asked with the annotation (kubectl, or the admin API, which recorded it already);
+        // a request from the sign-in page or the CLI is recorded where it was made.
+        if by == ResetBy::Annotation {
+            ctx.audit_user_unless(
+                crate::audit::Action::PasswordResetRequested,
+                user,
+                one_shot(user, usher_crds::ANNOTATION_RESET_PASSWORD),
+            );
+        }
     }
     if plan.notify_added {
         notify_added(ctx, user, valid).await?;
@@ -416,4 +431,12 @@ async fn email_invitation(
             user.name_any()
         ),
     })
+}
+
+/// The `usher.dev/audited` marker the admin API writes for the one-shot action `annotation`
+/// of `user` as it stands.
+fn one_shot(user: &User, annotation: &str) -> Option<String> {
+    user.annotations()
+        .get(annotation)
+        .map(|v| format!("{annotation}={v}"))
 }

@@ -120,6 +120,27 @@ pub async fn apply(
         KeyPlan::Write { why, replacing } => {
             account = record_new_key(ctx, user, account, replacing.clone(), now).await?;
             write_secret(ctx, user, valid, &account, observed.key_secret.as_ref()).await?;
+            let (action, marker) = match why {
+                KeyWrite::Issue => (
+                    Some(crate::audit::Action::ApikeyCreated),
+                    Some(format!(
+                        "generation={}",
+                        user.metadata.generation.unwrap_or_default()
+                    )),
+                ),
+                KeyWrite::Renew => (
+                    Some(crate::audit::Action::ApikeyRenewed),
+                    user.annotations()
+                        .get(usher_crds::ANNOTATION_RENEW_API_KEY)
+                        .map(|v| format!("{}={v}", usher_crds::ANNOTATION_RENEW_API_KEY)),
+                ),
+                KeyWrite::Rotate => (Some(crate::audit::Action::ApikeyRenewed), None),
+                // The same key, sealed again: nothing new for anyone.
+                KeyWrite::Reseal => (None, None),
+            };
+            if let Some(action) = action {
+                ctx.audit_user_unless(action, user, marker);
+            }
             let (reason, verb) = match why {
                 KeyWrite::Issue => (Reason::ApiKeyIssued, "issued"),
                 KeyWrite::Renew | KeyWrite::Rotate | KeyWrite::Reseal => {

@@ -39,6 +39,14 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
         if ours {
             cleanup(user.clone(), &ctx).await?;
             finalize(&user, &ctx, false).await?;
+            // Once per User, though a stale copy may be reconciled again before it is gone.
+            if ctx.first_removal(&user) {
+                ctx.audit_user(
+                    crate::audit::Action::UserRemoved,
+                    &user,
+                    crate::audit::Outcome::Success,
+                );
+            }
         }
         return Ok(Action::await_change());
     }
@@ -151,7 +159,13 @@ async fn provision(user: Arc<User>, ctx: &Context) -> Result<Action, Error> {
     if let Some((reason, note)) = status::transition_event(before, status.phase, &valid.login) {
         ctx.event(user.as_ref(), reason, note).await;
     }
+    let change = status::kubernetes_change(&user, status.phase);
     apply::write_status(ctx, &user, &status).await?;
+    // Recorded once the status says it was acted on: a retry after a failed write records it
+    // then, not twice.
+    if let Some(action) = change {
+        ctx.audit_user(action, &user, crate::audit::Outcome::Success);
+    }
     if let Some(e) = outcome.mail_error {
         return Err(Error::Mail(e));
     }

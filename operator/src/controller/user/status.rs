@@ -193,6 +193,33 @@ pub fn failed_status(user: &User, failure: &Failure, now: Timestamp) -> UserStat
     status
 }
 
+/// The audit action of a change to `user` made with kubectl or GitOps that this reconcile acts
+/// on (its status moves to the User's generation, and to `after`), unless the admin API
+/// recorded that very change already (`usher.dev/audited-generation` names this generation).
+pub fn kubernetes_change(user: &User, after: Option<UserPhase>) -> Option<crate::audit::Action> {
+    use crate::audit::Action;
+    let generation = user.metadata.generation.unwrap_or(0);
+    if user
+        .annotations()
+        .get(usher_crds::ANNOTATION_AUDITED_GENERATION)
+        .is_some_and(|g| *g == generation.to_string())
+    {
+        return None;
+    }
+    let status = user.status.as_ref();
+    let observed = status.and_then(|s| s.observed_generation);
+    let before = status.and_then(|s| s.phase);
+    match observed {
+        None => Some(Action::UserCreated),
+        Some(o) if o >= generation => None,
+        Some(_) => Some(match (before, after) {
+            (b, Some(UserPhase::Locked)) if b != Some(UserPhase::Locked) => Action::UserLocked,
+            (Some(UserPhase::Locked), a) if a != Some(UserPhase::Locked) => Action::UserUnlocked,
+            _ => Action::UserUpdated,
+        }),
+    }
+}
+
 /// The Event a phase change deserves: reason and note.
 pub fn transition_event(
     before: Option<UserPhase>,

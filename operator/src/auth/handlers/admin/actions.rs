@@ -109,7 +109,10 @@ pub async fn renew_api_key(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = admin.user(&st, &name)?;
-    admin.may_act_on(&st, &user)?;
+    if let Err(e) = admin.may_act_on(&st, &user) {
+        admin.denied(&st, Reason::ApiKeyRenewed, &user, &e);
+        return Err(e);
+    }
     if !user.api_key_enabled() {
         return Err(ApiError::of(
             ErrorCode::NoApiKey,

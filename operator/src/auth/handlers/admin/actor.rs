@@ -10,14 +10,16 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
-use usher_crds::{User, rules};
+use usher_crds::{ANNOTATION_AUDITED, ANNOTATION_AUDITED_GENERATION, User, rules};
 
 use crate::{
+    audit::{Action, Outcome},
     auth::{
         authority,
         error::{ApiError, ErrorCode},
         principal::Principal,
         state::AuthState,
+        trail,
     },
     reason::Reason,
 };
@@ -32,6 +34,71 @@ pub struct Admin {
     pub principal: Principal,
     /// The namespace of the organisation they act in.
     pub namespace: String,
+    /// The request's headers (its client and id, for the audit trail).
+    pub headers: axum::http::HeaderMap,
+}
+
+/// The action an admin-API request attempts (what a refusal is recorded under).
+pub fn attempted(method: &axum::http::Method, path: &str) -> Option<Action> {
+    use axum::http::Method;
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (&Method::POST, ["", "api", "v1", "users"]) => Some(Action::UserCreated),
+        (&Method::PATCH, ["", "api", "v1", "users", _]) => Some(Action::UserUpdated),
+        (&Method::POST, ["", "api", "v1", "users", _, "lock"]) => Some(Action::UserLocked),
+        (&Method::POST, ["", "api", "v1", "users", _, "unlock"]) => Some(Action::UserUnlocked),
+        (&Method::POST, ["", "api", "v1", "users", _, "kill-session"])
+        | (&Method::DELETE, ["", "api", "v1", "sessions", _]) => Some(Action::SessionKilled),
+        (&Method::POST, ["", "api", "v1", "users", _, "api-key"]) => Some(Action::ApikeyCreated),
+        (&Method::POST, ["", "api", "v1", "users", _, "api-key", "renew"]) => {
+            Some(Action::ApikeyRenewed)
+        }
+        (&Method::POST, ["", "api", "v1", "users", _, "reset-password"]) => {
+            Some(Action::PasswordResetRequested)
+        }
+        _ => None,
+    }
+}
+
+/// The audit action of what an admin did, by the Event reason it is recorded under.
+fn action_of(reason: Reason) -> Option<Action> {
+    Some(match reason {
+        Reason::UserAdded => Action::UserCreated,
+        Reason::UserEdited => Action::UserUpdated,
+        Reason::UserLocked => Action::UserLocked,
+        Reason::UserUnlocked => Action::UserUnlocked,
+        Reason::KillSessionRequested | Reason::SessionEnded => Action::SessionKilled,
+        Reason::PasswordResetRequested => Action::PasswordResetRequested,
+        Reason::ApiKeyRequested => Action::ApikeyCreated,
+        Reason::ApiKeyRenewed => Action::ApikeyRenewed,
+        _ => return None,
+    })
+}
+
+/// The annotation by which the admin API tells the controller that a change of a User is in
+/// the audit trail already, and its value: the generation a spec change makes
+/// (`usher.dev/audited-generation`), or `<annotation>=<value>` for a one-shot action
+/// (`usher.dev/audited`). The controller records what it acts on only when these do not name
+/// it. Two annotations, so a one-shot action does not hide a spec change not yet acted on.
+pub fn audited_marker(user: &User, patch: &serde_json::Value) -> Option<(&'static str, String)> {
+    let one_shot = patch["metadata"]["annotations"].as_object().and_then(|a| {
+        a.iter()
+            .find(|(k, _)| !k.starts_with("usher.dev/audited"))
+            .map(|(k, v)| {
+                (
+                    ANNOTATION_AUDITED,
+                    format!("{k}={}", v.as_str().unwrap_or_default()),
+                )
+            })
+    });
+    one_shot.or_else(|| {
+        patch.get("spec").map(|_| {
+            (
+                ANNOTATION_AUDITED_GENERATION,
+                (user.metadata.generation.unwrap_or(0) + 1).to_string(),
+            )
+        })
+    })
 }
 
 impl FromRequestParts<AuthState> for Admin {
@@ -39,13 +106,26 @@ impl FromRequestParts<AuthState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, st: &AuthState) -> Result<Self, ApiError> {
         let principal = st.authenticate(&parts.headers, true)?;
-        principal.not_restricted()?;
         let m = &principal.membership;
-        authority::may_administer(m.user.spec.locked, &m.permissions(), &m.org_name())?;
+        let allowed = principal.not_restricted().and_then(|()| {
+            authority::may_administer(m.user.spec.locked, &m.permissions(), &m.org_name())
+        });
+        if let Err(e) = allowed {
+            if let Some(action) = attempted(&parts.method, parts.uri.path()) {
+                st.audit(
+                    st.audit_record(action, Outcome::Denied, &parts.headers)
+                        .by(trail::actor(&principal))
+                        .in_organisation(m.org_name())
+                        .because(e.code.as_str()),
+                );
+            }
+            return Err(e);
+        }
         let namespace = m.organisation.namespace_name();
         Ok(Admin {
             principal,
             namespace,
+            headers: parts.headers.clone(),
         })
     }
 }
@@ -125,7 +205,19 @@ impl Admin {
         what: &str,
     ) -> Result<User, ApiError> {
         let target = self.user(st, name)?;
-        self.may_act_on(st, &target)?;
+        if let Err(e) = self.may_act_on(st, &target) {
+            self.denied(st, reason, &target, &e);
+            return Err(e);
+        }
+        // Marked as audited here, in the same write, with the version it was read at (so the
+        // generation it names is the one this write makes).
+        let mut patch = patch;
+        if let Some((annotation, marker)) = audited_marker(&target, &patch) {
+            patch["metadata"]["annotations"][annotation] = marker.into();
+            if patch.get("spec").is_some() {
+                patch["metadata"]["resourceVersion"] = target.resource_version().into();
+            }
+        }
         let written = self
             .users(st)
             .patch(
@@ -143,8 +235,29 @@ impl Admin {
         Ok(written)
     }
 
-    /// Records an Event on `user` naming the admin.
+    /// Records a refused action on `user` in the audit trail.
+    pub fn denied(&self, st: &AuthState, reason: Reason, user: &User, e: &ApiError) {
+        if let Some(action) = action_of(reason) {
+            st.audit(
+                st.audit_record(action, Outcome::Denied, &self.headers)
+                    .by(trail::actor(&self.principal))
+                    .on(trail::user_target(user))
+                    .in_organisation(self.principal.membership.org_name())
+                    .because(e.code.as_str()),
+            );
+        }
+    }
+
+    /// Records an Event on `user` naming the admin, and the action in the audit trail.
     pub async fn record(&self, st: &AuthState, user: &User, reason: Reason, what: &str) {
+        if let Some(action) = action_of(reason) {
+            st.audit(
+                st.audit_record(action, Outcome::Success, &self.headers)
+                    .by(trail::actor(&self.principal))
+                    .on(trail::user_target(user))
+                    .in_organisation(self.principal.membership.org_name()),
+            );
+        }
         let recorder = Recorder::new(
             st.client.clone(),
             Reporter {

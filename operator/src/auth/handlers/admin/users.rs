@@ -9,7 +9,9 @@ use axum::{
 use kube::{ResourceExt, api::PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use usher_crds::{ANNOTATION_ADDED_BY, User, UserSpec, login::canonical_login};
+use usher_crds::{
+    ANNOTATION_ADDED_BY, ANNOTATION_AUDITED_GENERATION, User, UserSpec, login::canonical_login,
+};
 
 use super::actor::{Admin, MANAGER, refused};
 use crate::{
@@ -143,10 +145,14 @@ pub async fn add(
         );
         // Who added them: a login that already has an account is told by email, naming them.
         user.metadata.annotations = Some(
-            [(
-                ANNOTATION_ADDED_BY.to_owned(),
-                admin.principal.account.login.clone(),
-            )]
+            [
+                (
+                    ANNOTATION_ADDED_BY.to_owned(),
+                    admin.principal.account.login.clone(),
+                ),
+                // In the trail already (see `actor::audited_marker`).
+                (ANNOTATION_AUDITED_GENERATION.to_owned(), "1".to_owned()),
+            ]
             .into(),
         );
         match api
