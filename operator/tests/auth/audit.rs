@@ -257,9 +257,9 @@ async fn every_action_makes_one_record_naming_who_whom_where_and_nothing_secret(
         )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let denied = vec![one("user.locked", "/actor/login", &login).await];
+    let denied = one("user.locked", "/actor/login", &login).await;
     assert_eq!(
-        (denied[0]["outcome"].clone(), denied[0]["reason"].clone()),
+        (denied["outcome"].clone(), denied["reason"].clone()),
         (json!("denied"), json!("permission_denied"))
     );
 
