@@ -64,6 +64,10 @@ pub struct ControllerArgs {
     /// logout endpoints (in-cluster apps serving with an internal CA).
     #[arg(long, env = "USHER_OIDC_LOGOUT_CA_FILE")]
     pub oidc_logout_ca_file: Option<std::path::PathBuf>,
+    /// Where audit records go: `stdout` (one JSON line each), an absolute file path (appended),
+    /// or a collector's https:// URL (http:// only on the loopback), or `off` (docs/audit.md).
+    #[arg(long, env = "USHER_AUDIT_SINK", default_value = "stdout")]
+    pub audit_sink: String,
     /// How long a leader's Lease lasts without renewal; a standby takes over after it.
     #[arg(long, env = "USHER_LEASE_DURATION", default_value = "15s")]
     pub lease_duration: usher_crds::Duration,
@@ -71,6 +75,8 @@ pub struct ControllerArgs {
 
 /// Runs the controller: probes at once, reconcilers once this replica leads.
 pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    // A wrong sink is refused at start, not once this replica leads.
+    crate::audit::sink::Sink::parse(&args.audit_sink).map_err(|e| anyhow::anyhow!(e))?;
     let client = kube::Client::try_default().await?;
     // Built inside the runtime: the SMTP pool starts a task.
     let options = SmtpOptions {
@@ -125,6 +131,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         oidc_key_rotation: args.oidc_key_rotation.get().max(Duration::from_secs(10)),
         logout_retry: args.oidc_logout_retry.get().max(Duration::from_secs(60)),
         logout_ca,
+        audit_sink: args.audit_sink,
     };
     let result = tokio::select! {
         r = controller::run(client, settings, mailer, metrics, ready) => r,

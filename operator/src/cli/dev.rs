@@ -69,6 +69,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.dir)?;
     // Each run is a new cluster: links from an earlier run lead nowhere.
     let outbox = dir.join("outbox");
+    let audit = dir.join("audit.jsonl");
     if outbox.exists() {
         std::fs::remove_dir_all(&outbox)?;
     }
@@ -100,6 +101,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         oidc_key_rotation: Duration::from_secs(30 * 86_400),
         logout_retry: Duration::from_secs(86_400),
         logout_ca: None,
+        // The trail goes to a file beside the outbox: stdout is the person's.
+        audit_sink: audit.display().to_string(),
     };
     let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
     let controller = tokio::spawn(controller::run(
@@ -111,12 +114,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     ));
 
     step(4, &format!("auth server on {public_url}"));
-    let auth = tokio::spawn(auth::run(
-        client.clone(),
-        auth::Settings::new("usher-system", &public_url),
-        listener,
-        None,
-    ));
+    let mut auth_settings = auth::Settings::new("usher-system", &public_url);
+    auth_settings.audit_sink = audit.display().to_string();
+    let auth = tokio::spawn(auth::run(client.clone(), auth_settings, listener, None));
 
     step(5, &format!("examples from {}", args.examples.display()));
     apply_examples(&env, &args.examples).await?;
@@ -127,12 +127,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         kubeconfig.display()
     );
     println!("outbox:   {}", outbox.display());
+    println!("audit:    {}", audit.display());
     println!("sign in:  {public_url}/api/v1/login (after opening an invitation link)");
     println!(
         "Invitation and password reset links appear below as the controller sends them. Ctrl-C stops everything."
     );
 
     let mut seen = HashSet::new();
+    // One listener for the whole wait: a Ctrl-C between two turns of the loop is not lost.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         print_new_invitations(&outbox, &mut seen);
         if controller.is_finished() || auth.is_finished() {
@@ -140,7 +144,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut ctrl_c => break,
         }
     }
     eprintln!("stopping");

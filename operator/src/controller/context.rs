@@ -70,6 +70,8 @@ pub struct Settings {
     pub logout_retry: Duration,
     /// CA certificates (PEM) to trust for back-channel logout endpoints, beside the system's.
     pub logout_ca: Option<Vec<u8>>,
+    /// Where audit records go: `stdout`, a file path or a collector's URL (`USHER_AUDIT_SINK`).
+    pub audit_sink: String,
 }
 
 /// The caches the reconcilers read, and the channels that ask for recounts.

@@ -147,7 +147,10 @@ pub async fn run(
         grant,
         client_secrets,
         oidc_clients: oidc_clients.clone(),
-        auditor: crate::audit::Auditor::from_env().map_err(|e| anyhow::anyhow!(e))?,
+        auditor: crate::audit::Auditor::start(
+            crate::audit::sink::Sink::parse(&settings.audit_sink)
+                .map_err(|e| anyhow::anyhow!(e))?,
+        ),
     };
     // API keys are sealed in accounts with the key every auth replica shares.
     let keys = Keys::load_or_create(client.clone(), &namespace).await?;

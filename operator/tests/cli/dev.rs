@@ -173,6 +173,20 @@ fn usher_dev_prints_invitation_links_serves_kubectl_and_stops_on_ctrl_c() {
         (code == "200").then_some(())
     });
     assert!(signed_in.is_some(), "bob cannot sign in");
+    // The audit trail goes to a file beside the outbox, not into the person's terminal.
+    let trail = usher_testkit::poll_blocking(Duration::from_secs(10), || {
+        std::fs::read_to_string(dir.path().join("audit.jsonl"))
+            .ok()
+            .filter(|t| {
+                t.lines().any(|l| {
+                    l.contains(r#""action":"login.succeeded""#) && l.contains("bob@example.com")
+                })
+            })
+    });
+    assert!(
+        trail.is_some(),
+        "no login.succeeded record for bob in audit.jsonl"
+    );
 
     kill(&mut child);
     let status =
