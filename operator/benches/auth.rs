@@ -98,6 +98,13 @@ fn filler_account(i: usize, keys: &Keys) -> Secret {
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The server's logs (warnings by default; RUST_LOG for more) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(bench());
 }

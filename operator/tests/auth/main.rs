@@ -9,6 +9,7 @@
 mod common;
 
 mod admin;
+mod api_server_gone;
 mod audit;
 mod existence;
 mod forward_auth;

@@ -6,7 +6,10 @@ use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt, runtime::watcher};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
 use usher_crds::{LABEL_OIDC_CLIENT, OIDCClient, Organisation, oidc_client};
 
 use crate::{
@@ -70,7 +73,9 @@ impl Provider {
         tokio::spawn(async move {
             let config = watcher::Config::default()
                 .fields(&format!("metadata.name={}", signing::SECRET_NAME));
-            let events = watcher::watcher(api, config);
+            // With a backoff: a watch that fails at once (the API server gone) would otherwise
+            // be retried at once, forever, holding a core and keeping the runtime from stopping.
+            let events = watcher::watcher(api, config).default_backoff();
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
                 match event {
