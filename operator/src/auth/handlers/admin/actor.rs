@@ -204,32 +204,41 @@ impl Admin {
         reason: Reason,
         what: &str,
     ) -> Result<User, ApiError> {
-        let target = self.user(st, name)?;
-        if let Err(e) = self.may_act_on(st, &target) {
-            self.denied(st, reason, &target, &e);
-            return Err(e);
-        }
-        // Marked as audited here, in the same write, with the version it was read at (so the
-        // generation it names is the one this write makes).
-        let mut patch = patch;
-        if let Some((annotation, marker)) = audited_marker(&target, &patch) {
-            patch["metadata"]["annotations"][annotation] = marker.into();
-            if patch.get("spec").is_some() {
-                patch["metadata"]["resourceVersion"] = target.resource_version().into();
+        let mut target = self.user(st, name)?;
+        let mut attempts = 0;
+        let written = loop {
+            if let Err(e) = self.may_act_on(st, &target) {
+                self.denied(st, reason, &target, &e);
+                return Err(e);
             }
-        }
-        let written = self
-            .users(st)
-            .patch(
-                name,
-                &PatchParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(refused)?;
+            // Marked as audited here, in the same write, with the version it was read at (so
+            // the generation it names is the one this write makes).
+            let mut patch = patch.clone();
+            if let Some((annotation, marker)) = audited_marker(&target, &patch) {
+                patch["metadata"]["annotations"][annotation] = marker.into();
+                if patch.get("spec").is_some() {
+                    patch["metadata"]["resourceVersion"] = target.resource_version().into();
+                }
+            }
+            let params = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            match self
+                .users(st)
+                .patch(name, &params, &Patch::Merge(&patch))
+                .await
+            {
+                Ok(written) => break written,
+                // Written meanwhile (the controller's status, or the cache a step behind): read
+                // it again, decide again, write again.
+                Err(kube::Error::Api(s)) if s.code == 409 && attempts < 3 => {
+                    attempts += 1;
+                    target = Arc::new(self.users(st).get(name).await.map_err(refused)?);
+                }
+                Err(e) => return Err(refused(e)),
+            }
+        };
         st.directory.users.apply_own_write(written.clone());
         self.record(st, &written, reason, what).await;
         Ok(written)
