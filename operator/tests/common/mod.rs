@@ -293,6 +293,11 @@ pub async fn activate(client: &Client, login: &str) {
             "mfaEnrolledAt".to_string(),
             ByteString(b"2026-11-27T12:05:00Z".to_vec()),
         ),
+        // Enrolled in TOTP, as a confirmed enrolment leaves the account (status mfaEnrolled).
+        (
+            "totp.secret".to_string(),
+            ByteString(b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_vec()),
+        ),
         ("invitation.tokenHash".to_string(), ByteString(Vec::new())),
     ]);
     let patch = serde_json::json!({"data": data});
