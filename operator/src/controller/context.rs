@@ -331,25 +331,15 @@ impl Context {
     /// or GitOps (`via: kubernetes`).
     pub fn audit_user(&self, action: Action, user: &User, outcome: Outcome) {
         self.audit(
-            Record::new(
-                action,
-                outcome,
-                Timestamp::now(),
-                crate::audit::sink::new_id(),
-            )
-            .by(Actor {
-                via: Some(Via::Kubernetes),
-                name: Some(MANAGER.into()),
-                ..Actor::default()
-            })
-            .on(Target {
-                kind: Some("User"),
-                namespace: user.namespace(),
-                name: Some(user.name_any()),
-                account_id: user.status.as_ref().and_then(|s| s.account_id.clone()),
-                login: Some(user.spec.login.clone()),
-            })
-            .in_organisation(self.organisation_of(user)),
+            by_controller(action, outcome)
+                .on(Target {
+                    kind: Some("User"),
+                    namespace: user.namespace(),
+                    name: Some(user.name_any()),
+                    account_id: user.status.as_ref().and_then(|s| s.account_id.clone()),
+                    login: Some(user.spec.login.clone()),
+                })
+                .in_organisation(self.organisation_of(user)),
         );
     }
 
@@ -383,32 +373,10 @@ impl Context {
         outcome: Outcome,
         reason: Option<&str>,
     ) {
-        let ns = client.namespace();
-        let organisation = self
-            .organisations
-            .state()
-            .iter()
-            .find(|o| Some(o.namespace_name()) == ns)
-            .map(|o| o.name_any())
-            .unwrap_or_default();
-        let mut r = Record::new(
-            action,
-            outcome,
-            Timestamp::now(),
-            crate::audit::sink::new_id(),
-        )
-        .by(Actor {
-            via: Some(Via::Kubernetes),
-            name: Some(MANAGER.into()),
-            ..Actor::default()
-        })
-        .on(Target {
-            kind: Some("OIDCClient"),
-            namespace: ns,
-            name: Some(client.name_any()),
-            ..Target::default()
-        })
-        .in_organisation(organisation);
+        let organisation = self.organisation_in(&client.namespace().unwrap_or_default());
+        let mut r = by_controller(action, outcome)
+            .on(client_target(client))
+            .in_organisation(organisation);
         if let Some(why) = reason {
             r = r.because(why);
         }
@@ -428,23 +396,9 @@ impl Context {
         } else {
             Action::OidcLogoutFailed
         };
-        let mut r = Record::new(
-            action,
-            outcome,
-            Timestamp::now(),
-            crate::audit::sink::new_id(),
-        )
-        .by(Actor {
-            via: Some(Via::Kubernetes),
-            name: Some(MANAGER.into()),
-            ..Actor::default()
-        })
-        .on(Target {
-            kind: Some("OIDCClient"),
-            namespace: client.namespace(),
-            name: Some(client.name_any()),
+        let mut r = by_controller(action, outcome).on(Target {
             account_id: Some(d.sub.clone()),
-            ..Target::default()
+            ..client_target(client)
         });
         if let Some(why) = reason {
             r = r.because(why);
@@ -471,7 +425,11 @@ impl Context {
 
     /// The name of the Organisation holding `user`'s namespace (empty when none does).
     pub fn organisation_of(&self, user: &User) -> String {
-        let ns = user.namespace().unwrap_or_default();
+        self.organisation_in(&user.namespace().unwrap_or_default())
+    }
+
+    /// The name of the Organisation whose namespace is `ns` (empty when none is).
+    pub fn organisation_in(&self, ns: &str) -> String {
         self.organisations
             .state()
             .iter()
@@ -526,4 +484,30 @@ impl Context {
 /// A User's resourceVersion as a number; 0 when unknown.
 fn version(user: &User) -> u64 {
     version_of(user).unwrap_or(0)
+}
+
+/// A record of `action` by the controller, acting on a change made with kubectl or GitOps
+/// (`via: kubernetes`).
+fn by_controller(action: Action, outcome: Outcome) -> Record {
+    Record::new(
+        action,
+        outcome,
+        Timestamp::now(),
+        crate::audit::sink::new_id(),
+    )
+    .by(Actor {
+        via: Some(Via::Kubernetes),
+        name: Some(MANAGER.into()),
+        ..Actor::default()
+    })
+}
+
+/// OIDCClient `client` as a record's target.
+fn client_target(client: &OIDCClient) -> Target {
+    Target {
+        kind: Some("OIDCClient"),
+        namespace: client.namespace(),
+        name: Some(client.name_any()),
+        ..Target::default()
+    }
 }
