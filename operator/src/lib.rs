@@ -21,6 +21,7 @@ mod totp;
 pub use account::{Account, AccountStore, StoreError, account_id, secret_name};
 pub use account::{KeyRecord, MembershipRecord, membership_key};
 pub use apikey::{ApiKey, delivery as apikey_delivery, renew as apikey_renew};
+pub use auth::passkey;
 pub use auth::{
     AuthState, SessionActing, SessionClaims, Settings as AuthSettings, api as auth_routes,
     layers as auth_layers, router as auth_router, seal_session,

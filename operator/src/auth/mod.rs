@@ -21,7 +21,7 @@ mod metrics;
 mod middleware;
 mod oidc;
 mod pages;
-mod passkey;
+pub mod passkey;
 mod principal;
 mod router;
 mod server;

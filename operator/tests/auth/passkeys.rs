@@ -305,6 +305,36 @@ async fn a_passkey_is_added_on_one_replica_signs_in_on_another_and_every_attack_
         (StatusCode::UNAUTHORIZED, json!("invalid_passkey"))
     );
     key.counter = counter;
+    // Attack: a clone answering a ceremony it started before the real passkey signed in again
+    // (the ceremony carries the counter as it was at its start; the account holds a newer one).
+    let mut clone = Jar::default();
+    let (status, early) = clone
+        .post(
+            &l.c,
+            "/api/v1/login/passkey/start",
+            json!({"login": login.clone()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{early}");
+    let seen = key.counter;
+    let (_, status, body, _) = passkey_sign_in(&l.c, &l.d, &mut key, &site, Some(&login)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let counter = key.counter;
+    key.counter = seen;
+    let copied = key.assert(&early, &site);
+    key.counter = counter;
+    let (status, body) = clone
+        .post(
+            &l.d,
+            "/api/v1/login/passkey/finish",
+            json!({"credential": copied}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("invalid_passkey")),
+        "a counter the account has seen, in a ceremony started before it did"
+    );
     // Attack: a phishing site's origin, and another RP ID.
     let phish = Site::at("http://localhost.evil.example");
     let (_, status, _, _) = passkey_sign_in(&l.c, &l.d, &mut key, &phish, None).await;

@@ -12,28 +12,24 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use usher_crds::login::canonical_login;
-use webauthn_rs::prelude::{
-    AuthenticationResult, Passkey, PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn,
-};
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn};
 
 use super::login::{Proof, signing_into};
 use crate::audit::{Action, Outcome};
 use crate::auth::trail;
 use crate::{
-    account::{
-        Account,
-        guesses::Factor,
-        passkeys::{PasskeyRecord, Refused},
-    },
+    account::{guesses::Factor, passkeys::Refused},
     auth::{
         device,
         directory::Membership,
         error::{ApiError, ErrorCode, JsonBody},
-        passkey::{self, CEREMONY_MS, Ceremony, Sealed, challenge_hash},
+        passkey::{
+            self, Ceremony,
+            ceremony::{self, Refusal, Started},
+        },
         principal::Principal,
         state::AuthState,
     },
@@ -49,6 +45,14 @@ fn expired() -> ApiError {
         ErrorCode::CeremonyExpired,
         "this passkey request is unknown, expired or finished already: start again",
     )
+}
+
+/// The answer to a refused ceremony.
+fn refused(r: Refusal) -> ApiError {
+    match r {
+        Refusal::Expired => expired(),
+        Refusal::Invalid => invalid_passkey(),
+    }
 }
 
 fn invalid_passkey() -> ApiError {
@@ -71,21 +75,11 @@ impl AuthState {
         Ok(p)
     }
 
-    /// `body` with the ceremony cookie of `ceremony` (challenge `challenge`).
-    fn with_ceremony(
-        &self,
-        body: serde_json::Value,
-        ceremony: Ceremony,
-        challenge: &[u8],
-    ) -> Result<Response, ApiError> {
-        let sealed = Sealed {
-            ceremony,
-            challenge: challenge_hash(challenge),
-            expires_ms: self.clock.now_ms().saturating_add(CEREMONY_MS),
-        };
-        let cookie = passkey::cookie(&self.keys.seal, &sealed, self.settings.secure())
+    /// The options of `started`, with its ceremony sealed in the cookie.
+    fn with_ceremony(&self, started: Started) -> Result<Response, ApiError> {
+        let cookie = passkey::cookie(&self.keys.seal, &started.sealed, self.settings.secure())
             .ok_or_else(|| ApiError::internal(&"cannot seal the passkey ceremony"))?;
-        let mut res = Json(body).into_response();
+        let mut res = Json(started.options).into_response();
         res.headers_mut().append(header::SET_COOKIE, cookie);
         Ok(res)
     }
@@ -100,33 +94,17 @@ pub async fn register_start(
     let p = st.passkey_owner(&headers)?;
     let sid = p.session()?.sid.clone();
     let webauthn = st.webauthn()?;
-    let user = match &p.account.passkeys.user {
-        Some(u) => Uuid::parse_str(u).map_err(|e| ApiError::internal(&e))?,
-        None => Uuid::from_bytes(random_bytes::<16>().map_err(|e| ApiError::internal(&e))?),
-    };
-    let exclude = p
-        .account
-        .passkeys
-        .keys
-        .iter()
-        .filter_map(|k| URL_SAFE_NO_PAD.decode(&k.id).ok())
-        .collect::<Vec<_>>();
-    let name = p.membership.user.spec.full_name.clone();
-    let (ccr, state) = webauthn
-        .start_passkey_registration(user, &p.account.login, &name, Some(exclude))
-        .map_err(|e| ApiError::internal(&e))?;
-    let challenge = ccr.public_key.challenge.to_vec();
-    let mut body = serde_json::to_value(&ccr).map_err(|e| ApiError::internal(&e))?;
-    // A passkey signs in without a login typed: the credential must be discoverable.
-    body["publicKey"]["authenticatorSelection"]["residentKey"] = "required".into();
-    body["publicKey"]["authenticatorSelection"]["requireResidentKey"] = true.into();
-    let ceremony = Ceremony::Register {
-        account: p.account.id.clone(),
-        sid,
-        user: user.to_string(),
-        state,
-    };
-    let res = st.with_ceremony(body, ceremony, &challenge)?;
+    let new_user = Uuid::from_bytes(random_bytes::<16>().map_err(|e| ApiError::internal(&e))?);
+    let started = ceremony::start_registration(
+        webauthn,
+        &p.account,
+        &sid,
+        &p.membership.user.spec.full_name,
+        new_user,
+        st.clock.now_ms(),
+    )
+    .map_err(|e| ApiError::internal(&e))?;
+    let res = st.with_ceremony(started)?;
     Ok(p.respond(res))
 }
 
@@ -160,57 +138,28 @@ pub async fn register_finish(
     let webauthn = st.webauthn()?;
     let sealed =
         passkey::presented(&st.keys.seal, &headers, st.clock.now_ms()).ok_or_else(expired)?;
-    let Ceremony::Register {
-        account,
-        sid: started_by,
-        user,
-        state,
-    } = sealed.ceremony
-    else {
-        return Err(expired());
-    };
-    if account != p.account.id || started_by != sid {
-        return Err(expired());
-    }
-    let key: Passkey = webauthn
-        .finish_passkey_registration(&req.credential, &state)
-        .map_err(|e| {
-            tracing::info!(error = %e, "a passkey registration was refused");
-            invalid_passkey()
-        })?;
-    let id = URL_SAFE_NO_PAD.encode(key.cred_id());
-    let credential = serde_json::to_value(&key).map_err(|e| ApiError::internal(&e))?;
+    let registered =
+        ceremony::finish_registration(webauthn, &sealed, &p.account.id, &sid, &req.credential)
+            .map_err(refused)?;
     let now = st.clock.now();
-    let record = PasskeyRecord {
-        id: id.clone(),
-        name: req.name,
-        created_at: now,
-        last_used_at: None,
-        credential,
-    };
-    let mut name = String::new();
+    let (mut id, mut name) = (String::new(), String::new());
     st.update_account(&p.account.id, |a| {
-        let now_ms = now.as_millisecond();
-        a.passkeys
-            .spend(&sealed.challenge, sealed.expires_ms, now_ms)
-            .map_err(|_| expired())?;
-        a.passkeys.add(record.clone()).map_err(|r| match r {
-            Refused::Full => ApiError::of(
-                ErrorCode::TooManyPasskeys,
-                format!(
-                    "an account has at most {} passkeys: remove one first",
-                    crate::account::passkeys::MAX_PASSKEYS
-                ),
-            ),
-            _ => ApiError::of(ErrorCode::Conflict, "this passkey is added already"),
-        })?;
-        a.passkeys.user.get_or_insert_with(|| user.clone());
-        name = a
-            .passkeys
-            .keys
-            .last()
-            .map(|k| k.name.clone())
-            .unwrap_or_default();
+        (id, name) =
+            ceremony::add(&mut a.passkeys, &sealed, &registered, &req.name, now).map_err(|r| {
+                match r {
+                    Refused::ChallengeUsed => expired(),
+                    Refused::Full => ApiError::of(
+                        ErrorCode::TooManyPasskeys,
+                        format!(
+                            "an account has at most {} passkeys: remove one first",
+                            crate::account::passkeys::MAX_PASSKEYS
+                        ),
+                    ),
+                    Refused::Duplicate | Refused::Unknown => {
+                        ApiError::of(ErrorCode::Conflict, "this passkey is added already")
+                    }
+                }
+            })?;
         Ok(true)
     })
     .await?;
@@ -317,41 +266,10 @@ pub async fn login_start(
         .login
         .as_deref()
         .and_then(|l| canonical_login(l).ok())
-        .and_then(|l| st.directory.account(&crate::account::account_id(&l)))
-        .filter(|a| a.passkeys.any());
-    let keys: Vec<Passkey> = account
-        .as_ref()
-        .map(|a| {
-            a.passkeys
-                .keys
-                .iter()
-                .filter_map(|k| serde_json::from_value(k.credential.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let (rcr, ceremony) = match (account, keys.is_empty()) {
-        (Some(a), false) => {
-            let (rcr, state) = webauthn
-                .start_passkey_authentication(&keys)
-                .map_err(|e| ApiError::internal(&e))?;
-            (
-                rcr,
-                Ceremony::Login {
-                    account: a.id.clone(),
-                    state,
-                },
-            )
-        }
-        _ => {
-            let (rcr, state) = webauthn
-                .start_discoverable_authentication()
-                .map_err(|e| ApiError::internal(&e))?;
-            (rcr, Ceremony::Discover { state })
-        }
-    };
-    let challenge = rcr.public_key.challenge.to_vec();
-    let body = serde_json::to_value(&rcr).map_err(|e| ApiError::internal(&e))?;
-    st.with_ceremony(body, ceremony, &challenge)
+        .and_then(|l| st.directory.account(&crate::account::account_id(&l)));
+    let started = ceremony::start_sign_in(webauthn, account.as_deref(), st.clock.now_ms())
+        .map_err(|e| ApiError::internal(&e))?;
+    st.with_ceremony(started)
 }
 
 /// What `POST /api/v1/login/passkey/finish` takes.
@@ -436,17 +354,19 @@ async fn finish(
         reserved.cancel();
         return Err(e);
     }
-    // This ceremony was answered already (the write below checks again, at the write).
-    if account.passkeys.spent.contains_key(&sealed.challenge) {
-        reserved.cancel();
-        return Err(expired());
-    }
-    let verdict = verify(webauthn, &account, &req.credential, sealed.ceremony);
-    let Some((record_id, result)) = verdict else {
-        st.sign_in_failed(reserved, &login_key, Some(&account), Factor::Code)
-            .await;
-        st.metrics.login("invalid_passkey");
-        return Err(invalid_passkey());
+    let verified = match ceremony::finish_sign_in(webauthn, &sealed, &account, &req.credential) {
+        Ok(v) => v,
+        // Answered already (the write below checks again, at the write).
+        Err(Refusal::Expired) => {
+            reserved.cancel();
+            return Err(expired());
+        }
+        Err(Refusal::Invalid) => {
+            st.sign_in_failed(reserved, &login_key, Some(&account), Factor::Code)
+                .await;
+            st.metrics.login("invalid_passkey");
+            return Err(invalid_passkey());
+        }
     };
     let active: Vec<Membership> = st
         .directory
@@ -465,17 +385,7 @@ async fn finish(
     let now = st.clock.now();
     let written = st
         .update_account(&account.id, |a| {
-            a.passkeys
-                .spend(&sealed.challenge, sealed.expires_ms, now.as_millisecond())
-                .map_err(|_| expired())?;
-            let record = a.passkeys.get(&record_id).ok_or_else(invalid_passkey)?;
-            let mut key: Passkey = serde_json::from_value(record.credential.clone())
-                .map_err(|e| ApiError::internal(&e))?;
-            key.update_credential(&result);
-            let credential = serde_json::to_value(&key).map_err(|e| ApiError::internal(&e))?;
-            a.passkeys
-                .used(&record_id, credential, now)
-                .map_err(|_| invalid_passkey())?;
+            ceremony::record_use(&mut a.passkeys, &sealed, &verified, now).map_err(refused)?;
             a.guesses.succeeded(Factor::Code);
             Ok(true)
         })
@@ -489,11 +399,6 @@ async fn finish(
     };
     reserved.succeeded();
     st.metrics.login("ok");
-    let kind = if result.backup_eligible() {
-        "swk"
-    } else {
-        "hwk"
-    };
     let mut res = st
         .open_session(
             &account,
@@ -502,7 +407,7 @@ async fn finish(
             &address,
             Proof {
                 mfa: true,
-                passkey: Some(kind),
+                passkey: Some(verified.amr()),
             },
             device.is_none(),
         )
@@ -510,33 +415,4 @@ async fn finish(
     res.headers_mut()
         .append(header::SET_COOKIE, passkey::clear(st.settings.secure()));
     Ok(res)
-}
-
-/// The passkey of `account` that `credential` answers `ceremony` with, and the result; `None`
-/// when it does not prove itself (another account's credential, a foreign origin or RP ID, a
-/// bad signature, a counter gone backwards, no user verification).
-fn verify(
-    webauthn: &Webauthn,
-    account: &Account,
-    credential: &PublicKeyCredential,
-    ceremony: Ceremony,
-) -> Option<(String, AuthenticationResult)> {
-    let id = URL_SAFE_NO_PAD.encode(credential.get_credential_id());
-    let record = account.passkeys.get(&id)?;
-    let key: Passkey = serde_json::from_value(record.credential.clone()).ok()?;
-    let result = match ceremony {
-        Ceremony::Login { state, .. } => webauthn.finish_passkey_authentication(credential, &state),
-        Ceremony::Discover { state } => {
-            webauthn.finish_discoverable_authentication_v2(credential, state, &key)
-        }
-        Ceremony::Register { .. } => return None,
-    };
-    match result {
-        Ok(r) if r.user_verified() && r.cred_id() == key.cred_id() => Some((id, r)),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::info!(account = %account.id, error = %e, "a passkey sign-in was refused");
-            None
-        }
-    }
 }

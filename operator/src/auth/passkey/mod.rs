@@ -20,6 +20,8 @@ use crate::{
     keys::Sealer,
 };
 
+pub mod ceremony;
+
 /// The ceremony cookie.
 pub const COOKIE: &str = "usher_passkey";
 /// How long a ceremony may take.
@@ -140,6 +142,57 @@ pub fn presented(sealer: &Sealer, headers: &HeaderMap, now_ms: i64) -> Option<Se
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::keys::Keys;
+
+    /// A ceremony as the server sealed it in the recording of `ceremony.rs`'s tests.
+    fn recorded() -> Sealed {
+        let recording: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/passkeys.json")).unwrap();
+        serde_json::from_value(recording["ceremonies"]["sign-in-1"]["sealed"].clone()).unwrap()
+    }
+
+    fn request_with(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("theme=dark; {pair}")).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_ceremony_travels_sealed_and_opens_only_unaltered_with_the_key_and_in_time() {
+        let keys = Keys::from_bytes([1; 32], [2; 32]);
+        let sealed = recorded();
+        let set = cookie(&keys.seal, &sealed, true).unwrap();
+        let text = set.to_str().unwrap();
+        assert!(
+            text.contains("; HttpOnly; SameSite=Strict; Secure"),
+            "{text}"
+        );
+        assert!(text.contains("Path=/api/v1/; Max-Age=300"), "{text}");
+        // The state is not readable in the cookie.
+        let challenge =
+            serde_json::to_value(&sealed.ceremony).unwrap()["state"]["ast"]["challenge"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        assert!(!text.contains(&challenge));
+
+        let headers = request_with(&set);
+        let before = sealed.expires_ms - 1;
+        let opened = presented(&keys.seal, &headers, before).unwrap();
+        assert_eq!(opened.challenge, sealed.challenge);
+        assert!(matches!(opened.ceremony, Ceremony::Login { .. }));
+        // Expired, sealed with another key, or altered: nothing.
+        assert!(presented(&keys.seal, &headers, sealed.expires_ms).is_none());
+        let other = Keys::from_bytes([1; 32], [3; 32]);
+        assert!(presented(&other.seal, &headers, before).is_none());
+        let altered = text.replacen("usher_passkey=", "usher_passkey=A", 1);
+        let headers = request_with(&HeaderValue::from_str(&altered).unwrap());
+        assert!(presented(&keys.seal, &headers, before).is_none());
+    }
 
     #[test]
     fn an_ip_address_gets_no_relying_party_and_a_host_or_the_cookie_domain_does() {
