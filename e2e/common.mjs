@@ -37,6 +37,27 @@ export const launch = (extraArgs = []) =>
     ],
   });
 
+/**
+ * A CDP virtual authenticator on `page` of `context`, as a phone or laptop's built-in one:
+ * ctap2, internal transport, resident keys, user verification that succeeds, presence
+ * simulated. Returns the CDP session and the authenticator's id.
+ */
+export async function virtualAuthenticator(context, page) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
 /** Fills the sign-in form on the page it is on, and submits it. */
 export async function fillSignIn(page, login, password) {
   await page.getByLabel("Login (email address)").fill(login);

@@ -8,7 +8,7 @@
 // PASSKEYS_OK.
 
 import { existsSync, writeFileSync } from "node:fs";
-import { env, expect, fillSignIn, launch, run } from "./common.mjs";
+import { env, expect, fillSignIn, launch, run, virtualAuthenticator } from "./common.mjs";
 
 const BASE = env("BASE");
 const LOGIN = env("LOGIN");
@@ -20,18 +20,7 @@ const browser = await launch();
 await run(browser, "PASSKEYS_OK", async (at) => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  const cdp = await context.newCDPSession(page);
-  await cdp.send("WebAuthn.enable");
-  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
+  const { cdp, authenticatorId } = await virtualAuthenticator(context, page);
   // Chromium's virtual authenticator answers a conditional (autofill) request at once, which
   // would sign in as soon as /login loads: it is hidden from the page until the step that
   // tests it.

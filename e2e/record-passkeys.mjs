@@ -5,7 +5,7 @@
 // requestOptions, credentialJson of assets/usher.js); the last ceremony on a page at PHISHING,
 // another origin under the same RP ID. Not part of `make test`. Prints RECORDED.
 
-import { env, expect, launch, run } from "./common.mjs";
+import { env, expect, launch, run, virtualAuthenticator } from "./common.mjs";
 
 const BASE = env("BASE");
 const STEPS = env("STEPS").split(",");
@@ -15,18 +15,7 @@ const browser = await launch();
 await run(browser, "RECORDED", async (at) => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  const cdp = await context.newCDPSession(page);
-  await cdp.send("WebAuthn.enable");
-  await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
+  await virtualAuthenticator(context, page);
   const answer = (step) =>
     page.evaluate(async (step) => {
       const post = async (path, body) => {
