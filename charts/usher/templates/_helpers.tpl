@@ -119,6 +119,11 @@ files where client libraries look for them, with a short-lived, audience-bound t
               fieldRef: {apiVersion: v1, fieldPath: metadata.namespace}
 {{- end -}}
 
+{{/* The audit spool (docs/audit.md): with a collector as the sink, an emptyDir per pod. */}}
+{{- define "usher.auditSpooled" -}}
+{{- if and .Values.audit.spool.enabled (hasPrefix "http" .Values.audit.sink) }}true{{ end -}}
+{{- end -}}
+
 {{- define "usher.apiTokenMount" -}}
 - {name: kube-api-access, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
 {{- end -}}

@@ -1,16 +1,20 @@
 //! Where audit records go (`USHER_AUDIT_SINK`): `stdout` (the default: one JSON line each,
 //! beside the logs on stderr), a file path (JSON lines, appended), or an `https://` URL (or
 //! `http://` to a loopback collector) receiving JSON arrays, batched, retried with backoff while
-//! it is down, from a bounded buffer. A request never waits for the sink: records go through a
-//! bounded queue to one writer task, which keeps their order; what must be dropped (the queue or
-//! the buffer full) is counted in `usher_audit_dropped_total` and logged.
+//! it is down, from a bounded buffer (kept on disk too with `USHER_AUDIT_SPOOL`: `spool`). A
+//! request never waits for the sink: records go through a bounded queue to one writer task,
+//! which keeps their order; what must be dropped (the queue or the buffer full) is counted in
+//! `usher_audit_dropped_total` and logged.
 
 use std::{collections::VecDeque, path::PathBuf, time::Duration};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 
-use super::record::Record;
+use super::{
+    record::Record,
+    spool::{Pending, Spool},
+};
 
 /// Records waiting for the writer task.
 const QUEUE: usize = 10_000;
@@ -31,15 +35,36 @@ pub enum Sink {
     Stdout,
     /// JSON lines appended to a file.
     File(PathBuf),
-    /// JSON arrays POSTed to a collector.
-    Http(url::Url),
+    /// JSON arrays POSTed to a collector; what it has not taken yet kept in `spool` (a
+    /// directory) too, when set.
+    Http {
+        url: url::Url,
+        spool: Option<PathBuf>,
+    },
     /// Nowhere (`off`): for measuring what the trail costs; never for a platform.
     Off,
 }
 
 impl Sink {
-    /// Reads `USHER_AUDIT_SINK`.
-    pub fn parse(value: &str) -> Result<Sink, String> {
+    /// Reads `USHER_AUDIT_SINK` and `USHER_AUDIT_SPOOL` (empty: none).
+    pub fn parse(value: &str, spool: Option<&str>) -> Result<Sink, String> {
+        let sink = Sink::parse_sink(value)?;
+        match (sink, spool.map(str::trim).filter(|s| !s.is_empty())) {
+            (sink, None) => Ok(sink),
+            (Sink::Http { url, .. }, Some(dir)) if dir.starts_with('/') => Ok(Sink::Http {
+                url,
+                spool: Some(PathBuf::from(dir)),
+            }),
+            (Sink::Http { .. }, Some(dir)) => Err(format!(
+                "USHER_AUDIT_SPOOL must be an absolute directory path, not {dir:?}"
+            )),
+            (_, Some(_)) => Err(
+                "USHER_AUDIT_SPOOL is for an https:// (or loopback http://) sink: the other sinks write at once".into(),
+            ),
+        }
+    }
+
+    fn parse_sink(value: &str) -> Result<Sink, String> {
         let v = value.trim();
         if v.is_empty() || v == "stdout" {
             return Ok(Sink::Stdout);
@@ -60,7 +85,7 @@ impl Sink {
                     "USHER_AUDIT_SINK: http:// only to a loopback collector (a sidecar); use https:// for one elsewhere".into(),
                 );
             }
-            return Ok(Sink::Http(url));
+            return Ok(Sink::Http { url, spool: None });
         }
         if v.starts_with('/') {
             return Ok(Sink::File(PathBuf::from(v)));
@@ -106,9 +131,12 @@ impl Auditor {
         Auditor { tx, dropped }
     }
 
-    /// The sink `USHER_AUDIT_SINK` names (stdout when unset).
+    /// The sink `USHER_AUDIT_SINK` names (stdout when unset), with `USHER_AUDIT_SPOOL`.
     pub fn from_env() -> Result<Auditor, String> {
-        let sink = Sink::parse(&std::env::var("USHER_AUDIT_SINK").unwrap_or_default())?;
+        let sink = Sink::parse(
+            &std::env::var("USHER_AUDIT_SINK").unwrap_or_default(),
+            std::env::var("USHER_AUDIT_SPOOL").ok().as_deref(),
+        )?;
         Ok(Auditor::start(sink))
     }
 
@@ -155,7 +183,25 @@ async fn write(sink: Sink, rx: mpsc::Receiver<Msg>, dropped: Counter) {
                 }
             }
         }
-        Sink::Http(url) => post(url, rx, dropped).await,
+        Sink::Http { url, spool } => {
+            let (spool, waiting) = match spool.as_deref().map(Spool::open).transpose() {
+                Ok(Some((spool, waiting))) => {
+                    if !waiting.is_empty() {
+                        tracing::info!(
+                            records = waiting.len(),
+                            "audit records not yet delivered before a restart are sent first"
+                        );
+                    }
+                    (Some(spool), waiting)
+                }
+                Ok(None) => (None, Vec::new()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the audit spool: undelivered records are kept in memory only");
+                    (None, Vec::new())
+                }
+            };
+            post(url, rx, dropped, spool, waiting).await;
+        }
         Sink::Off => lines(tokio::io::sink(), rx).await,
     }
 }
@@ -179,7 +225,13 @@ async fn lines<W: tokio::io::AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::Recei
     let _ = out.flush().await;
 }
 
-async fn post(url: url::Url, mut rx: mpsc::Receiver<Msg>, dropped: Counter) {
+async fn post(
+    url: url::Url,
+    mut rx: mpsc::Receiver<Msg>,
+    dropped: Counter,
+    mut spool: Option<Spool>,
+    waiting: Vec<Pending>,
+) {
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -191,7 +243,7 @@ async fn post(url: url::Url, mut rx: mpsc::Receiver<Msg>, dropped: Counter) {
             return;
         }
     };
-    let mut buffer: VecDeque<Record> = VecDeque::new();
+    let mut buffer: VecDeque<Pending> = waiting.into();
     let mut flushes: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut failures = 0u32;
     let mut open = true;
@@ -220,9 +272,16 @@ async fn post(url: url::Url, mut rx: mpsc::Receiver<Msg>, dropped: Counter) {
             };
             match msg {
                 Some(Msg::Record(r)) => {
-                    buffer.push_back(*r);
+                    let json = serde_json::to_string(&r).unwrap_or_default();
+                    let end = spool.as_mut().and_then(|s| {
+                        s.append(&json)
+                            .map_err(|e| tracing::error!(error = %e, action = r.action.as_str(), "cannot spool an audit record: it is kept in memory only"))
+                            .ok()
+                    });
+                    buffer.push_back(Pending { json, end });
                     if buffer.len() > BUFFER {
-                        buffer.pop_front();
+                        let lost = buffer.pop_front();
+                        delivered(&mut spool, lost.as_ref());
                         dropped.inc();
                         tracing::warn!(
                             "an audit record was dropped: the collector has been down too long"
@@ -237,13 +296,23 @@ async fn post(url: url::Url, mut rx: mpsc::Receiver<Msg>, dropped: Counter) {
                 None => open = false,
             }
         }
+        if let Some(s) = spool.as_mut()
+            && let Err(e) = s.sync()
+        {
+            tracing::error!(error = %e, "cannot sync the audit spool");
+        }
         while !buffer.is_empty() {
             let n = buffer.len().min(BATCH);
-            let batch: Vec<&Record> = buffer.iter().take(n).collect();
-            let sent = http.post(url.clone()).json(&batch).send().await;
+            let sent = http
+                .post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(array(buffer.iter().take(n)))
+                .send()
+                .await;
             match sent {
                 Ok(res) if res.status().is_success() => {
-                    buffer.drain(..n);
+                    let last = buffer.drain(..n).next_back();
+                    delivered(&mut spool, last.as_ref());
                     failures = 0;
                 }
                 other => {
@@ -269,27 +338,56 @@ async fn post(url: url::Url, mut rx: mpsc::Receiver<Msg>, dropped: Counter) {
     }
 }
 
+/// A JSON array of `records`.
+fn array<'a>(records: impl Iterator<Item = &'a Pending>) -> String {
+    let mut body = String::from("[");
+    for (i, p) in records.enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&p.json);
+    }
+    body.push(']');
+    body
+}
+
+/// Marks the spool delivered up to `last` (taken by the collector, or dropped).
+fn delivered(spool: &mut Option<Spool>, last: Option<&Pending>) {
+    if let (Some(s), Some(end)) = (spool.as_mut(), last.and_then(|p| p.end))
+        && let Err(e) = s.delivered(end)
+    {
+        tracing::error!(error = %e, "cannot record audit records as delivered in the spool: they may be sent again after a restart");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_sink_is_stdout_a_file_or_a_collector_and_plain_http_only_on_loopback() {
-        assert_eq!(Sink::parse(""), Ok(Sink::Stdout));
-        assert_eq!(Sink::parse("stdout"), Ok(Sink::Stdout));
+        assert_eq!(Sink::parse("", None), Ok(Sink::Stdout));
+        assert_eq!(Sink::parse("stdout", None), Ok(Sink::Stdout));
         assert_eq!(
-            Sink::parse("/var/log/usher/audit.jsonl"),
+            Sink::parse("/var/log/usher/audit.jsonl", None),
             Ok(Sink::File("/var/log/usher/audit.jsonl".into()))
         );
         assert!(matches!(
-            Sink::parse("https://collector.example/audit"),
-            Ok(Sink::Http(_))
+            Sink::parse("https://collector.example/audit", None),
+            Ok(Sink::Http { spool: None, .. })
         ));
         assert!(matches!(
-            Sink::parse("http://127.0.0.1:8686/audit"),
-            Ok(Sink::Http(_))
+            Sink::parse(
+                "http://127.0.0.1:8686/audit",
+                Some("/var/spool/usher-audit")
+            ),
+            Ok(Sink::Http { spool: Some(_), .. })
         ));
-        assert!(Sink::parse("http://collector.example/audit").is_err());
-        assert!(Sink::parse("audit.log").is_err());
+        assert!(Sink::parse("http://collector.example/audit", None).is_err());
+        assert!(Sink::parse("audit.log", None).is_err());
+        // A spool only where records wait, at an absolute path.
+        assert!(Sink::parse("stdout", Some("/var/spool/usher-audit")).is_err());
+        assert!(Sink::parse("https://collector.example/audit", Some("spool")).is_err());
+        assert_eq!(Sink::parse("stdout", Some("")), Ok(Sink::Stdout));
     }
 }

@@ -47,6 +47,8 @@ pub struct Settings {
     pub cookie_domain: Option<String>,
     /// Where audit records go (`USHER_AUDIT_SINK`: `stdout`, a file path, a collector's URL).
     pub audit_sink: String,
+    /// Where an HTTP sink keeps what its collector has not taken yet (`USHER_AUDIT_SPOOL`).
+    pub audit_spool: Option<String>,
 }
 
 impl Settings {
@@ -70,6 +72,7 @@ impl Settings {
             reauth_window: Duration::from_secs(600),
             cookie_domain: None,
             audit_sink: std::env::var("USHER_AUDIT_SINK").unwrap_or_else(|_| "stdout".into()),
+            audit_spool: std::env::var("USHER_AUDIT_SPOOL").ok(),
         }
         .with_default_queue()
     }

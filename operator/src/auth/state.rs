@@ -127,8 +127,11 @@ impl AuthState {
                 &settings.operator_namespace,
             )),
             auditor: crate::audit::Auditor::start(
-                crate::audit::sink::Sink::parse(&settings.audit_sink)
-                    .map_err(|e| anyhow::anyhow!(e))?,
+                crate::audit::sink::Sink::parse(
+                    &settings.audit_sink,
+                    settings.audit_spool.as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
             ),
             passkeys: crate::auth::passkey::RelyingParty::new(
                 &settings.public_url,

@@ -68,6 +68,10 @@ pub struct ControllerArgs {
     /// or a collector's https:// URL (http:// only on the loopback), or `off` (docs/audit.md).
     #[arg(long, env = "USHER_AUDIT_SINK", default_value = "stdout")]
     pub audit_sink: String,
+    /// A directory where an HTTP sink keeps the records its collector has not taken yet, so a
+    /// restart during an outage loses none (a volume of the pod's own).
+    #[arg(long, env = "USHER_AUDIT_SPOOL")]
+    pub audit_spool: Option<String>,
     /// How long a leader's Lease lasts without renewal; a standby takes over after it.
     #[arg(long, env = "USHER_LEASE_DURATION", default_value = "15s")]
     pub lease_duration: usher_crds::Duration,
@@ -76,7 +80,8 @@ pub struct ControllerArgs {
 /// Runs the controller: probes at once, reconcilers once this replica leads.
 pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     // A wrong sink is refused at start, not once this replica leads.
-    crate::audit::sink::Sink::parse(&args.audit_sink).map_err(|e| anyhow::anyhow!(e))?;
+    crate::audit::sink::Sink::parse(&args.audit_sink, args.audit_spool.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
     let client = kube::Client::try_default().await?;
     // Built inside the runtime: the SMTP pool starts a task.
     let options = SmtpOptions {
@@ -132,6 +137,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         logout_retry: args.oidc_logout_retry.get().max(Duration::from_secs(60)),
         logout_ca,
         audit_sink: args.audit_sink,
+        audit_spool: args.audit_spool,
     };
     let result = tokio::select! {
         r = controller::run(client, settings, mailer, metrics, ready) => r,

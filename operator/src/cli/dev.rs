@@ -103,6 +103,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         logout_ca: None,
         // The trail goes to a file beside the outbox: stdout is the person's.
         audit_sink: audit.display().to_string(),
+        audit_spool: None,
     };
     let mailer = Mailer::from_url(&format!("file://{}", outbox.display()))?;
     let controller = tokio::spawn(controller::run(
@@ -116,6 +117,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     step(4, &format!("auth server on {public_url}"));
     let mut auth_settings = auth::Settings::new("usher-system", &public_url);
     auth_settings.audit_sink = audit.display().to_string();
+    auth_settings.audit_spool = None;
     let auth = tokio::spawn(auth::run(client.clone(), auth_settings, listener, None));
 
     step(5, &format!("examples from {}", args.examples.display()));

@@ -72,6 +72,8 @@ pub struct Settings {
     pub logout_ca: Option<Vec<u8>>,
     /// Where audit records go: `stdout`, a file path or a collector's URL (`USHER_AUDIT_SINK`).
     pub audit_sink: String,
+    /// Where an HTTP sink keeps what its collector has not taken yet (`USHER_AUDIT_SPOOL`).
+    pub audit_spool: Option<String>,
 }
 
 /// The caches the reconcilers read, and the channels that ask for recounts.

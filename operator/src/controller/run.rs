@@ -148,7 +148,7 @@ pub async fn run(
         client_secrets,
         oidc_clients: oidc_clients.clone(),
         auditor: crate::audit::Auditor::start(
-            crate::audit::sink::Sink::parse(&settings.audit_sink)
+            crate::audit::sink::Sink::parse(&settings.audit_sink, settings.audit_spool.as_deref())
                 .map_err(|e| anyhow::anyhow!(e))?,
         ),
     };

@@ -1,6 +1,7 @@
 //! The audit trail (issue 28): each action makes exactly one record naming who, on whom, in
 //! which organisation, how it went and from where; nothing secret is in any record; the HTTP
-//! sink delivers what was made while its collector was down, once.
+//! sink delivers what was made while its collector was down, once, and with a spool also what
+//! was made before a restart during the outage.
 
 use std::{
     collections::HashSet,
@@ -424,22 +425,7 @@ async fn the_http_sink_delivers_what_was_made_while_the_collector_was_down_once(
         );
     }
     // The collector comes back.
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let kept = got.clone();
-    let app = axum::Router::new().route(
-        "/audit",
-        axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Value>>| {
-            let kept = kept.clone();
-            async move {
-                kept.lock().unwrap().extend(batch);
-                StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (got, server) = collector(port).await;
     let failed = eventually(
         "every record made while it was down",
         Duration::from_secs(60),
@@ -476,6 +462,104 @@ async fn the_http_sink_delivers_what_was_made_while_the_collector_was_down_once(
                 .any(|r| r["target"]["login"] == "after@example.com")
                 .then_some(())
         },
+    )
+    .await;
+    server.abort();
+}
+
+/// A collector on `port` keeping every record it is sent.
+async fn collector(port: u16) -> (Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = got.clone();
+    let app = axum::Router::new().route(
+        "/audit",
+        axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Value>>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().extend(batch);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (got, server)
+}
+
+/// The auth server is killed while its collector is down and started again: with a spool,
+/// what it recorded before is delivered once it is back, each record once, in order.
+#[tokio::test]
+async fn with_a_spool_what_was_recorded_before_a_restart_during_an_outage_is_delivered() {
+    let (h, _client) = harness().await;
+    let port = free_port().unwrap();
+    let sink = format!("http://127.0.0.1:{port}/audit");
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().display().to_string();
+    let env = [
+        ("USHER_AUDIT_SINK", sink.as_str()),
+        ("USHER_AUDIT_SPOOL", spool_dir.as_str()),
+    ];
+    let auth = start_auth(h.env, "audit-spool-auth-1", &env).await;
+    let who: Vec<String> = (0..10)
+        .map(|i| format!("spooled-{i}-{}@example.com", std::process::id()))
+        .collect();
+    for w in &who {
+        assert_eq!(
+            auth.login(w, "Wrong-password-9!").await.code(),
+            "invalid_credentials"
+        );
+    }
+    // Kept on disk (what a restart would otherwise lose)...
+    let pending = spool.path().join("pending.jsonl");
+    eventually(
+        "the spool to hold them",
+        Duration::from_secs(10),
+        || async {
+            let text = std::fs::read_to_string(&pending).unwrap_or_default();
+            who.iter().all(|w| text.contains(w.as_str())).then_some(())
+        },
+    )
+    .await;
+    // ...when the process is killed (SIGKILL: nothing is flushed on the way out).
+    drop(auth);
+    let (got, server) = collector(port).await;
+    let _auth = start_auth(h.env, "audit-spool-auth-2", &env).await;
+    let failed = eventually(
+        "every record made before the restart",
+        Duration::from_secs(60),
+        || async {
+            let failed: Vec<Value> = got
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r["action"] == "login.failed"
+                        && r["target"]["login"]
+                            .as_str()
+                            .is_some_and(|l| l.starts_with("spooled-"))
+                })
+                .cloned()
+                .collect();
+            (failed.len() >= who.len()).then_some(failed)
+        },
+    )
+    .await;
+    let logins: Vec<&str> = failed
+        .iter()
+        .map(|r| r["target"]["login"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logins,
+        who.iter().map(String::as_str).collect::<Vec<_>>(),
+        "all of them, once, in order"
+    );
+    // Delivered, the spool is emptied.
+    eventually(
+        "the spool to be emptied",
+        Duration::from_secs(10),
+        || async { (std::fs::metadata(&pending).map(|m| m.len()).unwrap_or(0) == 0).then_some(()) },
     )
     .await;
     server.abort();

@@ -209,6 +209,44 @@ fn auth_port_rule(rendered: &str) -> String {
     policy[start..end].to_owned()
 }
 
+/// The Deployments of `rendered` (the controller's and the auth server's), each whole.
+fn deployments(rendered: &str) -> Vec<&str> {
+    rendered
+        .split("\n---")
+        .filter(|d| d.contains("\nkind: Deployment"))
+        .filter(|d| d.contains("args: [\"auth\"]") || d.contains("args: [\"controller\""))
+        .collect()
+}
+
+#[test]
+fn a_collector_sink_keeps_undelivered_records_on_a_volume_of_each_pod() {
+    let spooled = template(&format!(
+        "{MINIMAL}audit:\n  sink: https://audit.example.com/usher\n  spool:\n    sizeLimit: 64Mi\n"
+    ));
+    assert!(spooled.ok, "{}", spooled.err);
+    let both = deployments(&spooled.out);
+    assert_eq!(both.len(), 2, "{}", spooled.out);
+    for d in both {
+        assert!(
+            d.contains("{name: USHER_AUDIT_SPOOL, value: /var/spool/usher-audit}")
+                && d.contains("{name: audit-spool, mountPath: /var/spool/usher-audit}")
+                && d.contains("emptyDir: {sizeLimit: 64Mi}"),
+            "{d}"
+        );
+    }
+    // Written at once: no spool for stdout, and none when turned off.
+    for values in [
+        MINIMAL.to_owned(),
+        format!(
+            "{MINIMAL}audit:\n  sink: https://audit.example.com/usher\n  spool:\n    enabled: false\n"
+        ),
+    ] {
+        let r = template(&values);
+        assert!(r.ok && !r.out.contains("USHER_AUDIT_SPOOL"), "{values}");
+        assert_eq!(deployments(&r.out).len(), 2);
+    }
+}
+
 #[test]
 fn values_are_checked_against_the_schema() {
     for (bad, says) in [
@@ -223,6 +261,10 @@ fn values_are_checked_against_the_schema() {
         ),
         (format!("{MINIMAL}mfa:\n  enabled: yes please\n"), "enabled"),
         (format!("{MINIMAL}image:\n  digest: latest\n"), "digest"),
+        (
+            format!("{MINIMAL}audit:\n  spool:\n    sizeLimit: lots\n"),
+            "sizeLimit",
+        ),
         (
             "publicUrl: usher.example.com\nsmtp:\n  url: smtp://relay:25\n".to_owned(),
             "publicUrl",
