@@ -297,7 +297,7 @@ async fn post(
             }
         }
         if let Some(s) = spool.as_mut()
-            && let Err(e) = s.sync()
+            && let Err(e) = s.sync().await
         {
             tracing::error!(error = %e, "cannot sync the audit spool");
         }

@@ -33,6 +33,8 @@ pub struct Spool {
     file: File,
     len: u64,
     delivered: u64,
+    /// Appended since the last sync.
+    unsynced: bool,
     _lock: File,
 }
 
@@ -75,6 +77,7 @@ impl Spool {
             file,
             len: complete as u64,
             delivered,
+            unsynced: false,
             _lock: lock,
         };
         Ok((spool, pending))
@@ -87,13 +90,22 @@ impl Spool {
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.len += line.len() as u64;
+        self.unsynced = true;
         Ok(self.len)
     }
 
     /// Makes what was appended durable (before it is sent: a crash after a send must not
-    /// find the record missing).
-    pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+    /// find the record missing), on a blocking thread.
+    pub async fn sync(&mut self) -> io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        let file = self.file.try_clone()?;
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(io::Error::other)??;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Records that the collector took everything up to `end`; with nothing left, the file
@@ -145,15 +157,15 @@ mod tests {
         p.iter().map(|p| p.json.as_str()).collect()
     }
 
-    #[test]
-    fn what_was_not_delivered_is_there_after_a_restart_and_only_that() {
+    #[tokio::test]
+    async fn what_was_not_delivered_is_there_after_a_restart_and_only_that() {
         let dir = tempfile::tempdir().unwrap();
         let (mut spool, pending) = Spool::open(dir.path()).unwrap();
         assert!(pending.is_empty());
         let one = spool.append(r#"{"n":1}"#).unwrap();
         spool.append(r#"{"n":2}"#).unwrap();
         spool.append(r#"{"n":3}"#).unwrap();
-        spool.sync().unwrap();
+        spool.sync().await.unwrap();
         spool.delivered(one).unwrap();
         // A second process cannot use it while this one does.
         assert!(Spool::open(dir.path()).is_err());
