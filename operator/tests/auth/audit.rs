@@ -426,30 +426,7 @@ async fn the_http_sink_delivers_what_was_made_while_the_collector_was_down_once(
     }
     // The collector comes back.
     let (got, server) = collector(port).await;
-    let failed = eventually(
-        "every record made while it was down",
-        Duration::from_secs(60),
-        || async {
-            let got = got.lock().unwrap().clone();
-            let failed: Vec<Value> = got
-                .into_iter()
-                .filter(|r| r["action"] == "login.failed")
-                .collect();
-            (failed.len() >= who.len()).then_some(failed)
-        },
-    )
-    .await;
-    let logins: Vec<&str> = failed
-        .iter()
-        .map(|r| r["target"]["login"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        logins,
-        who.iter().map(String::as_str).collect::<Vec<_>>(),
-        "all of them, in order"
-    );
-    let ids: HashSet<&str> = failed.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), failed.len(), "none twice");
+    delivered_once_in_order(&got, &who, "every record made while it was down").await;
     // And what comes next goes straight through.
     auth.login("after@example.com", "Wrong-password-9!").await;
     eventually(
@@ -486,6 +463,38 @@ async fn collector(port: u16) -> (Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandl
         .unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (got, server)
+}
+
+/// Waits until `got` holds the failed sign-ins of `who`, then checks they came each once, in
+/// the order they were made.
+async fn delivered_once_in_order(got: &Arc<Mutex<Vec<Value>>>, who: &[String], what: &str) {
+    let failed = eventually(what, Duration::from_secs(60), || async {
+        let failed: Vec<Value> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["action"] == "login.failed"
+                    && r["target"]["login"]
+                        .as_str()
+                        .is_some_and(|l| who.iter().any(|w| w == l))
+            })
+            .cloned()
+            .collect();
+        (failed.len() >= who.len()).then_some(failed)
+    })
+    .await;
+    let logins: Vec<&str> = failed
+        .iter()
+        .map(|r| r["target"]["login"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logins,
+        who.iter().map(String::as_str).collect::<Vec<_>>(),
+        "all of them, in order"
+    );
+    let ids: HashSet<&str> = failed.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), failed.len(), "none twice");
 }
 
 /// The auth server is killed while its collector is down and started again: with a spool,
@@ -526,35 +535,7 @@ async fn with_a_spool_what_was_recorded_before_a_restart_during_an_outage_is_del
     drop(auth);
     let (got, server) = collector(port).await;
     let _auth = start_auth(h.env, "audit-spool-auth-2", &env).await;
-    let failed = eventually(
-        "every record made before the restart",
-        Duration::from_secs(60),
-        || async {
-            let failed: Vec<Value> = got
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| {
-                    r["action"] == "login.failed"
-                        && r["target"]["login"]
-                            .as_str()
-                            .is_some_and(|l| l.starts_with("spooled-"))
-                })
-                .cloned()
-                .collect();
-            (failed.len() >= who.len()).then_some(failed)
-        },
-    )
-    .await;
-    let logins: Vec<&str> = failed
-        .iter()
-        .map(|r| r["target"]["login"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        logins,
-        who.iter().map(String::as_str).collect::<Vec<_>>(),
-        "all of them, once, in order"
-    );
+    delivered_once_in_order(&got, &who, "every record made before the restart").await;
     // Delivered, the spool is emptied.
     eventually(
         "the spool to be emptied",
