@@ -23,13 +23,22 @@ impl Budget {
         }
     }
 
+    /// How many are there at `now` (taking none).
+    pub fn available(&self, now: Instant) -> f64 {
+        let (tokens, last) = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.refilled(tokens, last, now)
+    }
+
+    fn refilled(&self, tokens: f64, last: Instant, now: Instant) -> f64 {
+        (tokens + now.saturating_duration_since(last).as_secs_f64() * self.per_second)
+            .min(self.capacity)
+    }
+
     /// Takes one at `now`; false when none is left.
     pub fn take(&self, now: Instant) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last) = *s;
-        let refilled = (tokens
-            + now.saturating_duration_since(last).as_secs_f64() * self.per_second)
-            .min(self.capacity);
+        let refilled = self.refilled(tokens, last, now);
         if refilled < 1.0 {
             *s = (refilled, now);
             return false;
@@ -55,6 +64,8 @@ mod tests {
         assert_eq!((0..100).filter(|_| b.take(t1)).count(), 5);
         // Never more than the capacity, however long it rested.
         let t2 = t1 + Duration::from_secs(3600);
+        assert_eq!(b.available(t2), 10.0);
         assert_eq!((0..100).filter(|_| b.take(t2)).count(), 10);
+        assert_eq!(b.available(t2 + Duration::from_millis(500)), 2.5);
     }
 }

@@ -82,6 +82,11 @@ impl Caches {
         self.lists.take(Instant::now())
     }
 
+    /// The fresh Lists the budget holds now.
+    pub fn lists_available(&self) -> f64 {
+        self.lists.available(Instant::now())
+    }
+
     /// A fresh List of the three kinds from the API server; Users of one namespace only when
     /// `users_in` is given (all a User's rules look at).
     pub async fn list(&self, users_in: Option<&str>) -> kube::Result<Snapshot> {

@@ -2,7 +2,7 @@
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -23,6 +23,8 @@ pub struct Metrics {
     pub reviews: Family<ReviewLabels, Counter>,
     /// Time to answer a review, in seconds.
     pub duration: Histogram,
+    /// Fresh Lists the webhook may ask of the API server now (its budget; set when scraped).
+    pub fresh_lists: Gauge<f64, std::sync::atomic::AtomicU64>,
     registry: Registry,
 }
 
@@ -39,9 +41,16 @@ impl Default for Metrics {
             "Time to answer an admission review",
             duration.clone(),
         );
+        let fresh_lists = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "fresh_lists_available",
+            "Fresh Lists the webhook may ask of the API server now; at 0, synced caches decide",
+            fresh_lists.clone(),
+        );
         Metrics {
             reviews,
             duration,
+            fresh_lists,
             registry,
         }
     }

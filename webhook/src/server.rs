@@ -68,6 +68,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Source::Cluster(caches) = &state.source {
+        state.metrics.fresh_lists.set(caches.lists_available());
+    }
     (
         [(
             header::CONTENT_TYPE,

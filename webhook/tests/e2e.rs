@@ -645,6 +645,14 @@ fn organisation_lists(env: &Envtest) -> f64 {
         .sum()
 }
 
+/// The webhook's budget of fresh Lists as its /metrics shows it.
+fn fresh_lists_available(hook: &Webhook) -> Option<f64> {
+    let (_, body) = hook.curl(&[], "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("usher_webhook_fresh_lists_available "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
 #[tokio::test]
 async fn a_flood_of_refused_reviews_does_not_become_a_flood_of_lists() {
     // Any pod that reaches the webhook can post reviews; each refused User used to cost the
@@ -694,7 +702,14 @@ async fn a_flood_of_refused_reviews_does_not_become_a_flood_of_lists() {
         lists <= 30.0,
         "{n} refused reviews cost the API server {lists} Lists of Organisations"
     );
-    // The budget refills (a refused review lists afresh again) before the others go on.
+    let left = fresh_lists_available(hook);
+    assert!(
+        left.is_some_and(|v| v < 10.0),
+        "the budget shown spent: {left:?}"
+    );
+    // The budget refills (a refused review lists afresh again), and is full again before the
+    // others go on: they create Users each needing a fresh List, and a cache a moment behind
+    // would decide them otherwise.
     let refilled = usher_testkit::poll(std::time::Duration::from_secs(15), || async {
         let before = organisation_lists(hook.env);
         hook.curl(&args, "/validate");
@@ -705,6 +720,11 @@ async fn a_flood_of_refused_reviews_does_not_become_a_flood_of_lists() {
         refilled.is_some(),
         "the budget of fresh Lists never refilled"
     );
+    let full = usher_testkit::poll(std::time::Duration::from_secs(15), || async {
+        fresh_lists_available(hook).filter(|v| *v >= 10.0)
+    })
+    .await;
+    assert!(full.is_some(), "the budget of fresh Lists never filled up");
 }
 
 #[tokio::test]
